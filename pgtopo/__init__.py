@@ -1,0 +1,1 @@
+"""pgtopo: multi-region PostgreSQL topologies on one machine."""

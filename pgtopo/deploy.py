@@ -1,0 +1,308 @@
+"""`up` and `down`: bring a topology to life in Docker, and remove it again.
+
+Nodes are prepared in waves: every cluster's primary first (in parallel), then each replica
+as soon as its upstream streams (siblings in parallel), then subscriptions. Nodes already
+running are left alone, so ``up`` is idempotent and adds only what the file gained.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+from pgtopo import image, instance, latency, render, runtime, state
+from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.topology import PG_PORT, Topology, endpoint, slot_name
+
+Progress = Callable[[str, str], None]
+PG_PORT_KEY = f"{PG_PORT}/tcp"
+RELAY_SOURCE = Path(__file__).resolve().parent / "relay.py"
+START_SCRIPT = render.TEMPLATES / "start.sh"
+
+
+@dataclass
+class NodeSummary:
+    node: str
+    cluster: str
+    region: str
+    role: str
+    port: int | None
+    created: bool
+
+
+@dataclass
+class UpResult:
+    summaries: list[NodeSummary] = field(default_factory=list)
+    created_any: bool = False
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def relay_image(topo: Topology) -> str:
+    return topo.image if image.is_local_build(topo.image) else "pgtopo/postgres:17"
+
+
+def password_env(pw: dict[str, str]) -> dict[str, str]:
+    return {f"PGTOPO_PASSWORD_{role.upper()}": value for role, value in pw.items()}
+
+
+def current_primaries(topo: Topology) -> dict[str, str]:
+    """Cluster -> primary node: the file's, unless a failover recorded another in the state."""
+    recorded: dict[str, str] = state.load_runtime(topo.name).get("primaries", {})
+    return {c: recorded.get(c, cl.primary_name) for c, cl in topo.clusters.items()}
+
+
+def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
+    result = UpResult()
+    t0 = time.monotonic()
+    pw = state.passwords(topo.name)
+    rendered = {nf.node: nf for nf in render.render_all(topo, topo_path=topo_path)}
+    progress("image", f"checking {topo.image}")
+    image.ensure(topo.image, version=topo.postgres.version, progress=lambda m: progress("image", m))
+    if topo.uses_relay():
+        image.ensure(relay_image(topo), version=17, progress=lambda m: progress("image", m))
+    result.phases["image"] = time.monotonic() - t0
+
+    t1 = time.monotonic()
+    nets = {r: runtime.ensure_network(topo.name, r, subnet=spec.subnet) for r, spec in topo.regions.items()}
+    if topo.uses_relay():
+        ensure_relay(topo, nets, progress=progress)
+    result.phases["networks"] = time.monotonic() - t1
+
+    existing: dict[str, Container] = {}
+    for c in runtime.containers(topo.name, kind="node"):
+        name = c.labels.get(runtime.LABEL_NODE, "")
+        if runtime.status(c) == "running" and instance.is_initialised(c):
+            existing[name] = c
+        else:
+            # Left over by a failed `up`: start this node again from scratch.
+            progress(name, "removing an incomplete container from an earlier attempt")
+            runtime.remove_container(c, volume=True)
+
+    t2 = time.monotonic()
+    done = set(existing)
+    already = set(existing)
+    todo = [n for n in topo.node_names() if n not in done]
+    primaries = current_primaries(topo)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        while todo:
+            wave = [n for n in todo if topo.node(n).upstream is None or _upstream(topo, n, primaries) in done]
+            if not wave:
+                raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
+                                      step="plan")
+            futures = {n: pool.submit(_create_node, topo, n, rendered[n], nets, pw, progress, primaries)
+                       for n in wave}
+            errors: list[PgtopoError] = []
+            for n, fut in futures.items():
+                try:
+                    existing[n] = fut.result()
+                    done.add(n)
+                except PgtopoError as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            todo = [n for n in todo if n not in done]
+            result.created_any = True
+    result.phases["nodes"] = time.monotonic() - t2
+
+    if topo.uses_relay():
+        update_relay(topo)
+    t3 = time.monotonic()
+    created_subs = create_subscriptions(topo, existing, primaries, progress=progress)
+    result.created_any = result.created_any or created_subs
+    result.phases["subscriptions"] = time.monotonic() - t3
+    state.update_runtime(topo.name, primaries=primaries, topology_file=str(topo_path.resolve()))
+
+    for cname, nname, spec in topo.all_nodes():
+        c = existing[nname]
+        role = "primary" if primaries[cname] == nname else f"replica of {_upstream(topo, nname, primaries)}"
+        result.summaries.append(NodeSummary(node=nname, cluster=cname, region=spec.region, role=role,
+                                            port=runtime.published_port(c, PG_PORT_KEY),
+                                            created=nname not in already))
+    result.phases["total"] = time.monotonic() - t0
+    return result
+
+
+def _upstream(topo: Topology, node: str, primaries: dict[str, str]) -> str | None:
+    """A replica's upstream; one that named the old primary follows the promoted one."""
+    spec = topo.node(node)
+    if spec.upstream is None:
+        return None
+    cluster = topo.cluster_of(node)
+    file_primary = topo.clusters[cluster].primary_name
+    if spec.upstream == file_primary and primaries[cluster] != file_primary:
+        return primaries[cluster]
+    return spec.upstream
+
+
+def _node_container(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network],
+                    pw: dict[str, str]) -> Container:
+    spec = topo.node(node)
+    cluster = topo.cluster_of(node)
+    container = runtime.create(runtime.ContainerSpec(
+        topology=topo.name, name=node, kind="node", image=topo.image,
+        command=["/bin/sh", "/etc/pgtopo/start.sh"],
+        region_networks=[(nets[spec.region], [node])],
+        ports={PG_PORT_KEY: ("127.0.0.1", spec.port)},
+        extra_labels={"node": node, "cluster": cluster, "region": spec.region},
+        environment={"PGDATA": instance.PGDATA, "PGPASSFILE": render.PASSFILE},
+        volume=runtime.PG_DATA_MOUNT,
+    ))
+    payload = {name: (text, 0o644) for name, text in files.files.items()}
+    payload["start.sh"] = (START_SCRIPT.read_text(), 0o755)
+    payload["pgpass"] = (state.pgpass(pw), 0o600)
+    runtime.put_files(container, payload, directory=render.CONF_DIR)
+    runtime.start(container)
+    instance.prepare(container)
+    return container
+
+
+def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network],
+                 pw: dict[str, str], progress: Progress, primaries: dict[str, str]) -> Container:
+    spec = topo.node(node)
+    progress(node, "creating container")
+    container = _node_container(topo, node, files, nets, pw)
+    upstream = _upstream(topo, node, primaries)
+    if upstream is None:
+        progress(node, "initdb")
+        instance.initdb(container)
+        instance.release(container)
+        instance.wait_accepting(container)
+        progress(node, "roles, databases, schema, publications")
+        instance.psql_file(container, f"{render.CONF_DIR}/init.sql", step="init.sql", environment=password_env(pw))
+    else:
+        up_container = runtime.find(topo.name, upstream)
+        if up_container is None:
+            raise OperationFailed(f"upstream {upstream} has no container", node=node, step="pg_basebackup")
+        # The slot on the upstream first, so no WAL the clone needs can be recycled.
+        instance.psql(up_container, render.q(_slot_stmt(slot_name(node))), step=f"create slot for {node}")
+        ep = endpoint(topo, from_region=spec.region, node=upstream)
+        info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node,
+                               dbname="postgres")
+        progress(node, f"pg_basebackup from {upstream}" + (" through the relay" if ep.port != PG_PORT else ""))
+        instance.clone(container, conninfo=info, slot=slot_name(node))
+        if upstream != spec.upstream:
+            # A failover moved this replica's upstream: point it at the current primary.
+            instance.run(container, "repoint", ["sh", "-c", f"echo \"primary_conninfo = '{info}'\" >> "
+                                                f"{instance.PGDATA}/postgresql.auto.conf"])
+        instance.release(container)
+        instance.wait_accepting(container)
+        progress(node, "waiting for streaming")
+        instance.wait_streaming(container)
+    if "slots.sql" in files.files:
+        instance.psql_file(container, f"{render.CONF_DIR}/slots.sql", step="slots.sql")
+    progress(node, "ready")
+    return container
+
+
+def _slot_stmt(slot: str) -> Any:
+    from psycopg import sql
+
+    return sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
+                   "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(
+        sql.Literal(slot), sql.Literal(slot))
+
+
+def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries: dict[str, str], *,
+                         progress: Progress) -> bool:
+    created = False
+    for cname, cluster in topo.clusters.items():
+        if not cluster.subscriptions:
+            continue
+        subscriber = primaries[cname]
+        c = nodes[subscriber]
+        for sname, sub in cluster.subscriptions.items():
+            pub = topo.clusters[sub.publisher].publications[sub.publication]
+            db = sub.database or pub.database
+            exists = instance.psql(c, f"SELECT count(*) FROM pg_subscription WHERE subname = '{sname}'", db=db)
+            if exists != "0":
+                continue
+            progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
+            stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
+                                                 publisher_node=primaries[sub.publisher])
+            instance.psql(c, stmt, db=db, step=f"create subscription {sname}")
+            created = True
+            progress(subscriber, f"initial copy of {sname}")
+            wait_subscription_ready(c, sname, db=db)
+    return created
+
+
+def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float = 300) -> None:
+    query = ("SELECT count(*) FILTER (WHERE r.srsubstate <> 'r') || ' ' || count(*) FROM pg_subscription_rel r "
+             f"JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = '{sub}'")
+
+    def ready() -> bool:
+        out = instance.psql(c, query, db=db, step=f"wait for {sub}").split()
+        return len(out) == 2 and out[0] == "0" and out[1] != "0"
+
+    instance.wait_until(c, f"initial copy of {sub}", ready, timeout=timeout, what=f"every table of {sub} to be ready")
+
+
+# -- the relay ------------------------------------------------------------------------------------
+
+def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress) -> Container:
+    found = runtime.containers(topo.name, kind="relay")
+    if found and runtime.status(found[0]) == "running":
+        return found[0]
+    for c in found:
+        runtime.remove_container(c, volume=False)
+    progress("relay", "starting the latency relay")
+    conf = latency.relay_config(topo)
+    ports = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in conf["listeners"]}
+    container = runtime.create(runtime.ContainerSpec(
+        topology=topo.name, name=latency.RELAY_NAME, kind="relay", image=relay_image(topo),
+        command=["python3", "/etc/pgtopo/relay.py", "serve", latency.RELAY_CONF],
+        region_networks=[(nets[r], [latency.RELAY_ALIAS]) for r in topo.regions],
+        ports=ports, extra_labels={"node": latency.RELAY_NAME}, environment={}, stop_signal="SIGTERM",
+    ))
+    runtime.put_files(container, {"relay.py": (RELAY_SOURCE.read_text(), 0o644),
+                                  "relay.json": (json.dumps(conf, indent=2), 0o644)}, directory="/etc/pgtopo")
+    runtime.start(container)
+    return container
+
+
+def live_relay_config(topo: Topology) -> dict[str, Any]:
+    """The relay's config with run-time facts: node addresses, link overrides, partitions."""
+    rt = state.load_runtime(topo.name)
+    peers: dict[str, str] = {}
+    for c in runtime.containers(topo.name, kind="node"):
+        for ip in runtime.ip_addresses(c).values():
+            peers[ip] = c.labels.get(runtime.LABEL_NODE, "")
+    return latency.relay_config(topo, links=rt.get("links"), peers=peers, partitioned=rt.get("partitioned"))
+
+
+def update_relay(topo: Topology) -> None:
+    found = runtime.containers(topo.name, kind="relay")
+    if not found:
+        return
+    conf = live_relay_config(topo)
+    runtime.put_files(found[0], {"relay.json": (json.dumps(conf, indent=2), 0o644),
+                                 "relay.py": (RELAY_SOURCE.read_text(), 0o644)}, directory="/etc/pgtopo")
+    runtime.kill(found[0], signal="SIGHUP")
+
+
+# -- down and ls ------------------------------------------------------------------------------------
+
+def down(name: str, *, volumes: bool) -> dict[str, int]:
+    removed = runtime.remove_topology(name, volumes=volumes)
+    state.forget(name)
+    return removed
+
+
+def running() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, cs in sorted(runtime.topologies().items()):
+        nodes = [c for c in cs if c.labels.get(runtime.LABEL_KIND) == "node"]
+        out[name] = {
+            "nodes": len(nodes),
+            "running": sum(1 for c in nodes if c.status == "running"),
+            "file": state.load_runtime(name).get("topology_file"),
+        }
+    return out

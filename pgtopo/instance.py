@@ -1,0 +1,107 @@
+"""One PostgreSQL instance inside its container: initialise, clone, start, wait, run SQL.
+
+Everything here goes through ``runtime.exec_in``; failures name the node and the step and
+carry the container's last log lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from docker.models.containers import Container
+
+from pgtopo import runtime
+from pgtopo.errors import OperationFailed
+from pgtopo.render import CONF_DIR, PASSFILE
+
+PGDATA = "/var/lib/postgresql/data"
+READY_MARKER = "/var/lib/postgresql/pgtopo.ready"
+SOCKET_DIR = "/var/run/postgresql"
+
+
+def node_of(container: Container) -> str:
+    return str(container.labels.get(runtime.LABEL_NODE, container.name))
+
+
+def fail(container: Container, step: str, message: str) -> OperationFailed:
+    return OperationFailed(message.strip() or "failed", node=node_of(container), step=step,
+                           logs=runtime.logs(container))
+
+
+def run(container: Container, step: str, cmd: list[str], *, user: str = "postgres",
+        environment: dict[str, str] | None = None) -> str:
+    res = runtime.exec_in(container, cmd, user=user, environment=environment)
+    if res.rc != 0:
+        detail = (res.stderr or res.stdout).strip().splitlines()
+        raise fail(container, step, detail[-1] if detail else f"exit code {res.rc}")
+    return res.stdout
+
+
+def psql(container: Container, query: str, *, db: str = "postgres", step: str = "query") -> str:
+    """Run one query over the local socket as postgres (peer auth); unaligned, tuples only."""
+    return run(container, step, ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
+                                 "-d", db, "-c", query]).strip()
+
+
+def psql_file(container: Container, path: str, *, step: str, environment: dict[str, str] | None = None) -> str:
+    return run(container, step, ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "postgres",
+                                 "-f", path], environment=environment)
+
+
+def prepare(container: Container) -> None:
+    """The volume belongs to root when new; hand it to postgres before initdb or a clone."""
+    run(container, "prepare", ["sh", "-c", f"mkdir -p {SOCKET_DIR} && chown postgres:postgres "
+                               f"/var/lib/postgresql {SOCKET_DIR} && chmod 0600 {PASSFILE} && "
+                               f"chown -R postgres:postgres {CONF_DIR}"], user="root")
+
+
+def initdb(container: Container) -> None:
+    run(container, "initdb", ["initdb", "-D", PGDATA, "-U", "postgres", "--locale=C.UTF-8", "--encoding=UTF8",
+                              "--data-checksums", "--auth-local=peer", "--auth-host=scram-sha-256"])
+
+
+def clone(container: Container, *, conninfo: str, slot: str) -> None:
+    """pg_basebackup from the upstream (through the relay when it is in another region)."""
+    run(container, "pg_basebackup", ["pg_basebackup", "-d", conninfo, "-D", PGDATA, "-S", slot, "-X", "stream",
+                                     "-c", "fast", "--no-password"])
+    run(container, "mark standby", ["sh", "-c", f"chmod 700 {PGDATA} && touch {PGDATA}/standby.signal"])
+
+
+def is_initialised(container: Container) -> bool:
+    return runtime.exec_in(container, ["test", "-f", READY_MARKER]).rc == 0
+
+
+def release(container: Container) -> None:
+    """Let the entrypoint start PostgreSQL on the data directory now in place."""
+    run(container, "start postgres", ["touch", READY_MARKER])
+
+
+def wait_until(container: Container, step: str, check: Callable[[], bool], *, timeout: float,
+               what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if runtime.status(container) != "running":
+            raise fail(container, step, f"the container stopped while waiting for {what}")
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise fail(container, step, f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def wait_accepting(container: Container, *, timeout: float = 90) -> None:
+    wait_until(container, "wait for postgres",
+               lambda: runtime.exec_in(container, ["pg_isready", "-q", "-h", SOCKET_DIR]).rc == 0,
+               timeout=timeout, what="PostgreSQL to accept connections")
+
+
+def wal_receiver_status(container: Container) -> str:
+    res = runtime.exec_in(container, ["psql", "-X", "-A", "-t", "-h", SOCKET_DIR, "-d", "postgres", "-c",
+                                      "SELECT status FROM pg_stat_wal_receiver"])
+    return res.stdout.strip() if res.rc == 0 else ""
+
+
+def wait_streaming(container: Container, *, timeout: float = 120) -> None:
+    wait_until(container, "wait for streaming", lambda: wal_receiver_status(container) == "streaming",
+               timeout=timeout, what="the WAL receiver to stream")

@@ -1,0 +1,604 @@
+"""The topology file: its model, loading and every validation rule.
+
+Loading is two passes. Pydantic checks structure (unknown keys refused, types, name syntax);
+``_semantic_problems`` then checks how the parts refer to each other. Every problem of both
+passes is reported at once as ``path.to.field: message``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from pgtopo.errors import InputError, ValidationFailed
+
+DEFAULT_IMAGE = "pgtopo/postgres:{version}"
+PG_PORT = 5432
+RELAY_PORT_BASE = 10000
+MAX_NODES = 99
+
+NodeName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"),
+]
+RegionName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"),
+]
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_SETTING_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
+# Settings pgtopo owns: overriding them per node would break replication or the runtime.
+RESERVED_SETTINGS = frozenset(
+    {
+        "port",
+        "listen_addresses",
+        "hba_file",
+        "config_file",
+        "data_directory",
+        "cluster_name",
+        "primary_conninfo",
+        "primary_slot_name",
+        "synchronous_standby_names",
+        "synchronized_standby_slots",
+        "wal_level",
+        "password_encryption",
+    }
+)
+
+
+def _check_identifier(value: str) -> str:
+    if len(value.encode()) > 63:
+        raise ValueError(f"'{value}' is longer than 63 bytes")
+    if not _IDENT_RE.match(value):
+        raise ValueError(
+            f"'{value}' is not a plain PostgreSQL identifier (lower-case letters, digits, _ and $, "
+            "not starting with a digit)"
+        )
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Model):
+    """A region: one Docker network. ``subnet`` is chosen automatically when not given."""
+
+    subnet: str | None = None
+    description: str | None = None
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a network address in CIDR form ({exc})") from None
+        if net.version != 4 or net.prefixlen > 28:
+            raise ValueError(f"'{value}' must be an IPv4 network of at least 16 addresses (/28)")
+        return value
+
+
+class Link(_Model):
+    """Latency between two regions: round-trip time and optional jitter, in milliseconds."""
+
+    between: tuple[RegionName, RegionName]
+    rtt_ms: float = Field(ge=0, le=10_000)
+    jitter_ms: float = Field(default=0, ge=0, le=10_000)
+    bandwidth_kbps: int | None = Field(default=None, gt=0)
+
+
+class Database(_Model):
+    """A database and its schema: inline SQL or a file relative to the topology file."""
+
+    schema_sql: str | None = Field(default=None, alias="schema")
+    schema_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> Database:
+        if self.schema_sql is not None and self.schema_file is not None:
+            raise ValueError("give either schema or schema_file, not both")
+        return self
+
+
+class Node(_Model):
+    """A PostgreSQL server. The primary has no ``upstream``; every replica names one."""
+
+    region: RegionName
+    role: Literal["primary", "replica"] = "replica"
+    upstream: NodeName | None = None
+    failover_priority: int = Field(default=100, ge=0, le=1000)
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not _SETTING_RE.match(key):
+                raise ValueError(f"'{key}' is not a PostgreSQL setting name")
+            if key in RESERVED_SETTINGS:
+                raise ValueError(f"'{key}' is set by pgtopo and cannot be overridden")
+        return value
+
+
+class Synchronous(_Model):
+    """``synchronous_standby_names`` of a cluster: ``ANY n (...)`` or ``FIRST n (...)``."""
+
+    method: Literal["any", "first"] = "any"
+    count: int = Field(default=1, ge=1)
+    standbys: list[NodeName] = Field(min_length=1)
+
+
+class PublishedTable(_Model):
+    name: str
+    where: str | None = None
+    columns: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("a column list cannot be empty")
+            for col in value:
+                _check_identifier(col)
+        return value
+
+
+class Publication(_Model):
+    database: str
+    tables: list[PublishedTable | str] | None = None
+    all_tables: bool = False
+
+    @field_validator("database")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @model_validator(mode="after")
+    def _tables_or_all(self) -> Publication:
+        if self.all_tables and self.tables:
+            raise ValueError("give either tables or all_tables: true, not both")
+        if not self.all_tables and not self.tables:
+            raise ValueError("list tables, or set all_tables: true")
+        return self
+
+    def table_list(self) -> list[PublishedTable]:
+        return [PublishedTable(name=t) if isinstance(t, str) else t for t in (self.tables or [])]
+
+
+class Subscription(_Model):
+    """A subscription on this cluster's primary to a publication of another cluster."""
+
+    publisher: str
+    publication: str
+    database: str | None = None
+    copy_data: bool = True
+    failover: bool | None = None
+
+    @field_validator("publication")
+    @classmethod
+    def _pub(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("database")
+    @classmethod
+    def _db(cls, value: str | None) -> str | None:
+        return None if value is None else _check_identifier(value)
+
+
+class Cluster(_Model):
+    nodes: dict[NodeName, Node] = Field(min_length=1)
+    databases: dict[str, Database] = Field(default_factory=dict)
+    synchronous: Synchronous | None = None
+    publications: dict[str, Publication] = Field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = Field(default_factory=dict)
+
+    @field_validator("databases", "publications", "subscriptions")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            _check_identifier(key)
+        return value
+
+    @property
+    def primary_name(self) -> str:
+        return next(n for n, node in self.nodes.items() if node.role == "primary")
+
+
+class PostgresSpec(_Model):
+    version: Literal[15, 16, 17] = 17
+    image: str | None = None
+
+
+class Topology(_Model):
+    """The whole file."""
+
+    name: NodeName
+    postgres: PostgresSpec = Field(default_factory=PostgresSpec)
+    regions: dict[RegionName, Region] = Field(min_length=1)
+    latency: list[Link] = Field(default_factory=list)
+    clusters: dict[str, Cluster] = Field(min_length=1)
+
+    @field_validator("clusters")
+    @classmethod
+    def _cluster_names(cls, value: dict[str, Cluster]) -> dict[str, Cluster]:
+        for key in value:
+            _check_identifier(key)
+        return value
+
+    # -- derived views used by every other module -------------------------------------------
+
+    @property
+    def image(self) -> str:
+        return self.postgres.image or DEFAULT_IMAGE.format(version=self.postgres.version)
+
+    def all_nodes(self) -> list[tuple[str, str, Node]]:
+        """(cluster, node name, node) in file order."""
+        return [(c, n, node) for c, cl in self.clusters.items() for n, node in cl.nodes.items()]
+
+    def node(self, name: str) -> Node:
+        for _c, n, node in self.all_nodes():
+            if n == name:
+                return node
+        raise InputError(f"unknown node '{name}' (known: {', '.join(self.node_names())})")
+
+    def node_names(self) -> list[str]:
+        return [n for _c, n, _node in self.all_nodes()]
+
+    def cluster_of(self, node_name: str) -> str:
+        for c, n, _node in self.all_nodes():
+            if n == node_name:
+                return c
+        raise InputError(f"unknown node '{node_name}'")
+
+    def link(self, a: str, b: str) -> Link | None:
+        if a == b:
+            return None
+        for link in self.latency:
+            if set(link.between) == {a, b}:
+                return link
+        return None
+
+    def rtt_ms(self, a: str, b: str) -> float:
+        link = self.link(a, b)
+        return link.rtt_ms if link else 0.0
+
+    def relay_port(self, src_region: str, target: str) -> int:
+        """The relay's listening port for traffic from ``src_region`` to node ``target``."""
+        regions = list(self.regions)
+        return RELAY_PORT_BASE + 100 * regions.index(src_region) + self.node_names().index(target)
+
+    def uses_relay(self) -> bool:
+        return len(self.regions) > 1
+
+
+def slot_name(node_name: str) -> str:
+    """The physical slot a node streams from: its name with hyphens as underscores."""
+    return node_name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a process in ``from_region`` reaches ``node`` inside the topology's networks."""
+
+    host: str
+    port: int
+
+
+def endpoint(topo: Topology, *, from_region: str, node: str) -> Endpoint:
+    """Same region: the node's own name on the region network; else the relay's listener."""
+    if topo.node(node).region == from_region:
+        return Endpoint(host=node, port=PG_PORT)
+    return Endpoint(host="pgtopo-relay", port=topo.relay_port(from_region, node))
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+_TABLE_RE = re.compile(
+    r"create\s+(?:unlogged\s+)?table\s+(?:if\s+not\s+exists\s+)?(?:(?:public|\"public\")\.)?"
+    r"(\"?)([a-zA-Z_][a-zA-Z0-9_$]*)\1",
+    re.IGNORECASE,
+)
+
+
+def schema_tables(sql_text: str) -> set[str]:
+    """Table names a schema creates (good enough to check publications; not a SQL parser)."""
+    return {m.group(2).lower() if not m.group(1) else m.group(2) for m in _TABLE_RE.finditer(sql_text)}
+
+
+def read_schema(topo_path: Path, db: Database) -> str | None:
+    if db.schema_sql is not None:
+        return db.schema_sql
+    if db.schema_file is not None:
+        return (topo_path.parent / db.schema_file).read_text()
+    return None
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # pydantic puts union member names in the path ("tables.0.PublishedTable.name"): drop them.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper())]
+    return ".".join(parts) or "(top level)"
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for e in err.errors():
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "string_pattern_mismatch":
+            msg = f"'{e['input']}' is not a valid name (lower-case letters, digits and '-', 1 to 40 characters)"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        line = f"{_loc(e['loc'])}: {msg}"
+        if line not in problems:
+            problems.append(line)
+    return problems
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; every failure is an InputError naming the file (and line)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a topology file")
+    text = path.read_text()
+    try:
+        data = YAML(typ="safe").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise InputError(f"{path}: YAML syntax error at {where}: {exc.problem}") from None
+    except YAMLError as exc:
+        raise InputError(f"{path}: YAML error: {exc}") from None
+    if data is None:
+        raise InputError(f"{path}: the file is empty")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the top level must be a mapping, not {type(data).__name__}")
+    return data
+
+
+def load(path: Path | str) -> Topology:
+    """Load and validate a topology file, raising ValidationFailed with every problem."""
+    path = Path(path)
+    data = load_yaml(path)
+    try:
+        topo = Topology.model_validate(data)
+    except ValidationError as err:
+        raise ValidationFailed(_pydantic_problems(err)) from None
+    problems = _semantic_problems(topo, path)
+    if problems:
+        raise ValidationFailed(problems)
+    return topo
+
+
+def _semantic_problems(topo: Topology, path: Path) -> list[str]:
+    p: list[str] = []
+    seen_nodes: dict[str, str] = {}
+    schemas: dict[tuple[str, str], set[str] | None] = {}
+
+    for cname, cluster in topo.clusters.items():
+        base = f"clusters.{cname}"
+        primaries = [n for n, node in cluster.nodes.items() if node.role == "primary"]
+        if len(primaries) != 1:
+            found = ", ".join(primaries) if primaries else "none"
+            p.append(f"{base}.nodes: a cluster needs exactly one primary (found: {found})")
+        for dname, db in cluster.databases.items():
+            try:
+                text = read_schema(path, db)
+            except OSError as exc:
+                p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({exc.strerror})")
+                text = None
+            schemas[(cname, dname)] = schema_tables(text) if text is not None else None
+        for nname, node in cluster.nodes.items():
+            npath = f"{base}.nodes.{nname}"
+            if nname in seen_nodes:
+                p.append(f"{npath}: node name already used in cluster '{seen_nodes[nname]}'")
+            seen_nodes.setdefault(nname, cname)
+            if node.region not in topo.regions:
+                p.append(f"{npath}.region: unknown region '{node.region}'")
+            if node.role == "primary" and node.upstream is not None:
+                p.append(f"{npath}.upstream: a primary has no upstream")
+            if node.role == "replica":
+                if node.upstream is None:
+                    p.append(f"{npath}.upstream: a replica needs an upstream")
+                elif node.upstream not in cluster.nodes:
+                    other = " (it is in another cluster)" if node.upstream in seen_nodes or any(
+                        node.upstream in c.nodes for c in topo.clusters.values()
+                    ) else ""
+                    p.append(f"{npath}.upstream: unknown node '{node.upstream}' in cluster '{cname}'{other}")
+        p.extend(_cycle_problems(base, cluster))
+        p.extend(_sync_problems(base, cluster))
+        for pname, pub in cluster.publications.items():
+            ppath = f"{base}.publications.{pname}"
+            if pub.database not in cluster.databases:
+                p.append(f"{ppath}.database: unknown database '{pub.database}' in cluster '{cname}'")
+                continue
+            known = schemas.get((cname, pub.database))
+            for i, table in enumerate(pub.table_list()):
+                if known is not None and table.name not in known:
+                    p.append(f"{ppath}.tables.{i}: table '{table.name}' is not created by the schema of '{pub.database}'")
+                if table.where is not None and topo.postgres.version < 15:
+                    p.append(f"{ppath}.tables.{i}.where: row filters need PostgreSQL 15 or later")
+
+    if len(seen_nodes) > MAX_NODES:
+        p.append(f"clusters: at most {MAX_NODES} nodes")
+    p.extend(_subscription_problems(topo, schemas))
+    p.extend(_region_problems(topo))
+    ports: dict[int, str] = {}
+    for cname, nname, node in topo.all_nodes():
+        if node.port is not None:
+            if node.port in ports:
+                p.append(f"clusters.{cname}.nodes.{nname}.port: port {node.port} already used by node '{ports[node.port]}'")
+            ports.setdefault(node.port, nname)
+    return p
+
+
+def _cycle_problems(base: str, cluster: Cluster) -> list[str]:
+    out: list[str] = []
+    for start in cluster.nodes:
+        seen = [start]
+        cur = cluster.nodes[start].upstream
+        while cur is not None and cur in cluster.nodes:
+            if cur in seen:
+                if cur == start:
+                    chain = " -> ".join([*seen, cur])
+                    out.append(f"{base}.nodes.{start}.upstream: replication cycle {chain}")
+                break
+            seen.append(cur)
+            cur = cluster.nodes[cur].upstream
+    return out
+
+
+def _sync_problems(base: str, cluster: Cluster) -> list[str]:
+    sync = cluster.synchronous
+    if sync is None:
+        return []
+    out: list[str] = []
+    primaries = [n for n, node in cluster.nodes.items() if node.role == "primary"]
+    primary = primaries[0] if len(primaries) == 1 else None
+    for i, name in enumerate(sync.standbys):
+        if name not in cluster.nodes:
+            out.append(f"{base}.synchronous.standbys.{i}: unknown node '{name}'")
+        elif primary is not None and cluster.nodes[name].upstream != primary:
+            out.append(
+                f"{base}.synchronous.standbys.{i}: '{name}' is not a direct standby of the primary "
+                f"'{primary}' (a cascaded standby never counts as synchronous)"
+            )
+    if len(set(sync.standbys)) != len(sync.standbys):
+        out.append(f"{base}.synchronous.standbys: a standby is listed twice")
+    if sync.count > len(sync.standbys):
+        out.append(f"{base}.synchronous.count: {sync.count} is more than the {len(sync.standbys)} standbys listed")
+    return out
+
+
+def _subscription_problems(topo: Topology, schemas: dict[tuple[str, str], set[str] | None]) -> list[str]:
+    out: list[str] = []
+    for cname, cluster in topo.clusters.items():
+        for sname, sub in cluster.subscriptions.items():
+            spath = f"clusters.{cname}.subscriptions.{sname}"
+            if sub.publisher not in topo.clusters:
+                out.append(f"{spath}.publisher: unknown cluster '{sub.publisher}'")
+                continue
+            if sub.publisher == cname:
+                out.append(f"{spath}.publisher: a cluster cannot subscribe to itself")
+                continue
+            pub = topo.clusters[sub.publisher].publications.get(sub.publication)
+            if pub is None:
+                out.append(f"{spath}.publication: cluster '{sub.publisher}' has no publication '{sub.publication}'")
+                continue
+            dbname = sub.database or pub.database
+            if dbname not in cluster.databases:
+                out.append(f"{spath}.database: unknown database '{dbname}' in cluster '{cname}'")
+                continue
+            known = schemas.get((cname, dbname))
+            if known is not None and not pub.all_tables:
+                for table in pub.table_list():
+                    if table.name not in known:
+                        out.append(
+                            f"{spath}: table '{table.name}' of publication '{sub.publication}' is not "
+                            f"created by the schema of '{dbname}' in cluster '{cname}'"
+                        )
+            if sub.failover and topo.postgres.version < 17:
+                out.append(f"{spath}.failover: failover slots need PostgreSQL 17")
+        names = [s for c in topo.clusters.values() for s in c.subscriptions]
+        for sname in cluster.subscriptions:
+            if names.count(sname) > 1:
+                out.append(f"clusters.{cname}.subscriptions.{sname}: subscription name used in more than one cluster")
+    return sorted(set(out), key=out.index)
+
+
+def _region_problems(topo: Topology) -> list[str]:
+    out: list[str] = []
+    seen: set[frozenset[str]] = set()
+    for i, link in enumerate(topo.latency):
+        a, b = link.between
+        for r in (a, b):
+            if r not in topo.regions:
+                out.append(f"latency.{i}.between: unknown region '{r}'")
+        if a == b:
+            out.append(f"latency.{i}.between: a link joins two different regions")
+        key = frozenset((a, b))
+        if key in seen:
+            out.append(f"latency.{i}.between: {a} <-> {b} is declared twice")
+        seen.add(key)
+        if link.jitter_ms > link.rtt_ms:
+            out.append(f"latency.{i}.jitter_ms: jitter {link.jitter_ms} ms is larger than the round trip {link.rtt_ms} ms")
+    regions = list(topo.regions)
+    needed = _paths(topo)
+    for x, a in enumerate(regions):
+        for b in regions[x + 1 :]:
+            if frozenset((a, b)) not in seen:
+                why = needed.get(frozenset((a, b)), "clients and failover can use any path")
+                out.append(f"latency: no latency declared between '{a}' and '{b}' (needed: {why})")
+    nets: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    for rname, region in topo.regions.items():
+        if region.subnet:
+            net = ipaddress.ip_network(region.subnet)
+            for other, onet in nets:
+                if net.overlaps(onet):
+                    out.append(f"regions.{rname}.subnet: {net} overlaps region '{other}' ({onet})")
+            nets.append((rname, net))
+    return out
+
+
+def _paths(topo: Topology) -> dict[frozenset[str], str]:
+    """Region pairs used by a replication path, with a description of the first such path."""
+    out: dict[frozenset[str], str] = {}
+    for _c, nname, node in topo.all_nodes():
+        if node.upstream:
+            try:
+                up = topo.node(node.upstream)
+            except InputError:
+                continue
+            if up.region != node.region:
+                out.setdefault(frozenset((node.region, up.region)), f"{nname} streams from {node.upstream}")
+    for cname, cluster in topo.clusters.items():
+        for sname, sub in cluster.subscriptions.items():
+            pub_cluster = topo.clusters.get(sub.publisher)
+            if pub_cluster is None or len([n for n in cluster.nodes.values() if n.role == "primary"]) != 1:
+                continue
+            prim = [n for n in pub_cluster.nodes.values() if n.role == "primary"]
+            if len(prim) != 1:
+                continue
+            a = cluster.nodes[cluster.primary_name].region
+            if a != prim[0].region:
+                out.setdefault(frozenset((a, prim[0].region)), f"subscription {sname}")
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the topology file, for editors."""
+    schema = Topology.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pgtopo topology file"
+    return schema
