@@ -1,4 +1,4 @@
-"""The command line: parse, call one domain function, print through ``output``.
+"""The command line entry point. Commands live in ``pgtopo.commands``; each translates only.
 
 Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected error
 (traceback written to the log file), 130 interrupted.
@@ -6,181 +6,11 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected
 
 from __future__ import annotations
 
-import json
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
-
-import typer
 
 from pgtopo import errors, output, state
-from pgtopo.topology import Topology
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
-    pretty_exceptions_enable=False,
-)
-image_app = typer.Typer(help="The PostgreSQL image (built locally, no registry needed).", no_args_is_help=True)
-app.add_typer(image_app, name="image")
-
-TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@contextmanager
-def handled() -> Iterator[None]:
-    """The one place errors become exit codes."""
-    try:
-        yield
-    except errors.PgtopoError as exc:
-        output.error_lines([f"error: {exc.lines()[0]}", *exc.lines()[1:]])
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        output.error_lines(["interrupted"])
-        raise typer.Exit(errors.EXIT_INTERRUPTED) from None
-
-
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    return app.command(*args, **kwargs)
-
-
-def _load(path: Path) -> Topology:
-    from pgtopo import topology
-
-    return topology.load(path)
-
-
-@command()
-def validate(file: TopologyFile) -> None:
-    """Check a topology file; print every problem as path.to.field: message."""
-    with handled():
-        try:
-            topo = _load(file)
-        except errors.ValidationFailed as exc:
-            output.error_lines(exc.problems)
-            output.error_lines([f"{file}: {len(exc.problems)} problem(s)"])
-            raise typer.Exit(errors.EXIT_BAD_INPUT) from None
-        nodes = topo.all_nodes()
-        replicas = sum(1 for _c, _n, node in nodes if node.role == "replica")
-        pubs = sum(len(c.publications) for c in topo.clusters.values())
-        subs = sum(len(c.subscriptions) for c in topo.clusters.values())
-        output.success(
-            f"{file}: topology '{topo.name}' is valid: {len(topo.regions)} regions, {len(topo.clusters)} clusters, "
-            f"{len(nodes)} nodes ({replicas} replicas), {pubs} publications, {subs} subscriptions"
-        )
-
-
-@command()
-def render(
-    file: TopologyFile,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write <node>/<file> into.")] = Path("rendered"),
-) -> None:
-    """Write each node's postgresql.conf, pg_hba.conf and SQL: the files `up` uses."""
-    with handled():
-        from pgtopo import render as r
-
-        topo = _load(file)
-        written = r.write(r.render_all(topo, topo_path=file), out)
-        for p in written:
-            output.info(str(p))
-        output.success(f"{len(written)} files for {len(topo.node_names())} nodes in {out}")
-
-
-class GraphFormat(str, Enum):
-    tree = "tree"
-    mermaid = "mermaid"
-    dot = "dot"
-
-
-@command()
-def graph(
-    file: TopologyFile,
-    fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="tree, mermaid or dot")] = GraphFormat.tree,
-) -> None:
-    """Draw the topology: regions, nodes, physical and logical replication, latencies."""
-    with handled():
-        from pgtopo import graph as g
-
-        output.info(g.FORMATS[fmt.value](_load(file)).rstrip("\n"))
-
-
-@command()
-def schema() -> None:
-    """Print the JSON Schema of the topology file (for editor completion)."""
-    from pgtopo.topology import json_schema
-
-    output.as_json(json_schema())
-
-
-@command()
-def up(file: TopologyFile) -> None:
-    """Start the topology in Docker; returns when every replica streams and every subscription is ready."""
-    with handled():
-        from pgtopo import deploy
-
-        topo = _load(file)
-        result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
-        rows = []
-        pw = state.passwords(topo.name)
-        for s in result.summaries:
-            url = f"postgresql://app:{pw['app'][:4]}…@127.0.0.1:{s.port}/postgres" if s.port else "-"
-            rows.append([s.node, s.cluster, s.region, s.role, url])
-        output.table(None, ["node", "cluster", "region", "role", "connect (password in `pgtopo env`)"], rows)
-        if result.created_any:
-            output.success(f"topology '{topo.name}' is up in {result.phases['total']:.1f} s")
-        else:
-            output.success(f"topology '{topo.name}' is already up; nothing changed")
-
-
-@command()
-def down(
-    file: TopologyFile,
-    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Also remove the data volumes.")] = False,
-) -> None:
-    """Remove every container and network labelled for this topology (volumes with --volumes)."""
-    with handled():
-        from pgtopo import deploy
-
-        topo = _load(file)
-        removed = deploy.down(topo.name, volumes=volumes)
-        output.success(
-            f"removed {removed['containers']} containers, {removed['networks']} networks, "
-            f"{removed['volumes']} volumes of '{topo.name}'"
-        )
-
-
-@command("ls")
-def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List the topologies that are up."""
-    with handled():
-        from pgtopo import deploy
-
-        data = deploy.running()
-        if as_json:
-            output.as_json(data)
-            return
-        rows = [[n, f"{d['running']}/{d['nodes']}", str(d["file"] or "-")] for n, d in data.items()]
-        output.table(None, ["topology", "nodes running", "file"], rows)
-
-
-@image_app.command("build")
-def image_build(
-    version: Annotated[int, typer.Option(help="PostgreSQL major version.")] = 17,
-    tag: Annotated[str | None, typer.Option(help="Image tag (default pgtopo/postgres:VERSION).")] = None,
-) -> None:
-    """Build the PostgreSQL image from Debian packages (mmdebstrap + docker import)."""
-    with handled():
-        from pgtopo import image
-
-        target = tag or f"pgtopo/postgres:{version}"
-        printer = output.StepPrinter()
-        image.build(target, version=version, progress=lambda m: printer("image", m))
-        output.success(f"built {target}")
+from pgtopo.app import app
+from pgtopo.commands import core  # noqa: F401  (registers commands)
 
 
 def main() -> None:
@@ -189,12 +19,10 @@ def main() -> None:
         app()
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback on screen
+    except Exception as exc:
         log = state.state_root() / "crash.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(traceback.format_exc())
         output.error_lines([f"unexpected error: {exc.__class__.__name__}: {exc}", f"traceback written to {log}"])
         raise SystemExit(errors.EXIT_UNEXPECTED) from None
 
-
-_ = json

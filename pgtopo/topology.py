@@ -582,7 +582,7 @@ def _paths(topo: Topology) -> dict[frozenset[str], str]:
                 continue
             if up.region != node.region:
                 out.setdefault(frozenset((node.region, up.region)), f"{nname} streams from {node.upstream}")
-    for cname, cluster in topo.clusters.items():
+    for cluster in topo.clusters.values():
         for sname, sub in cluster.subscriptions.items():
             pub_cluster = topo.clusters.get(sub.publisher)
             if pub_cluster is None or len([n for n in cluster.nodes.values() if n.role == "primary"]) != 1:

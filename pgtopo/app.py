@@ -1,0 +1,52 @@
+"""The typer app, the error handler and helpers shared by every command module.
+
+Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected error
+(traceback written to the log file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from pgtopo import errors, output
+from pgtopo.topology import Topology
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
+    pretty_exceptions_enable=False,
+)
+image_app = typer.Typer(help="The PostgreSQL image (built locally, no registry needed).", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """The one place errors become exit codes."""
+    try:
+        yield
+    except errors.PgtopoError as exc:
+        output.error_lines([f"error: {exc.lines()[0]}", *exc.lines()[1:]])
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        output.error_lines(["interrupted"])
+        raise typer.Exit(errors.EXIT_INTERRUPTED) from None
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    return app.command(*args, **kwargs)
+
+
+def load_topology(path: Path) -> Topology:
+    from pgtopo import topology
+
+    return topology.load(path)
