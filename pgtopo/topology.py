@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -72,7 +73,7 @@ def _check_identifier(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, Field(min_length=1)]
+PgIdent = Annotated[str, AfterValidator(_check_identifier)]
 
 
 class _Model(BaseModel):
@@ -173,8 +174,16 @@ class PublishedTable(_Model):
 
 class Publication(_Model):
     database: str
-    tables: list[PublishedTable | str] | None = None
+    tables: list[PublishedTable] | None = None
     all_tables: bool = False
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        # `tables: [products]` is short for `tables: [{name: products}]`.
+        if isinstance(value, list):
+            return [{"name": t} if isinstance(t, str) else t for t in value]
+        return value
 
     @field_validator("database")
     @classmethod
@@ -190,7 +199,7 @@ class Publication(_Model):
         return self
 
     def table_list(self) -> list[PublishedTable]:
-        return [PublishedTable(name=t) if isinstance(t, str) else t for t in (self.tables or [])]
+        return list(self.tables or [])
 
 
 class Subscription(_Model):
@@ -215,17 +224,10 @@ class Subscription(_Model):
 
 class Cluster(_Model):
     nodes: dict[NodeName, Node] = Field(min_length=1)
-    databases: dict[str, Database] = Field(default_factory=dict)
+    databases: dict[PgIdent, Database] = Field(default_factory=dict)
     synchronous: Synchronous | None = None
-    publications: dict[str, Publication] = Field(default_factory=dict)
-    subscriptions: dict[str, Subscription] = Field(default_factory=dict)
-
-    @field_validator("databases", "publications", "subscriptions")
-    @classmethod
-    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            _check_identifier(key)
-        return value
+    publications: dict[PgIdent, Publication] = Field(default_factory=dict)
+    subscriptions: dict[PgIdent, Subscription] = Field(default_factory=dict)
 
     @property
     def primary_name(self) -> str:
@@ -244,14 +246,7 @@ class Topology(_Model):
     postgres: PostgresSpec = Field(default_factory=PostgresSpec)
     regions: dict[RegionName, Region] = Field(min_length=1)
     latency: list[Link] = Field(default_factory=list)
-    clusters: dict[str, Cluster] = Field(min_length=1)
-
-    @field_validator("clusters")
-    @classmethod
-    def _cluster_names(cls, value: dict[str, Cluster]) -> dict[str, Cluster]:
-        for key in value:
-            _check_identifier(key)
-        return value
+    clusters: dict[NodeName, Cluster] = Field(min_length=1)
 
     # -- derived views used by every other module -------------------------------------------
 
@@ -343,8 +338,12 @@ def read_schema(topo_path: Path, db: Database) -> str | None:
 
 def _loc(loc: tuple[int | str, ...]) -> str:
     # pydantic puts union member names in the path ("tables.0.PublishedTable.name"): drop them.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p[:1].isupper())]
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _MODEL_NAMES or p == "[key]"))]
     return ".".join(parts) or "(top level)"
+
+
+_MODEL_NAMES = {"Region", "Link", "Database", "Node", "Synchronous", "PublishedTable", "Publication", "Subscription",
+                "Cluster", "PostgresSpec", "Topology", "str", "int", "float", "bool"}
 
 
 def _pydantic_problems(err: ValidationError) -> list[str]:

@@ -1,0 +1,121 @@
+"""The CLI's contract: exit codes and messages, no tracebacks. No Docker needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import pgtopo.cli  # noqa: F401  (registers every command)
+from pgtopo.app import app
+
+REPO = Path(__file__).resolve().parents[2]
+GLOBAL = str(REPO / "topologies" / "global-saas.yaml")
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_validate_ok(runner: CliRunner) -> None:
+    res = runner.invoke(app, ["validate", GLOBAL])
+    assert res.exit_code == 0
+    assert "topology 'global-saas' is valid: 3 regions, 2 clusters, 3 nodes (1 replicas), 1 publications, " \
+           "1 subscriptions" in res.output
+
+
+def test_validate_lists_every_problem(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(Path(GLOBAL).read_text().replace("upstream: pg-us", "upstream: pg-xx")
+                   .replace("region: ap-south", "region: mars"))
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2
+    assert res.output.splitlines() == [
+        "clusters.main.nodes.pg-eu.upstream: unknown node 'pg-xx' in cluster 'main'",
+        "clusters.billing.nodes.pg-billing.region: unknown region 'mars'",
+        f"{bad}: 2 problem(s)",
+    ]
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the file is empty"),
+    ("[1, 2]\n", "the top level must be a mapping, not list"),
+    ("name: x\n  bad: indent\n", "YAML syntax error at line 2, column 6: mapping values are not allowed here"),
+])
+def test_unreadable_file_is_one_line_exit_2(runner: CliRunner, tmp_path: Path, text: str, message: str) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(text)
+    for cmd in ("validate", "render", "graph", "up", "down"):
+        res = runner.invoke(app, [cmd, str(p)])
+        assert res.exit_code == 2, cmd
+        assert res.output.strip() == f"error: {p}: {message}", cmd
+
+
+def test_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["up", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_render_writes_the_files(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["render", GLOBAL, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert names == [
+        "pg-billing/init.sql", "pg-billing/pg_hba.conf", "pg-billing/postgresql.conf", "pg-billing/subscriptions.sql",
+        "pg-eu/pg_hba.conf", "pg-eu/postgresql.conf",
+        "pg-us/init.sql", "pg-us/pg_hba.conf", "pg-us/postgresql.conf", "pg-us/slots.sql",
+    ]
+    assert "10 files for 3 nodes" in res.output
+
+
+def test_render_is_byte_identical_twice(runner: CliRunner, tmp_path: Path) -> None:
+    for d in ("a", "b"):
+        assert runner.invoke(app, ["render", GLOBAL, "--out", str(tmp_path / d)]).exit_code == 0
+    a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file()}
+    assert a == b
+
+
+@pytest.mark.parametrize(("fmt", "needle"), [
+    ("tree", "pg-us ──▶ pg-eu  (physical async, 80 ms)"),
+    ("mermaid", 'pg_us -.->|"inventory_pub -> inventory_sub, 200 ms"| pg_billing'),
+    ("dot", '"pg-us" -> "pg-billing" [label="inventory_pub -> inventory_sub, 200 ms", style=dashed];'),
+])
+def test_graph(runner: CliRunner, fmt: str, needle: str) -> None:
+    res = runner.invoke(app, ["graph", GLOBAL, "--format", fmt])
+    assert res.exit_code == 0
+    assert needle in res.output
+
+
+def test_schema_is_json_schema(runner: CliRunner) -> None:
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 0
+    schema = json.loads(res.output)
+    assert schema["title"] == "pgtopo topology file"
+    assert set(schema["required"]) == {"name", "regions", "clusters"}
+
+
+def test_usage_error_is_exit_2(runner: CliRunner) -> None:
+    res = runner.invoke(app, ["graph", GLOBAL, "--format", "png"])
+    assert res.exit_code == 2
+
+
+def test_docker_unreachable_is_one_line(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pgtopo import runtime
+
+    runtime.client.cache_clear()
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
+    try:
+        res = runner.invoke(app, ["down", GLOBAL])
+    finally:
+        runtime.client.cache_clear()
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Docker daemon")
