@@ -18,6 +18,9 @@ from pgtopo.render import CONF_DIR, PASSFILE
 PGDATA = "/var/lib/postgresql/data"
 READY_MARKER = "/var/lib/postgresql/pgtopo.ready"
 SOCKET_DIR = "/var/run/postgresql"
+# pgtopo's own statements (roles, slots, subscriptions) never wait for a synchronous standby:
+# during `up` the standbys that synchronous_standby_names names do not exist yet.
+ADMIN_ENV = {"PGOPTIONS": "-c synchronous_commit=local"}
 
 
 def node_of(container: Container) -> str:
@@ -33,20 +36,28 @@ def run(container: Container, step: str, cmd: list[str], *, user: str = "postgre
         environment: dict[str, str] | None = None) -> str:
     res = runtime.exec_in(container, cmd, user=user, environment=environment)
     if res.rc != 0:
-        detail = (res.stderr or res.stdout).strip().splitlines()
-        raise fail(container, step, detail[-1] if detail else f"exit code {res.rc}")
+        raise fail(container, step, _error_line(res.stderr or res.stdout) or f"exit code {res.rc}")
     return res.stdout
+
+
+def _error_line(text: str) -> str:
+    """The line that says what went wrong (psql ends with the caret under the error)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR:" in ln or "FATAL:" in ln or "error:" in ln:
+            return ln
+    return lines[-1] if lines else ""
 
 
 def psql(container: Container, query: str, *, db: str = "postgres", step: str = "query") -> str:
     """Run one query over the local socket as postgres (peer auth); unaligned, tuples only."""
     return run(container, step, ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
-                                 "-d", db, "-c", query]).strip()
+                                 "-d", db, "-c", query], environment=ADMIN_ENV).strip()
 
 
 def psql_file(container: Container, path: str, *, step: str, environment: dict[str, str] | None = None) -> str:
     return run(container, step, ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "postgres",
-                                 "-f", path], environment=environment)
+                                 "-f", path], environment={**ADMIN_ENV, **(environment or {})})
 
 
 def prepare(container: Container) -> None:
