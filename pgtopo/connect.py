@@ -23,7 +23,7 @@ def node_port(topology: str, node: str) -> int | None:
 
 
 def dsn(topology: str, node: str, *, dbname: str = "postgres", user: str = "pgtopo",
-        port: int | None = None, **extra: str | int) -> str:
+        port: int | None = None, **extra: str) -> str:
     """A libpq connection string to ``node`` from the host (with the password)."""
     port = port or node_port(topology, node)
     if port is None:

@@ -250,12 +250,16 @@ def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float =
 def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress) -> Container:
     found = runtime.containers(topo.name, kind="relay")
     if found and runtime.status(found[0]) == "running":
+        for region, net in nets.items():
+            # A region added to the file since the relay started: its nodes need the relay too.
+            if runtime.connect_network(found[0], net, aliases=[latency.RELAY_ALIAS]):
+                progress("relay", f"attached to region {region}")
         return found[0]
     for c in found:
         runtime.remove_container(c, volume=False)
     progress("relay", "starting the latency relay")
     conf = latency.relay_config(topo)
-    ports = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in conf["listeners"]}
+    ports: dict[str, tuple[str, int | None]] = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in conf["listeners"]}
     container = runtime.create(runtime.ContainerSpec(
         topology=topo.name, name=latency.RELAY_NAME, kind="relay", image=relay_image(topo),
         command=["python3", "/etc/pgtopo/relay.py", "serve", latency.RELAY_CONF],

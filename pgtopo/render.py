@@ -12,7 +12,7 @@ from pathlib import Path
 import jinja2
 from psycopg import sql
 
-from pgtopo.topology import PG_PORT, Topology, endpoint, read_schema, slot_name
+from pgtopo.topology import PG_PORT, PublishedTable, Topology, endpoint, read_schema, slot_name
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 CONF_DIR = "/etc/pgtopo"
@@ -79,6 +79,21 @@ def subscription_failover(topo: Topology, cluster: str, sub_name: str) -> bool:
     if sub.failover is not None:
         return sub.failover
     return topo.postgres.version >= 17 and len(topo.clusters[sub.publisher].nodes) > 1
+
+
+def carries_probe(topo: Topology, *, cluster: str, sub_name: str) -> bool:
+    """Whether a subscription also subscribes to ``pgtopo_probe``: only the first one between
+    the same two databases does. A second would receive every probe row again and stop at the
+    duplicate key on ``pgtopo.probe`` (seen on 17), stalling its own tables with it."""
+    cl = topo.clusters[cluster]
+
+    def databases(name: str) -> tuple[str, str, str]:
+        sub = cl.subscriptions[name]
+        pub_db = topo.clusters[sub.publisher].publications[sub.publication].database
+        return sub.publisher, pub_db, sub.database or pub_db
+
+    mine = databases(sub_name)
+    return next(n for n in cl.subscriptions if databases(n) == mine) == sub_name
 
 
 @dataclass(frozen=True)
@@ -169,20 +184,17 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
         **_common(topo, source, cluster, cl.primary_name), roles=roles, databases=dbs)
 
 
-def publication_statement(name: str, all_tables: bool, tables: list[object]) -> sql.Composed:
-    from pgtopo.topology import PublishedTable
-
+def publication_statement(name: str, all_tables: bool, tables: list[PublishedTable]) -> sql.Composed:
     if all_tables:
         return sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name))
     parts = []
     for t in tables:
-        assert isinstance(t, PublishedTable)
         part: sql.Composable = sql.Identifier(t.name)
         if t.columns:
             part = sql.SQL("{} ({})").format(part, sql.SQL(", ").join(sql.Identifier(c) for c in t.columns))
         if t.where:
             # A row filter is an SQL expression by nature: it is written by the file's author.
-            part = sql.SQL("{} WHERE ({})").format(part, sql.SQL(t.where))  # type: ignore[arg-type]
+            part = sql.SQL("{} WHERE ({})").format(part, sql.SQL(t.where))
         parts.append(part)
     return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(parts))
 

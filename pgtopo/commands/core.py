@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pgtopo import errors, output, state
+from pgtopo import errors, output
 from pgtopo.app import TopologyFile, command, handled, image_app
 from pgtopo.app import load_topology as _load
 
@@ -83,12 +83,10 @@ def up(file: TopologyFile) -> None:
 
         topo = _load(file)
         result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
-        rows = []
-        pw = state.passwords(topo.name)
-        for s in result.summaries:
-            url = f"postgresql://app:{pw['app'][:4]}…@127.0.0.1:{s.port}/postgres" if s.port else "-"
-            rows.append([s.node, s.cluster, s.region, s.role, url])
-        output.table(None, ["node", "cluster", "region", "role", "connect (password in `pgtopo env`)"], rows)
+        rows = [[s.node, s.cluster, s.region, s.role, f"127.0.0.1:{s.port}" if s.port else "-",
+                 "created" if s.created else "already running"] for s in result.summaries]
+        output.table(None, ["node", "cluster", "region", "role", "address", "this run"], rows)
+        output.info(f"connection strings with passwords: pgtopo env {file} --region REGION")
         if result.created_any:
             output.success(f"topology '{topo.name}' is up in {result.phases['total']:.1f} s")
         else:

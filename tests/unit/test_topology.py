@@ -77,7 +77,8 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("bad table name", lambda d: d["clusters"]["main"]["publications"]["inv_pub"].update(tables=["Bad-Table"]),
      ["clusters.main.publications.inv_pub.tables.0.name: 'Bad-Table' is not a plain PostgreSQL identifier "
       "(lower-case letters, digits, _ and $, not starting with a digit)"]),
-    ("long publication name", lambda d: d["clusters"]["main"]["publications"].update({"p" * 64: {"database": "shop", "all_tables": True}}),
+    ("long publication name",
+     lambda d: d["clusters"]["main"]["publications"].update({"p" * 64: {"database": "shop", "all_tables": True}}),
      [f"clusters.main.publications.{'p' * 64}: '{'p' * 64}' is longer than 63 bytes"]),
     ("two primaries", lambda d: d["clusters"]["main"]["nodes"]["pg-eu"].update(role="primary", upstream=None),
      ["clusters.main.nodes: a cluster needs exactly one primary (found: pg-us, pg-eu)"]),
