@@ -77,12 +77,21 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     result.phases["networks"] = time.monotonic() - t1
 
     existing: dict[str, Container] = {}
+    stopped: set[str] = set()
     for c in runtime.containers(topo.name, kind="node"):
         name = c.labels.get(runtime.LABEL_NODE, "")
-        if runtime.status(c) == "running" and instance.is_initialised(c):
+        cstate = runtime.status(c)
+        if cstate != "running":
+            # Stopped, crashed or fenced: its data is precious; `up` never recreates or starts it.
+            progress(name, f"left alone: the container is {cstate} (a former primary comes back with "
+                           f"`pgtopo rejoin`)")
+            existing[name] = c
+            stopped.add(name)
+            continue
+        if instance.is_initialised(c):
             existing[name] = c
         else:
-            # Left over by a failed `up`: start this node again from scratch.
+            # Left over by a failed `up` (never initialised): start this node again from scratch.
             progress(name, "removing an incomplete container from an earlier attempt")
             runtime.remove_container(c, volume=True)
 
@@ -123,6 +132,8 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     for cname, nname, spec in topo.all_nodes():
         c = existing[nname]
         role = "primary" if primaries[cname] == nname else f"replica of {_upstream(topo, nname, primaries)}"
+        if nname in stopped:
+            role = "stopped"
         result.summaries.append(NodeSummary(node=nname, cluster=cname, region=spec.region, role=role,
                                             port=runtime.published_port(c, PG_PORT_KEY),
                                             created=nname not in already))

@@ -95,6 +95,15 @@ def run_oneshot(image: str, command: list[str], **kwargs: Any) -> tuple[int, str
     return rc, out
 
 
+def run_on_volume(topology: str, *, volume: str, image: str, command: list[str], node: str) -> tuple[int, str]:
+    """Run a throw-away, labelled container with ``volume`` at PG_DATA_MOUNT and no network.
+
+    Reads or fixes a node's data while its own container is stopped; returns (exit code, output).
+    """
+    return run_oneshot(image, command, volumes={volume: {"bind": PG_DATA_MOUNT, "mode": "rw"}}, user="root",
+                       network_mode="none", labels=labels(topology, "oneshot", node=node))
+
+
 # -- networks -------------------------------------------------------------------------------------
 
 def ensure_network(topology: str, region: str, *, subnet: str | None) -> Network:
@@ -102,13 +111,21 @@ def ensure_network(topology: str, region: str, *, subnet: str | None) -> Network
     found = client().networks.list(filters={"label": [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_REGION}={region}"]})
     if found:
         return found[0]
-    ipam = None
-    if subnet:
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
-    with docker_errors(step=f"create network for region {region}"):
-        return client().networks.create(
-            name, driver="bridge", ipam=ipam, labels=labels(topology, "network", region=region), check_duplicate=True
-        )
+    # Docker's default pools hold about 30 networks; pgtopo takes /24s from its own range
+    # (trying the next on a clash) so that several topologies fit side by side.
+    candidates = [subnet] if subnet else [f"10.213.{i}.0/24" for i in range(256)]
+    for candidate in candidates:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=candidate)])
+        try:
+            return client().networks.create(
+                name, driver="bridge", ipam=ipam, labels=labels(topology, "network", region=region),
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as exc:
+            if subnet is None and "overlap" in str(exc.explanation or exc).lower():
+                continue
+            raise OperationFailed(str(exc.explanation or exc), step=f"create network for region {region}") from None
+    raise OperationFailed("no free /24 left in 10.213.0.0/16", step=f"create network for region {region}")
 
 
 def networks(topology: str) -> list[Network]:
@@ -290,6 +307,16 @@ def kill(container: Container, *, signal: str = "SIGKILL") -> None:
         container.kill(signal=signal)
 
 
+def connect_network(container: Container, network: Network, *, aliases: list[str]) -> bool:
+    """Attach a container to one more network unless it is already on it; True if attached."""
+    container.reload()
+    if network.name in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}):
+        return False
+    with docker_errors(node=container.labels.get(LABEL_NODE), step=f"connect {network.name}"):
+        network.connect(container, aliases=aliases)
+    return True
+
+
 def disconnect_all(container: Container) -> list[str]:
     """Cut a container off every network; returns the network names it was on."""
     container.reload()
@@ -298,6 +325,27 @@ def disconnect_all(container: Container) -> list[str]:
         with docker_errors(node=container.labels.get(LABEL_NODE), step=f"disconnect {name}"):
             client().networks.get(name).disconnect(container, force=True)
     return names
+
+
+def network_names(container: Container) -> list[str]:
+    """The networks a container is attached to now."""
+    container.reload()
+    return list(((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+
+
+def pause(container: Container) -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="pause"):
+        container.pause()
+
+
+def unpause(container: Container) -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="unpause"):
+        container.unpause()
+
+
+def volume_names(container: Container) -> list[str]:
+    container.reload()
+    return [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
 
 
 def remove_topology(topology: str, *, volumes: bool) -> dict[str, int]:
