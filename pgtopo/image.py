@@ -10,10 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pgtopo import runtime
-from pgtopo.errors import OperationFailed
+from pgtopo.errors import InputError, OperationFailed
 
 MIRROR = "http://deb.debian.org/debian"
-SUITE = "trixie"
+# The Debian release that ships each PostgreSQL major version as `postgresql-N`.
+SUITES = {15: "bookworm", 17: "trixie"}
+
+
+def suite_for(version: int) -> str:
+    if version not in SUITES:
+        raise InputError(
+            f"postgres.version: PostgreSQL {version} is not packaged by Debian "
+            f"({', '.join(f'{v} in {s}' for v, s in SUITES.items())}); set postgres.image to an image you have, "
+            f"e.g. postgres:{version} from a registry"
+        )
+    return SUITES[version]
 
 
 def build_command(*, version: int, out: Path) -> list[str]:
@@ -25,7 +36,7 @@ def build_command(*, version: int, out: Path) -> list[str]:
         "mmdebstrap", "--variant=minbase", f"--include=postgresql-{version},iproute2,python3",
         "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-exclude=/usr/share/doc/*", f"--essential-hook={hook}",
-        SUITE, str(out), MIRROR,
+        suite_for(version), str(out), MIRROR,
     ]
 
 
@@ -52,11 +63,12 @@ def build(image: str, *, version: int, progress: Callable[[str], None]) -> None:
             "mmdebstrap is not installed", step="build image",
             hint="install it with: sudo apt-get install -y mmdebstrap",
         )
+    suite = suite_for(version)
     repository, _, tag = image.partition(":")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pgtopo-image-") as tmp:
         tar = Path(tmp) / "rootfs.tar"
-        progress(f"mmdebstrap: Debian {SUITE} with postgresql-{version} (about a minute)")
+        progress(f"mmdebstrap: Debian {suite} with postgresql-{version} (about a minute)")
         proc = subprocess.Popen(build_command(version=version, out=tar), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
