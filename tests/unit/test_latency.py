@@ -1,0 +1,297 @@
+"""The pure parts of simulated latency and partitions: no Docker daemon needed.
+
+The CLI cases at the end stop at input validation, before anything touches Docker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import pgtopo.cli  # noqa: F401  (registers the commands on app)
+from pgtopo import latency as L
+from pgtopo import netem, state
+from pgtopo import relay as R
+from pgtopo.app import app
+from pgtopo.errors import InputError, OperationFailed
+from pgtopo.topology import Topology, load
+
+REPO = Path(__file__).resolve().parents[2]
+GLOBAL_SAAS = REPO / "topologies" / "global-saas.yaml"
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    return load(GLOBAL_SAAS)
+
+
+def single_region() -> Topology:
+    return Topology.model_validate({
+        "name": "solo", "regions": {"here": {}},
+        "clusters": {"main": {"nodes": {"a": {"region": "here", "role": "primary"},
+                                        "b": {"region": "here", "upstream": "a"}}}},
+    })
+
+
+# -- durations -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "ms"), [("120ms", 120.0), ("0.2s", 200.0), ("120", 120.0), (" 5 MS ", 5.0),
+                                          ("0", 0.0), ("1.5s", 1500.0), ("0.25ms", 0.25)])
+def test_parse_duration(text: str, ms: float) -> None:
+    assert L.parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "fast", "ms", "-5ms", "nan", "inf", "12m", "1e999s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        L.parse_duration_ms(text)
+
+
+# -- relay config --------------------------------------------------------------------------------
+
+def test_relay_config_is_valid_for_the_relay(topo: Topology) -> None:
+    conf = L.relay_config(topo)
+    parsed = R.RelayConfig.from_json(conf)
+    # 3 regions, one node each: every region reaches the 2 nodes of the other regions.
+    assert len(parsed.listeners) == 6
+    assert {(x.src, x.target_node) for x in parsed.listeners} == {
+        (r, n) for r in topo.regions for n in topo.node_names() if topo.node(n).region != r}
+    assert all(x.port == topo.relay_port(x.src, x.target_node) and x.target_port == 5432 for x in parsed.listeners)
+    assert parsed.link("eu-west", "us-east") == R.Link(80.0, 2.0, None)
+    assert parsed.partitioned == frozenset()
+    assert L.link_key("us-east", "eu-west") == R.link_key("us-east", "eu-west") == "eu-west|us-east"
+
+
+def test_relay_config_overrides_and_partitions(topo: Topology) -> None:
+    override = {"eu-west|us-east": {"rtt_ms": 200.0, "jitter_ms": 0.0, "bandwidth_kbps": None}}
+    conf = L.relay_config(topo, links=override, partitioned=["eu-west", "eu-west"],
+                          peers={"172.30.0.5": "pg-eu"})
+    parsed = R.RelayConfig.from_json(conf)
+    assert parsed.link("us-east", "eu-west") == R.Link(200.0, 0.0, None)
+    assert parsed.link("us-east", "ap-south") == R.Link(200.0, 5.0, None)  # untouched
+    assert conf["partitioned"] == ["eu-west"]
+    cut = {(x.src, x.target_node) for x in parsed.listeners if parsed.is_cut(x)}
+    assert cut == {("eu-west", "pg-us"), ("eu-west", "pg-billing"), ("us-east", "pg-eu"), ("ap-south", "pg-eu")}
+    # The billing subscription (ap-south -> pg-us) does not cross eu-west: it keeps flowing.
+    assert not parsed.is_cut(next(x for x in parsed.listeners if (x.src, x.target_node) == ("ap-south", "pg-us")))
+
+
+def test_node_partition_cuts_its_listeners_and_its_own_connections(topo: Topology) -> None:
+    parsed = R.RelayConfig.from_json(L.relay_config(topo, partitioned=["pg-eu"], peers={"172.30.0.5": "pg-eu"}))
+    to_us = next(x for x in parsed.listeners if (x.src, x.target_node) == ("eu-west", "pg-us"))
+    assert parsed.is_cut(to_us, "172.30.0.5")  # pg-eu's own WAL receiver
+    assert not parsed.is_cut(to_us, "172.30.0.9")  # another client in eu-west
+    assert parsed.is_cut(next(x for x in parsed.listeners if (x.src, x.target_node) == ("us-east", "pg-eu")))
+
+
+# -- matrix --------------------------------------------------------------------------------------
+
+def test_matrix_declared_in_effect_measured(topo: Topology) -> None:
+    in_effect = L.relay_config(topo, links={"eu-west|us-east": {"rtt_ms": 150, "jitter_ms": 0,
+                                                               "bandwidth_kbps": None}})["links"]
+    rows = L.matrix(topo, in_effect=in_effect, partitioned=["ap-south"],
+                    measured={("us-east", "eu-west"): 151.26, ("us-east", "ap-south"): None})
+    assert [(r.a, r.b) for r in rows] == [("us-east", "eu-west"), ("us-east", "ap-south"), ("eu-west", "ap-south")]
+    first = rows[0]
+    assert first.declared == L.LinkSetting(80, 2) and first.in_effect == L.LinkSetting(150, 0)
+    assert first.overridden and first.measured_ms == 151.3 and first.cut == ()
+    assert not rows[1].overridden and rows[1].measured_ms is None and rows[1].cut == ("ap-south",)
+    assert rows[2].to_json() == {
+        "regions": ["eu-west", "ap-south"],
+        "declared": {"rtt_ms": 120.0, "jitter_ms": 0.0, "bandwidth_kbps": None},
+        "in_effect": {"rtt_ms": 120.0, "jitter_ms": 0.0, "bandwidth_kbps": None},
+        "overridden": False, "measured_rtt_ms": None, "partitioned": ["ap-south"]}
+
+
+def test_matrix_of_a_stopped_topology_has_no_effect_column(topo: Topology) -> None:
+    rows = L.matrix(topo, in_effect=None, partitioned=[], measured={})
+    assert all(r.in_effect is None and not r.overridden and r.declared is not None for r in rows)
+
+
+def test_single_region_has_no_pairs() -> None:
+    assert L.matrix(single_region(), in_effect=None, partitioned=[], measured={}) == []
+    mech = netem.mechanism(topology="solo", image="unused", multi_region=False, running=False)
+    assert mech.name == "none" and "single region" in mech.describe()
+
+
+# -- latency set / reset ---------------------------------------------------------------------------
+
+def test_override_link(topo: Topology) -> None:
+    before: dict[str, dict[str, Any]] = {"ap-south|us-east": {"rtt_ms": 300.0, "jitter_ms": 0.0,
+                                                             "bandwidth_kbps": None}}
+    out = L.override_link(topo, before, "us-east", "eu-west", rtt="120ms", jitter="5ms")
+    assert out == {"ap-south|us-east": before["ap-south|us-east"],
+                   "eu-west|us-east": {"rtt_ms": 120.0, "jitter_ms": 5.0, "bandwidth_kbps": None}}
+    assert "eu-west|us-east" not in before  # inputs are not changed
+    # The same value as the file is no override at all.
+    assert L.override_link(topo, out, "eu-west", "us-east", rtt="0.08s", jitter="2") == {
+        "ap-south|us-east": before["ap-south|us-east"]}
+    # Without --jitter the jitter is 0, not the file's.
+    assert L.override_link(topo, {}, "us-east", "eu-west", rtt="80ms", jitter=None)["eu-west|us-east"]["jitter_ms"] == 0
+
+
+def test_override_keeps_the_declared_bandwidth() -> None:
+    t = Topology.model_validate({
+        "name": "bw", "regions": {"a": {}, "b": {}},
+        "latency": [{"between": ["a", "b"], "rtt_ms": 10, "bandwidth_kbps": 5000}],
+        "clusters": {"main": {"nodes": {"p": {"region": "a", "role": "primary"}}}},
+    })
+    assert L.override_link(t, {}, "b", "a", rtt="50ms", jitter=None) == {
+        "a|b": {"rtt_ms": 50.0, "jitter_ms": 0.0, "bandwidth_kbps": 5000.0}}
+
+
+@pytest.mark.parametrize(("a", "b", "rtt", "jitter", "message"), [
+    ("us-east", "mars", "10ms", None, "unknown region 'mars' (known: us-east, eu-west, ap-south)"),
+    ("us-east", "us-east", "10ms", None, "a link joins two different regions (got 'us-east' twice)"),
+    ("us-east", "eu-west", "soon", None, "'soon' is not a duration (examples: 120ms, 0.2s)"),
+    ("us-east", "eu-west", "10ms", "-1ms", "'-1ms' is not a duration >= 0 (examples: 120ms, 0.2s)"),
+    ("us-east", "eu-west", "10ms", "11ms", "jitter 11 ms is larger than the round trip 10 ms"),
+    ("us-east", "eu-west", "11s", None, "round trip 11000 ms is more than 10000 ms"),
+])
+def test_override_link_rejects(topo: Topology, a: str, b: str, rtt: str, jitter: str | None, message: str) -> None:
+    with pytest.raises(InputError) as exc:
+        L.override_link(topo, {}, a, b, rtt=rtt, jitter=jitter)
+    assert exc.value.message == message
+    assert exc.value.exit_code == 2
+
+
+def test_reset_links(topo: Topology) -> None:
+    current: dict[str, dict[str, Any]] = {"eu-west|us-east": {"rtt_ms": 1}, "ap-south|us-east": {"rtt_ms": 2}}
+    assert L.reset_links(topo, current) == {}
+    assert L.reset_links(topo, current, ("us-east", "eu-west")) == {"ap-south|us-east": {"rtt_ms": 2}}
+    assert L.reset_links(topo, current, ("eu-west", "ap-south")) == current
+    with pytest.raises(InputError, match="unknown region 'nowhere'"):
+        L.reset_links(topo, current, ("nowhere", "eu-west"))
+
+
+# -- partitions ----------------------------------------------------------------------------------
+
+def test_partition_set_logic(topo: Topology) -> None:
+    assert L.kind_of(topo, "eu-west") == "region" and L.kind_of(topo, "pg-eu") == "node"
+    assert L.add_partition(topo, [], "eu-west") == ["eu-west"]
+    assert L.add_partition(topo, ["eu-west"], "eu-west") == ["eu-west"]  # idempotent
+    assert L.add_partition(topo, ["eu-west"], "pg-billing") == ["eu-west", "pg-billing"]
+    assert L.remove_partition(topo, ["eu-west", "pg-billing"], "eu-west") == ["pg-billing"]
+    assert L.remove_partition(topo, ["eu-west", "pg-billing"], None) == []
+    with pytest.raises(InputError) as exc:
+        L.remove_partition(topo, ["pg-billing"], "eu-west")
+    assert exc.value.message == "'eu-west' is not partitioned (partitioned: pg-billing)"
+    with pytest.raises(InputError) as exc:
+        L.add_partition(topo, [], "pg-xx")
+    assert exc.value.message == ("unknown region or node 'pg-xx' (regions: us-east, eu-west, ap-south; "
+                                 "nodes: pg-us, pg-eu, pg-billing)")
+
+
+def test_cut_paths(topo: Topology) -> None:
+    assert L.cut_paths(topo, ["eu-west"]) == ["us-east -> pg-eu", "eu-west -> pg-us", "eu-west -> pg-billing",
+                                             "ap-south -> pg-eu"]
+    assert L.cut_paths(topo, ["pg-billing"]) == ["us-east -> pg-billing", "eu-west -> pg-billing",
+                                                "pg-billing -> any other region"]
+    assert L.cut_paths(topo, []) == []
+
+
+# -- netem detection -----------------------------------------------------------------------------
+
+def test_netem_interpret() -> None:
+    assert netem.interpret(0, "") == (True, "netem available on this kernel")
+    assert netem.interpret(2, "Error: Specified qdisc kind is unknown.\n") == (
+        False, "netem unavailable on this kernel")
+    available, why = netem.interpret(2, "RTNETLINK answers: Operation not permitted")
+    assert available is None and why.startswith("netem detection failed: exit code 2: RTNETLINK")
+    assert netem.describe(False, "netem unavailable on this kernel").describe() == (
+        "relay (netem unavailable on this kernel)")
+    assert "relay only" in netem.describe(True, "x").describe()
+
+
+# -- CLI: bad input exits 2 before anything touches Docker ----------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["partition", "{f}", "pg-xx"], "error: unknown region or node 'pg-xx'"),
+    (["heal", "{f}", "mars"], "error: unknown region or node 'mars'"),
+    (["latency", "{f}", "set", "us-east", "mars", "10ms"], "error: unknown region 'mars'"),
+    (["latency", "{f}", "set", "us-east", "eu-west", "fast"], "error: 'fast' is not a duration"),
+    (["latency", "{f}", "set", "us-east", "eu-west"], "error: usage: pgtopo latency FILE set"),
+    (["latency", "{f}", "reset", "us-east"], "error: usage: pgtopo latency FILE reset"),
+    (["latency", "{f}", "frobnicate"], "error: unknown action 'frobnicate'"),
+    (["latency", "{f}", "--jitter", "5ms"], "error: --jitter goes with `set`"),
+])
+def test_cli_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str) -> None:
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    result = CliRunner().invoke(app, [a.replace("{f}", str(GLOBAL_SAAS)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "state").exists()  # nothing changed
+
+
+def test_cli_single_region_has_nothing_to_partition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    f = tmp_path / "solo.yaml"
+    f.write_text("name: solo\nregions: {here: {}}\nclusters:\n  main:\n    nodes:\n"
+                 "      a: {region: here, role: primary}\n")
+    result = CliRunner().invoke(app, ["partition", str(f), "here"])
+    assert result.exit_code == 2
+    assert "single region: there is no cross-region link" in result.output
+
+
+# -- state and relay updates, with the relay replaced by a recorder --------------------------------
+
+class FakeRelay:
+    """Stands in for ``deploy.update_relay``: records the config it would have pushed."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.pushed: list[dict[str, Any]] = []
+        self.fail = fail
+
+    def __call__(self, topo: Topology) -> None:
+        if self.fail:
+            raise OperationFailed("relay gone", step="update relay")
+        rt = state.load_runtime(topo.name)
+        self.pushed.append(L.relay_config(topo, links=rt.get("links"), partitioned=rt.get("partitioned")))
+
+
+@pytest.fixture
+def fake_relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRelay:
+    from pgtopo import deploy
+
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    fake = FakeRelay()
+    monkeypatch.setattr(deploy, "update_relay", fake)
+    monkeypatch.setattr(L, "_require_relay", lambda topo: object())
+    return fake
+
+
+def test_partition_and_heal_update_state_and_relay(topo: Topology, fake_relay: FakeRelay) -> None:
+    ch = L.partition(topo, "eu-west")
+    assert ch.changed and ch.kind == "region" and ch.partitioned == ("eu-west",)
+    assert fake_relay.pushed[-1]["partitioned"] == ["eu-west"]
+    assert not L.partition(topo, "eu-west").changed and len(fake_relay.pushed) == 1  # no second SIGHUP
+    L.partition(topo, "pg-billing")
+    healed = L.heal(topo, "eu-west")
+    assert healed.partitioned == ("pg-billing",)
+    assert healed.paths == ("us-east -> pg-eu", "eu-west -> pg-us", "ap-south -> pg-eu")
+    assert fake_relay.pushed[-1]["partitioned"] == ["pg-billing"]
+    assert L.heal(topo).changed and state.load_runtime(topo.name)["partitioned"] == []
+    assert not L.heal(topo).changed
+
+
+def test_set_and_reset_update_state_and_relay(topo: Topology, fake_relay: FakeRelay) -> None:
+    assert L.set_link(topo, "eu-west", "us-east", rtt="150ms", jitter="3ms") == L.LinkSetting(150, 3)
+    assert state.load_runtime(topo.name)["links"] == {
+        "eu-west|us-east": {"rtt_ms": 150.0, "jitter_ms": 3.0, "bandwidth_kbps": None}}
+    assert fake_relay.pushed[-1]["links"]["eu-west|us-east"]["rtt_ms"] == 150.0
+    assert L.reset(topo) == ["eu-west|us-east"]
+    assert fake_relay.pushed[-1]["links"] == L.relay_config(topo)["links"]
+
+
+def test_a_failed_relay_update_leaves_the_state_as_it_was(topo: Topology, fake_relay: FakeRelay) -> None:
+    L.partition(topo, "pg-eu")
+    fake_relay.fail = True
+    with pytest.raises(OperationFailed):
+        L.partition(topo, "ap-south")
+    with pytest.raises(OperationFailed):
+        L.set_link(topo, "eu-west", "us-east", rtt="1s", jitter=None)
+    rt = state.load_runtime(topo.name)
+    assert rt["partitioned"] == ["pg-eu"] and not rt.get("links")
