@@ -1,0 +1,164 @@
+"""What `pgtopo env` computes: pure, from a topology, the current primaries and a port map."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+from typer.testing import CliRunner
+
+import pgtopo.cli  # noqa: F401  (registers every command)
+from pgtopo import endpoints
+from pgtopo.app import app
+from pgtopo.endpoints import PortMap
+from pgtopo.errors import InputError, PgtopoError
+from pgtopo.topology import Topology, load
+
+REPO = Path(__file__).resolve().parents[2]
+GLOBAL = REPO / "topologies" / "global-saas.yaml"
+FOUR = REPO / "topologies" / "four-regions.yaml"
+
+
+@pytest.fixture(scope="module")
+def saas() -> Topology:
+    return load(GLOBAL)
+
+
+def ports(topo: Topology, *, running: list[str] | None = None) -> PortMap:
+    """Node n publishes 5000 + its index; relay listener L publishes 20000 + (L - 10000)."""
+    names = topo.node_names()
+    up = names if running is None else running
+    relay = {topo.relay_port(r, n): 20000 + topo.relay_port(r, n) - 10000
+             for r in topo.regions for n in names if topo.node(n).region != r}
+    return PortMap(nodes={n: 5000 + names.index(n) for n in up}, relay=relay)
+
+
+def host_ports(url: str) -> list[int]:
+    return [int(p) for p in str(conninfo_to_dict(url)["port"]).split(",")]
+
+
+def compute(topo: Topology, region: str, *, cluster: str = "main", primaries: dict[str, str] | None = None,
+            running: list[str] | None = None) -> endpoints.AppEndpoints:
+    return endpoints.compute(topo, region=region, cluster=cluster, primaries=primaries or {}, ports=ports(
+        topo, running=running), password="s3cret")
+
+
+def test_from_the_replicas_region_writes_cross_the_relay_and_reads_stay_local(saas: Topology) -> None:
+    ep = compute(saas, "eu-west")
+    relay_to_us = 20000 + saas.relay_port("eu-west", "pg-us") - 10000
+    assert (ep.primary.node, ep.primary.port, ep.primary.rtt_ms, ep.primary.via_relay) == ("pg-us", relay_to_us, 80, True)
+    assert (ep.replica.node, ep.replica.port, ep.replica.via_relay) == ("pg-eu", 5001, False)
+    assert ep.primary_url == f"postgresql://app:s3cret@127.0.0.1:{relay_to_us}/production"
+    assert ep.replica_url == "postgresql://app:s3cret@127.0.0.1:5001/production"
+    info = conninfo_to_dict(ep.multihost_url)
+    assert info["host"] == "127.0.0.1,127.0.0.1"
+    assert host_ports(ep.multihost_url) == [relay_to_us, 5001]  # the primary first
+    assert info["target_session_attrs"] == "read-write"
+    assert (info["user"], info["password"], info["dbname"]) == ("app", "s3cret", "production")
+
+
+def test_from_the_primarys_region_the_replica_is_remote(saas: Topology) -> None:
+    ep = compute(saas, "us-east")
+    assert (ep.primary.port, ep.primary.via_relay) == (5000, False)
+    assert ep.replica.node == "pg-eu"
+    assert ep.replica.port == 20000 + saas.relay_port("us-east", "pg-eu") - 10000
+    assert ep.replica.rtt_ms == 80
+
+
+def test_a_region_without_nodes_uses_the_relay_for_both(saas: Topology) -> None:
+    ep = compute(saas, "ap-south")
+    assert (ep.primary.node, ep.primary.rtt_ms) == ("pg-us", 200)
+    assert (ep.replica.node, ep.replica.rtt_ms) == ("pg-eu", 120)
+
+
+def test_the_current_primary_wins_over_the_file(saas: Topology) -> None:
+    # After a failover to pg-eu, with the old primary stopped.
+    ep = compute(saas, "eu-west", primaries={"main": "pg-eu"}, running=["pg-eu", "pg-billing"])
+    assert (ep.primary.node, ep.primary.port) == ("pg-eu", 5001)
+    assert ep.replica == ep.primary  # no running replica left: reads go to the primary
+    # The stopped node keeps its (stable) relay port in the multi-host list.
+    assert host_ports(ep.multihost_url) == [5001, 20000 + saas.relay_port("eu-west", "pg-us") - 10000]
+
+
+def test_a_cluster_without_replicas_reads_from_its_primary(saas: Topology) -> None:
+    ep = compute(saas, "eu-west", cluster="billing")
+    assert ep.replica_url == ep.primary_url
+    assert ep.database == "production"
+
+
+def test_nearest_replica_by_rtt_when_none_is_local() -> None:
+    four = load(FOUR)
+    everyone = four.node_names()
+    ep = compute(four, "eu-central")
+    assert ep.replica.node == "pg-euc"  # local
+    ep = compute(four, "eu-central", running=[n for n in everyone if n != "pg-euc"])
+    assert (ep.replica.node, ep.replica.rtt_ms) == ("pg-euw", 20)  # 20 ms beats 90 and 150
+    ep = compute(four, "us-east")
+    assert (ep.replica.node, ep.replica.rtt_ms) == ("pg-use2", 0)
+
+
+def test_primary_not_running_is_an_operation_error(saas: Topology) -> None:
+    with pytest.raises(PgtopoError) as exc:
+        compute(saas, "eu-west", running=["pg-eu"])
+    assert not isinstance(exc.value, InputError)
+    assert exc.value.message == "the primary pg-us of cluster 'main' is not running"
+
+
+def test_names_are_checked(saas: Topology) -> None:
+    with pytest.raises(InputError, match=r"^unknown region 'mars' \(known: us-east, eu-west, ap-south\)$"):
+        compute(saas, "mars")
+    with pytest.raises(InputError, match=r"^unknown cluster 'nope' \(known: main, billing\)$"):
+        endpoints.select_cluster(saas, "nope")
+    assert endpoints.select_cluster(saas, None) == "main"
+    assert endpoints.select_cluster(saas, "billing") == "billing"
+
+
+def test_formats(saas: Topology) -> None:
+    ep = endpoints.compute(saas, region="eu-west", cluster="main", primaries={}, ports=ports(saas),
+                           password="it's/secret")
+    shell = endpoints.render(ep, fmt="shell").splitlines()
+    assert shell[0].startswith("# pgtopo env: cluster main, database production, application in eu-west; ")
+    exports = dict(shlex.split(line)[1].split("=", 1) for line in shell[1:])
+    assert exports == ep.as_env()
+    assert all(line.startswith("export ") for line in shell[1:])
+    assert "it%27s%2Fsecret" in ep.primary_url  # a password is percent-encoded in a URL
+    assert conninfo_to_dict(ep.primary_url)["password"] == "it's/secret"
+    dotenv = endpoints.render(ep, fmt="dotenv").splitlines()
+    assert dotenv[1:] == [f"{k}={v}" for k, v in ep.as_env().items()]
+    assert json.loads(endpoints.render(ep, fmt="json")) == ep.as_env()
+    assert list(ep.as_env()) == ["PRIMARY_DATABASE_URL", "LOCAL_READ_REPLICA_URL", "DATABASE_URL_MULTIHOST"]
+
+
+# -- the command (no Docker: names are checked first, the live ports are faked) -----------------
+
+def test_cli_unknown_region_and_cluster() -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["env", str(GLOBAL), "--region", "mars"])
+    assert res.exit_code == 2
+    assert res.output.splitlines() == ["error: unknown region 'mars' (known: us-east, eu-west, ap-south)"]
+    res = runner.invoke(app, ["env", str(GLOBAL), "--region", "eu-west", "--cluster", "nope"])
+    assert res.exit_code == 2
+    assert res.output.splitlines() == ["error: unknown cluster 'nope' (known: main, billing)"]
+
+
+def test_cli_not_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(endpoints, "live_ports", lambda topo: PortMap(nodes={}, relay={}))
+    res = CliRunner().invoke(app, ["env", str(GLOBAL), "--region", "eu-west"])
+    assert res.exit_code == 1
+    assert res.output.splitlines() == ["error: topology 'global-saas' is not running (start it with `pgtopo up FILE`)"]
+
+
+def test_cli_prints_the_live_endpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, saas: Topology) -> None:
+    from pgtopo import state
+
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
+    pw = state.passwords(saas.name)["app"]
+    monkeypatch.setattr(endpoints, "live_ports", lambda topo: ports(topo))
+    res = CliRunner().invoke(app, ["env", str(GLOBAL), "-r", "eu-west", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["LOCAL_READ_REPLICA_URL"] == f"postgresql://app:{pw}@127.0.0.1:5001/production"

@@ -1,0 +1,220 @@
+"""Routing decisions, tokens and the benchmark's statistics: pure, no database."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from psycopg.pq import TransactionStatus
+
+from pgtopo import routing, ryw
+from pgtopo.errors import InputError
+from pgtopo.routing import UNKNOWN, Token, choose, format_token, parse_lsn, parse_token
+
+NOW = 1_800_000_000.0  # wall-clock seconds
+NOW_MS = int(NOW * 1000)
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("0/0", 0), ("0/3001A28", 0x3001A28), ("1/0", 1 << 32), ("FFFFFFFF/FFFFFFFF", 2**64 - 1), ("a/b", (10 << 32) | 11),
+])
+def test_lsn_round_trip(text: str, value: int) -> None:
+    assert parse_lsn(text) == value
+    assert routing.format_lsn(value) == text.upper()
+
+
+def test_lsn_order_is_numeric_not_textual() -> None:
+    # As text "0/9" > "0/10"; as positions 0x9 < 0x10. Tokens compare as numbers.
+    assert parse_lsn("0/9") < parse_lsn("0/10")  # type: ignore[operator]
+    assert parse_lsn("0/FFFFFFFF") < parse_lsn("1/0")  # type: ignore[operator]
+
+
+def test_token_round_trip() -> None:
+    for token in (Token(0x3001A28, NOW_MS), Token(0x3001A28), Token(None, NOW_MS), Token(5 << 32, 0)):
+        text = format_token(token)
+        assert parse_token(text) == token
+    assert format_token(Token(0x3001A28, 1718000000123)) == "0/3001A28@1718000000123"
+    assert format_token(UNKNOWN) == "*"
+
+
+def test_tokens_are_cookie_and_header_safe() -> None:
+    text = format_token(Token(2**64 - 1, 99_999_999_999_999))
+    # RFC 6265 cookie-octet: no CTLs, whitespace, DQUOTE, comma, semicolon or backslash.
+    assert all(0x21 <= ord(c) <= 0x7E and c not in '",;\\' for c in text)
+    assert len(text) <= 40
+
+
+def test_no_token() -> None:
+    assert parse_token(None) is None
+    assert parse_token("") is None
+    assert parse_token("   ") is None
+
+
+@pytest.mark.parametrize("garbage", [
+    "garbage", "0/", "/1", "0/3001A28@", "0/3001A28@-5", "0/3001A28@1e9", "123456789/0", "0/123456789",
+    "0/3001A28@1234567890123456", "0x1/2", "0/3001A28 ; DROP TABLE x", "\x00", "ü/1", "1/2/3", "@1",
+])
+def test_garbage_is_unknown_never_an_exception(garbage: str) -> None:
+    assert parse_token(garbage) == UNKNOWN
+
+
+def test_surrounding_whitespace_is_tolerated() -> None:
+    assert parse_token(" 0/10@5\n") == Token(16, 5)
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+def decide(strategy: routing.Strategy, token: Token | None, replica_lsn: int | None = None, *,
+           may_wait: bool = False, now: float = NOW) -> routing.Decision:
+    return choose(strategy, now=now, token=token, replica_lsn=replica_lsn, may_wait=may_wait)
+
+
+def test_fixed_strategies() -> None:
+    for token in (None, Token(100, NOW_MS), UNKNOWN):
+        assert decide("primary-only", token, 10**6) == "primary"
+        assert decide("replica-only", token, 0) == "replica"
+
+
+def test_lsn_strategy() -> None:
+    wrote = Token(100, NOW_MS)
+    assert decide("lsn", None) == "replica"  # never wrote: nothing to wait for
+    assert decide("lsn", wrote, 100) == "replica"  # replayed exactly up to the token
+    assert decide("lsn", wrote, 101) == "replica"
+    assert decide("lsn", wrote, 99, may_wait=True) == "wait"
+    assert decide("lsn", wrote, 99, may_wait=False) == "primary"  # the wait budget is spent
+    assert decide("lsn", wrote, None, may_wait=True) == "primary"  # the replica cannot say
+    # An hour-old write still waits for its position: lsn does not guess from time.
+    assert decide("lsn", Token(100, NOW_MS - 3_600_000), 99, may_wait=True) == "wait"
+
+
+def test_lsn_strategy_with_an_unknown_position() -> None:
+    assert decide("lsn", UNKNOWN, 10**9) == "primary"  # garbage: the safe side, always
+    assert decide("lsn", Token(None, NOW_MS - 500), 10**9) == "primary"  # just wrote, position lost
+    assert decide("lsn", Token(None, NOW_MS - 5000), 0) == "replica"  # older than the window
+
+
+def test_time_window_strategy() -> None:
+    assert decide("time-window", None) == "replica"
+    assert decide("time-window", Token(5, NOW_MS - 1999)) == "primary"
+    assert decide("time-window", Token(5, NOW_MS - 2000)) == "replica"
+    assert decide("time-window", Token(5, None)) == "primary"  # no time: cannot prove it is old
+    assert decide("time-window", Token(5, NOW_MS + 60_000)) == "primary"  # future (skew): recent
+    assert decide("time-window", UNKNOWN) == "primary"
+    # The replica's position plays no part.
+    assert decide("time-window", Token(5, NOW_MS - 100), 10**9) == "primary"
+    assert choose("time-window", now=NOW, token=Token(5, NOW_MS - 600), replica_lsn=None, window_s=0.5) == "replica"
+
+
+def test_needs_replica_lsn() -> None:
+    assert routing.needs_replica_lsn("lsn", Token(1, NOW_MS))
+    assert not routing.needs_replica_lsn("lsn", None)
+    assert not routing.needs_replica_lsn("lsn", UNKNOWN)
+    assert not routing.needs_replica_lsn("time-window", Token(1, NOW_MS))
+
+
+def test_default_max_wait_is_twice_the_expected_lag() -> None:
+    assert routing.default_max_wait_s(80) == pytest.approx(0.08)  # one-way 40 ms, twice
+    assert routing.default_max_wait_s(0) == routing.MIN_MAX_WAIT_S
+
+
+def test_router_refuses_an_unknown_strategy() -> None:
+    with pytest.raises(InputError, match="unknown strategy 'fastest'"):
+        routing.Router(primary_url="postgresql://u@127.0.0.1:1/db", strategy="fastest")  # type: ignore[arg-type]
+
+
+def test_session_token_survives_garbage_without_connecting() -> None:
+    # Pools connect lazily: constructing a router and session touches no server.
+    with routing.Router.from_urls(primary_url="postgresql://u@127.0.0.1:1/db") as router:
+        assert router.session().token is None
+        assert router.session("0/10@5").token == "0/10@5"
+        assert router.session("nonsense").token == "*"
+
+
+# -- benchmark statistics -----------------------------------------------------------------------
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert ryw.percentile(values, 50) == 50
+    assert ryw.percentile(values, 99) == 99
+    assert ryw.percentile(values, 100) == 100
+    assert ryw.percentile([3.0, 1.0, 2.0], 50) == 2
+    assert ryw.percentile([7.0], 99) == 7
+    assert ryw.percentile([], 50) == 0
+
+
+def test_summarize() -> None:
+    ops = [ryw.Op(write_s=0.08, read_s=0.001, stale=False, local=True),
+           ryw.Op(write_s=0.09, read_s=0.002, stale=True, local=True),
+           ryw.Op(write_s=0.10, read_s=0.080, stale=False, local=False, waited_s=0.05),
+           ryw.Op(write_s=0.11, read_s=0.090, stale=False, local=False)]
+    s = ryw.summarize("lsn", ops)
+    assert (s.reads, s.stale, s.local_share) == (4, 1, 0.5)
+    assert s.read_p50_ms == pytest.approx(2.0)
+    assert s.read_p99_ms == pytest.approx(90.0)
+    assert s.write_p50_ms == pytest.approx(90.0)
+    assert s.wait_p99_ms == pytest.approx(50.0)
+    assert ryw.summarize("x", []).local_share == 0
+
+
+def test_parse_strategies() -> None:
+    assert ryw.parse_strategies("lsn, replica-only,lsn") == ["lsn", "replica-only"]
+    with pytest.raises(InputError, match=r"^unknown strategy 'fast' \(known: lsn, time-window, primary-only, replica-only\)$"):
+        ryw.parse_strategies("lsn,fast")
+    with pytest.raises(InputError):
+        ryw.parse_strategies(" , ")
+
+
+def test_link_override_keeps_jitter_and_bandwidth() -> None:
+    assert ryw.link_override({"rtt_ms": 80, "jitter_ms": 2, "bandwidth_kbps": 1000}, rtt_ms=100) == {
+        "rtt_ms": 100, "jitter_ms": 2.0, "bandwidth_kbps": 1000}
+    assert ryw.link_override(None, rtt_ms=5) == {"rtt_ms": 5, "jitter_ms": 0.0, "bandwidth_kbps": None}
+    assert ryw.link_override({"rtt_ms": 80, "jitter_ms": 30}, rtt_ms=10)["jitter_ms"] == 10
+
+
+def test_markdown_table() -> None:
+    setup = ryw.Setup(topology="t", cluster="main", region="eu-west", primary="pg-us", replica="pg-eu",
+                      replica_local=True, link=("us-east", "eu-west"), link_rtt_ms=100, slowed=True, sessions=2,
+                      ops=3, max_wait_ms=100)
+    result = ryw.BenchResult(setup=setup, stats=[ryw.summarize("lsn", [ryw.Op(0.1, 0.002, False, True)])])
+    lines = ryw.markdown(result).splitlines()
+    assert lines[0].startswith("topology t, cluster main, application in eu-west: primary pg-us, replica pg-eu (local)")
+    assert lines[2] == "| strategy | reads | stale | local | read p50 | read p99 | write p50 | write p99 | wait p99 |"
+    assert lines[4] == "| lsn | 1 | 0 | 100% | 2.0 ms | 2.0 ms | 100.0 ms | 100.0 ms | 0.0 ms |"
+
+
+def test_a_trailing_newline_inside_is_not_a_token() -> None:
+    assert parse_lsn("0/10\n") is None
+
+
+class FakeConn:
+    """What the pool's reuse check reads from a connection, over a real socket pair."""
+
+    def __init__(self, sock: socket.socket, *, status: TransactionStatus = TransactionStatus.IDLE) -> None:
+        self.sock, self.broken, self.closed = sock, False, False
+        self.info = type("Info", (), {"transaction_status": status})()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_pooled_connection_reuse_check() -> None:
+    ours, server = socket.socketpair()
+    try:
+        conn: Any = FakeConn(ours)
+        assert routing._idle_and_quiet(conn)
+        server.sendall(b"E")  # e.g. a FATAL: the server is going away
+        assert not routing._idle_and_quiet(conn)
+        assert not routing._idle_and_quiet(FakeConn(ours, status=TransactionStatus.INTRANS))  # type: ignore[arg-type]
+        quiet: Any = FakeConn(server)
+        quiet.broken = True
+        assert not routing._idle_and_quiet(quiet)
+        other, gone = socket.socketpair()
+        gone.close()  # EOF
+        assert not routing._idle_and_quiet(FakeConn(other))  # type: ignore[arg-type]
+        other.close()
+    finally:
+        ours.close()
+        server.close()
