@@ -260,16 +260,17 @@ def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float =
 
 def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress) -> Container:
     found = runtime.containers(topo.name, kind="relay")
+    conf = live_relay_config(topo)  # with run-time link overrides and partitions
+    wanted = {f"{lst['port']}/tcp" for lst in conf["listeners"]}
     if found and runtime.status(found[0]) == "running":
-        for region, net in nets.items():
-            # A region added to the file since the relay started: its nodes need the relay too.
-            if runtime.connect_network(found[0], net, aliases=[latency.RELAY_ALIAS]):
-                progress("relay", f"attached to region {region}")
-        return found[0]
+        if wanted <= set(runtime.published_ports(found[0])):
+            return found[0]
+        # Regions or nodes were added: Docker cannot publish ports on a running container, so
+        # the relay is re-created; WAL receivers and subscriptions reconnect within seconds.
+        progress("relay", "re-creating the relay for the new regions and nodes")
     for c in found:
         runtime.remove_container(c, volume=False)
     progress("relay", "starting the latency relay")
-    conf = latency.relay_config(topo)
     ports: dict[str, tuple[str, int | None]] = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in conf["listeners"]}
     container = runtime.create(runtime.ContainerSpec(
         topology=topo.name, name=latency.RELAY_NAME, kind="relay", image=relay_image(topo),
