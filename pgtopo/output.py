@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
@@ -60,3 +63,83 @@ class StepPrinter:
     def __call__(self, subject: str, message: str) -> None:
         elapsed = time.monotonic() - self.started
         err.print(f"[dim]{elapsed:6.1f}s[/dim] [bold]{escape(subject):<12}[/bold] {escape(message)}")
+
+
+# -- screens: tables and styled lines, printed once or refreshed in place (`status --watch`) -------
+
+@dataclass(frozen=True)
+class TableData:
+    title: str | None
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of text; style is one of STYLES ("" for plain)."""
+
+    text: str
+    style: str = ""
+
+
+Block = TableData | Line
+STYLES = {"": "", "error": "red", "warning": "yellow", "info": "cyan", "success": "green", "dim": "dim",
+          "alarm": "bold white on red"}
+
+
+def _renderable(blocks: Sequence[Block]) -> Group:
+    from rich.text import Text
+
+    parts: list[Table | Text] = []
+    for b in blocks:
+        if isinstance(b, TableData):
+            t = Table(title=b.title, title_justify="left", header_style="bold")
+            for col in b.columns:
+                t.add_column(col, overflow="fold")
+            for row in b.rows:
+                t.add_row(*[escape(c) for c in row])
+            parts.append(t)
+        else:
+            parts.append(Text(b.text, style=STYLES.get(b.style, "")))
+    return Group(*parts)
+
+
+def show(blocks: Sequence[Block]) -> None:
+    # Piped output is not folded to 80 columns: tables keep their natural width.
+    console = out if out.is_terminal else Console(highlight=False, soft_wrap=True, width=250, file=out.file)
+    console.print(_renderable(blocks))
+
+
+@contextmanager
+def live() -> Iterator[Callable[[Sequence[Block]], None]]:
+    """Refresh a screen in place; yields ``update(blocks)``. The last screen stays visible."""
+    from rich.live import Live
+
+    with Live(console=out, auto_refresh=False, screen=False, transient=False) as view:
+        def update(blocks: Sequence[Block]) -> None:
+            view.update(_renderable(blocks), refresh=True)
+
+        yield update
+
+
+def json_line(data: Any) -> None:
+    """One compact JSON document per line (streams such as `status --watch --json`)."""
+    sys.stdout.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"

@@ -48,6 +48,7 @@ class Slot:
     database: str | None
     failover: bool
     synced: bool
+    temporary: bool = False  # a synced slot stays temporary until sync-ready; promotion drops it
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class NodeSnapshot:
     subscriptions: tuple[SubscriptionState, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
     version: int | None = None
+    pending_restart: tuple[str, ...] = ()  # settings changed on disk that need a restart
 
     @property
     def role(self) -> str:
@@ -190,6 +192,12 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         wr = cur.execute("SELECT received_tli FROM pg_stat_wal_receiver").fetchone()
         if wr and wr["received_tli"]:
             tli = max(int(tli or 0), int(wr["received_tli"]))
+        # With no receiver (its upstream died) the newest history file it fetched tells the
+        # timeline it follows; the checkpoint's can be several switches old.
+        hist = cur.execute("SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) AS tli FROM pg_ls_waldir() "
+                           "WHERE name ~ '^[0-9A-F]{8}[.]history$'").fetchone()
+        if hist and hist["tli"]:
+            tli = max(int(tli or 0), int(hist["tli"]))
     receiver = cur.execute(
         "SELECT status, sender_host, sender_port, slot_name FROM pg_stat_wal_receiver").fetchone()
     downstream = tuple(
@@ -210,9 +218,10 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
     slots = tuple(
         Slot(name=r["slot_name"], slot_type=r["slot_type"], active=r["active"],
              retained_bytes=None if r["retained"] is None else int(r["retained"]), wal_status=r["wal_status"],
-             database=r["database"], failover=bool(r["failover"]), synced=bool(r["synced"]))
+             database=r["database"], failover=bool(r["failover"]), synced=bool(r["synced"]),
+             temporary=bool(r["temporary"]))
         for r in cur.execute(
-            "SELECT slot_name, slot_type, active, wal_status, database, "
+            "SELECT slot_name, slot_type, active, wal_status, database, temporary, "
             + ("failover, synced, " if conn.info.server_version >= 170000 else "false AS failover, false AS synced, ")
             + "pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
             " ELSE pg_current_wal_lsn() END, restart_lsn) AS retained FROM pg_replication_slots ORDER BY slot_name"
@@ -220,6 +229,8 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
     )
     settings = {r["name"]: r["setting"] for r in cur.execute(
         "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),)).fetchall()}
+    pending = tuple(r["name"] for r in cur.execute(
+        "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name").fetchall())
     subs = _subscriptions(topo, conn, base["node"])
     return NodeSnapshot(
         **base, container=cstate, reachable=True, in_recovery=row["rec"], system_identifier=row["sysid"],
@@ -230,7 +241,7 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         upstream_raw=f"{receiver['sender_host']}:{receiver['sender_port']}" if receiver else None,
         receiver_slot=receiver["slot_name"] if receiver else None,
         downstream=downstream, slots=slots, subscriptions=subs, settings=settings,
-        version=conn.info.server_version // 10000,
+        version=conn.info.server_version // 10000, pending_restart=pending,
     )
 
 

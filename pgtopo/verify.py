@@ -1,0 +1,513 @@
+"""`pgtopo verify`: prove that data flows on every edge and that what runs matches the file.
+
+Edges are proven with probe rows, never user data: for each cluster's primary and each of its
+databases, one row goes into ``pgtopo.probe`` (id = a fresh time-based bigint, origin = the
+primary); pgtopo waits until every physical replica (cascades included) and every subscriber
+(subscriptions include the ``pgtopo_probe`` publication) can read it, then deletes it on the
+primary (the delete replicates too). An edge's propagation time is when its target saw the
+row minus when its source did (the primary: just before the INSERT).
+
+The other checks are pure functions of a frozen snapshot and the files read from the nodes:
+reachability, one writable node per cluster, one system identifier and timeline per cluster,
+each replica streaming from its expected upstream, slots (inactive ones retaining more than
+``max_retained`` bytes, lost WAL), subscriptions (present, enabled, worker running, every table
+ready, no apply or sync errors), ``/etc/pgtopo/postgresql.conf`` and ``pg_hba.conf`` against
+``render.render_node``, and key live settings. Once a cluster has failed over, the settings a
+failover changes with ALTER SYSTEM (``FAILOVER_SETTINGS``) are not compared for its nodes.
+
+JSON (``pgtopo verify --json``), schema version 1; durations in seconds:
+``schema_version``, ``topology``, ``ok`` (exit code 0 exactly when true), ``summary``
+(``passed``, ``failed``), ``checks[]`` (``check``: reachable | primary | identity | timeline |
+upstream | slot | standby-slots | subscription | config | settings | cleanup; ``subject``; ``passed``;
+``reason``), ``edges[]`` (``kind``: physical | logical; ``source``; ``target``; ``database``;
+``subscription`` or null; ``declared_rtt_seconds``; ``propagation_seconds``;
+``since_commit_seconds``; ``passed``; ``reason``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgtopo import connect, render, runtime, snapshot
+from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.snapshot import NodeSnapshot, Snapshot
+from pgtopo.status import (
+    DEFAULT_MAX_RETAINED,
+    configured_upstream,
+    expected_subscriptions,
+    expected_upstream,
+    failed_over,
+    held_back,
+    slot_is_mirror,
+    subscription_issues,
+)
+from pgtopo.topology import Topology
+
+SCHEMA_VERSION = 1
+DEFAULT_TIMEOUT = 10.0
+POLL_INTERVAL = 0.005
+CONF_FILES = ("postgresql.conf", "pg_hba.conf")
+FAILOVER_SETTINGS = frozenset({"primary_conninfo", "primary_slot_name", "synchronous_standby_names",
+                               "synchronized_standby_slots", "sync_replication_slots"})
+LIVE_SETTINGS = ("cluster_name", "wal_level", "hba_file", "primary_conninfo", "primary_slot_name",
+                 "synchronous_standby_names", "synchronized_standby_slots", "sync_replication_slots",
+                 "hot_standby_feedback", "wal_log_hints")
+PROBE = sql.Identifier(render.PROBE_SCHEMA, render.PROBE_TABLE)
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    subject: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Target:
+    node: str
+    database: str
+    kind: str  # physical | logical
+    via: str  # the node it receives the row from: its upstream, or the publisher
+    subscription: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    cluster: str
+    source: str
+    database: str
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class Edge:
+    kind: str
+    source: str
+    target: str
+    database: str
+    subscription: str | None
+    declared_rtt_ms: float
+    propagation_s: float | None
+    since_commit_s: float | None
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    topology: str
+    checks: tuple[Check, ...]
+    edges: tuple[Edge, ...]
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.passed for c in self.checks) + sum(not e.passed for e in self.edges)
+
+    @property
+    def passed(self) -> int:
+        return len(self.checks) + len(self.edges) - self.failed
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_json(self) -> dict[str, Any]:
+        def sec(v: float | None) -> float | None:
+            return None if v is None else round(v, 4)
+
+        return {
+            "schema_version": SCHEMA_VERSION, "topology": self.topology, "ok": self.ok,
+            "summary": {"passed": self.passed, "failed": self.failed},
+            "checks": [dict(c.__dict__) for c in self.checks],
+            "edges": [{"kind": e.kind, "source": e.source, "target": e.target, "database": e.database,
+                       "subscription": e.subscription, "declared_rtt_seconds": sec(e.declared_rtt_ms / 1000),
+                       "propagation_seconds": sec(e.propagation_s), "since_commit_seconds": sec(e.since_commit_s),
+                       "passed": e.passed, "reason": e.reason} for e in self.edges],
+        }
+
+
+# -- pure: checks on a frozen snapshot ------------------------------------------------------------
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+def snapshot_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, str],
+                    max_retained: int = DEFAULT_MAX_RETAINED) -> list[Check]:
+    """Every check decided from the snapshot alone."""
+    out: list[Check] = []
+    for name in topo.node_names():
+        ns = snap.nodes.get(name)
+        if ns is None or not ns.reachable:
+            out.append(Check("reachable", name, False, f"down: {ns.error if ns else 'not in the snapshot'}"))
+        else:
+            out.append(Check("reachable", name, True, f"{'replica' if ns.in_recovery else 'writable'}, "
+                                                      f"timeline {ns.timeline}"))
+    for cluster, cl in topo.clusters.items():
+        out.extend(_cluster_checks(snap, cluster, primaries.get(cluster, cl.primary_name)))
+    for name in topo.node_names():
+        if expected_upstream(topo, name, primaries) is not None:
+            out.append(_upstream_check(topo, snap, name, expected_upstream(topo, name, primaries)))
+    for ns in snap.nodes.values():
+        for s in ns.slots if ns.reachable else ():
+            out.append(_slot_check(ns, s, max_retained))
+        if ns.reachable and not ns.in_recovery and ns.settings.get("synchronized_standby_slots"):
+            waiting, held = held_back(ns)
+            out.append(Check("standby-slots", ns.node, not waiting,
+                             f"failover slot(s) {', '.join(held)} get no changes: synchronized_standby_slots waits "
+                             f"for {', '.join(waiting)} (missing or inactive)" if waiting else
+                             f"synchronized_standby_slots {ns.settings['synchronized_standby_slots']} active"))
+    out.extend(_subscription_checks(topo, snap, primaries))
+    return out
+
+
+def _cluster_checks(snap: Snapshot, cluster: str, primary: str) -> list[Check]:
+    out = []
+    writable = snap.writable(cluster)
+    if writable == [primary]:
+        out.append(Check("primary", cluster, True, f"one writable node, {primary}"))
+    elif len(writable) > 1:
+        out.append(Check("primary", cluster, False, f"split brain: {', '.join(writable)} are all writable"))
+    elif writable:
+        out.append(Check("primary", cluster, False, f"{writable[0]} is writable, but {primary} is the primary"))
+    else:
+        out.append(Check("primary", cluster, False, f"no writable node (the primary {primary} is down or in "
+                                                    "recovery)"))
+    members = [n for n in snap.cluster_nodes(cluster)]
+    up = [n for n in members if n.reachable]
+    if len(members) > 1:
+        note = "" if len(up) == len(members) else f" ({len(up)} of {len(members)} nodes reachable)"
+        ids = {n.system_identifier for n in up}
+        out.append(Check("identity", cluster, len(ids) <= 1,
+                         f"system identifier {ids.pop()}{note}" if len(ids) == 1 else
+                         "nothing to compare" + note if not ids else
+                         "system identifiers differ: " + ", ".join(f"{n.node} {n.system_identifier}" for n in up)))
+        tlis = {n.timeline for n in up}
+        out.append(Check("timeline", cluster, len(tlis) <= 1,
+                         f"timeline {tlis.pop()}{note}" if len(tlis) == 1 else
+                         "nothing to compare" + note if not tlis else
+                         "timelines differ: " + ", ".join(f"{n.node} {n.timeline}" for n in up)))
+    return out
+
+
+def _upstream_check(topo: Topology, snap: Snapshot, name: str, expected: str | None) -> Check:
+    ns = snap.nodes.get(name)
+    if ns is None or not ns.reachable:
+        return Check("upstream", name, False, f"down, expected to stream from {expected}")
+    if not ns.in_recovery:
+        return Check("upstream", name, False, f"writable, expected to be a replica of {expected}")
+    if ns.receiver_status != "streaming":
+        configured = configured_upstream(topo, ns)
+        where = "" if configured == expected else f"; primary_conninfo points at {configured or 'an unknown host'}"
+        return Check("upstream", name, False, f"not streaming (WAL receiver {ns.receiver_status or 'not running'}), "
+                                              f"expected from {expected}{where}")
+    if ns.upstream != expected:
+        return Check("upstream", name, False, f"streams from {ns.upstream or ns.upstream_raw}, expected {expected}")
+    return Check("upstream", name, True, f"streams from {expected}")
+
+
+def _slot_check(ns: NodeSnapshot, s: snapshot.Slot, max_retained: int) -> Check:
+    subject = f"{ns.node}/{s.name}"
+    retained = s.retained_bytes or 0
+    if s.wal_status == "lost":
+        return Check("slot", subject, False, f"{s.slot_type} slot lost WAL it needed (wal_status lost)")
+    if slot_is_mirror(ns, s):
+        return Check("slot", subject, True, "failover slot synced from the primary")
+    if not s.active and retained > max_retained:
+        return Check("slot", subject, False, f"inactive {s.slot_type} slot retains {_mib(retained)} of WAL "
+                                             f"(limit {_mib(max_retained)}, wal_status {s.wal_status})")
+    state = "active" if s.active else "inactive"
+    return Check("slot", subject, True, f"{state} {s.slot_type} slot, retains {_mib(retained)}")
+
+
+def _subscription_checks(topo: Topology, snap: Snapshot, primaries: Mapping[str, str]) -> list[Check]:
+    out = []
+    expected = {(e.node, e.name): e for e in expected_subscriptions(topo, primaries)}
+    for (node, name), e in expected.items():
+        ns = snap.nodes.get(node)
+        if ns is None or not ns.reachable:
+            out.append(Check("subscription", name, False, f"cannot check: {node} is down"))
+            continue
+        found = next((s for s in ns.subscriptions if s.name == name), None)
+        if found is None:
+            out.append(Check("subscription", name, False, f"missing on {node} (database {e.database}, publication "
+                                                          f"{e.publication} of {e.publisher_cluster})"))
+            continue
+        out.append(_subscription_check(node, found))
+    for ns in snap.nodes.values():
+        if ns.reachable and not ns.in_recovery:
+            out.extend(_subscription_check(ns.node, s) for s in ns.subscriptions if (ns.node, s.name) not in expected)
+    return out
+
+
+def _subscription_check(node: str, s: snapshot.SubscriptionState) -> Check:
+    issues = subscription_issues(node, s)
+    if issues:
+        return Check("subscription", s.name, False, "; ".join(msg for _sev, msg in issues))
+    return Check("subscription", s.name, True, f"on {node}: enabled, worker running, "
+                                               f"{s.tables_ready}/{s.tables_total} tables ready, no errors")
+
+
+# -- pure: configuration ---------------------------------------------------------------------------
+
+def parse_conf(text: str) -> dict[str, str]:
+    """``name = value`` lines of a postgresql.conf, comments dropped, quotes removed."""
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if value.startswith("'"):
+            end = 1
+            chars = []
+            while end < len(value):
+                if value[end] == "'" and value[end + 1:end + 2] == "'":
+                    chars.append("'")
+                    end += 2
+                elif value[end] == "'":
+                    break
+                else:
+                    chars.append(value[end])
+                    end += 1
+            value = "".join(chars)
+        else:
+            value = value.split("#", 1)[0].strip()
+        out[key.strip().lower()] = value
+    return out
+
+
+def _hba_lines(text: str) -> list[str]:
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def config_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, str],
+                  rendered: Mapping[str, Mapping[str, str]],
+                  on_disk: Mapping[str, Mapping[str, str | None]]) -> list[Check]:
+    """Files in /etc/pgtopo against ``render.render_node`` and live settings against both."""
+    out = []
+    moved = failed_over(topo, primaries)
+    for name in topo.node_names():
+        skip = FAILOVER_SETTINGS if topo.cluster_of(name) in moved else frozenset()
+        want = parse_conf(rendered[name]["postgresql.conf"])
+        disk = on_disk.get(name, {})
+        conf = disk.get("postgresql.conf")
+        if conf is None:
+            out.append(Check("config", f"{name}/postgresql.conf", False, f"cannot read {render.CONF_DIR}/postgresql.conf"))
+        else:
+            have = parse_conf(conf)
+            diffs = [f"{k} = {have.get(k, '(unset)')!r}, rendered {want.get(k, '(unset)')!r}"
+                     for k in sorted(set(want) | set(have)) if k not in skip and want.get(k) != have.get(k)]
+            out.append(Check("config", f"{name}/postgresql.conf", not diffs,
+                             "; ".join(diffs) if diffs else "matches the rendered file"))
+        hba = disk.get("pg_hba.conf")
+        if hba is None:
+            out.append(Check("config", f"{name}/pg_hba.conf", False, f"cannot read {render.CONF_DIR}/pg_hba.conf"))
+        else:
+            same = _hba_lines(hba) == _hba_lines(rendered[name]["pg_hba.conf"])
+            out.append(Check("config", f"{name}/pg_hba.conf", same,
+                             "matches the rendered file" if same else "differs from the rendered file"))
+        ns = snap.nodes.get(name)
+        if ns is not None and ns.reachable:
+            out.append(_settings_check(topo, ns, want, skip))
+    return out
+
+
+def _settings_check(topo: Topology, ns: NodeSnapshot, want: Mapping[str, str], skip: frozenset[str]) -> Check:
+    expected = {k: want[k] for k in LIVE_SETTINGS if k in want}
+    expected.setdefault("primary_conninfo", "")
+    expected.setdefault("primary_slot_name", "")
+    if not want.get("primary_conninfo"):
+        expected["primary_slot_name"] = ""  # only meaningful with a primary_conninfo
+    expected["config_file"] = f"{render.CONF_DIR}/postgresql.conf"
+    diffs = []
+    for key, value in sorted(expected.items()):
+        live = ns.settings.get(key)
+        if key in skip or live is None or live == value:
+            continue
+        if key == "primary_conninfo":
+            now = configured_upstream(topo, ns) or live or "(unset)"
+            diffs.append(f"primary_conninfo points at {now}, rendered: {topo.node(ns.node).upstream or '(unset)'}")
+        else:
+            diffs.append(f"{key} = {live!r}, rendered {value!r}")
+    if ns.pending_restart:
+        diffs.append(f"changed on disk, waiting for a restart: {', '.join(ns.pending_restart)}")
+    return Check("settings", ns.node, not diffs, "; ".join(diffs) if diffs else
+                 f"{len(expected) - len(skip & set(expected))} key settings as rendered")
+
+
+# -- pure: which probe reaches which node ----------------------------------------------------------
+
+def plan_probes(topo: Topology, primaries: Mapping[str, str]) -> list[ProbePlan]:
+    """One probe per cluster database, expected on every other node and on every subscriber."""
+    subs = expected_subscriptions(topo, primaries)
+    plans = []
+    for cluster, cl in topo.clusters.items():
+        source = primaries.get(cluster, cl.primary_name)
+        for db in cl.databases:
+            targets = [Target(node=n, database=db, kind="physical", via=expected_upstream(topo, n, primaries) or source)
+                       for n in _chain_order(topo, cluster, primaries) if n != source]
+            targets += [Target(node=e.node, database=e.database, kind="logical", via=source, subscription=e.name)
+                        for e in subs if e.publisher_cluster == cluster and e.publisher_database == db]
+            plans.append(ProbePlan(cluster=cluster, source=source, database=db, targets=tuple(targets)))
+    return plans
+
+
+def _chain_order(topo: Topology, cluster: str, primaries: Mapping[str, str]) -> list[str]:
+    """The cluster's nodes, each after its upstream (file order among siblings)."""
+    names = list(topo.clusters[cluster].nodes)
+    depth: dict[str, int] = {}
+
+    def level(n: str, seen: tuple[str, ...] = ()) -> int:
+        up = expected_upstream(topo, n, primaries)
+        if up is None or up in seen or up not in names:
+            return 0
+        return 1 + level(up, (*seen, n))
+
+    for n in names:
+        depth[n] = level(n)
+    return sorted(names, key=lambda n: depth[n])
+
+
+Key = tuple[str, str]  # (node, database)
+
+
+def edges_from(topo: Topology, plan: ProbePlan, *, seen: Mapping[Key, float | None],
+               errors: Mapping[Key, str], timeout: float) -> list[Edge]:
+    """Edges of one plan from when each target saw the row (seconds after the INSERT)."""
+    out = []
+    for t in plan.targets:
+        at = seen.get((t.node, t.database))
+        via_at = 0.0 if t.via == plan.source else seen.get((t.via, plan.database))
+        rtt = topo.rtt_ms(topo.node(t.via).region, topo.node(t.node).region)
+        prop = None if at is None or via_at is None else max(0.0, at - via_at)
+        if at is not None:
+            passed, reason = True, f"visible after {at * 1000:.0f} ms" + (
+                f" ({prop * 1000:.0f} ms after {t.via})" if t.via != plan.source and prop is not None else "")
+        else:
+            reason = errors.get((t.node, t.database)) or f"not visible on {t.node} after {timeout:g} s"
+            if t.via != plan.source and seen.get((t.via, plan.database)) is None:
+                reason += f" (its upstream {t.via} did not get it either)"
+            passed = False
+        out.append(Edge(kind=t.kind, source=t.via, target=t.node, database=plan.database, subscription=t.subscription,
+                        declared_rtt_ms=rtt, propagation_s=prop, since_commit_s=at, passed=passed, reason=reason))
+    return out
+
+
+# -- live ---------------------------------------------------------------------------------------------
+
+def _read_files(topo: Topology, node: str) -> dict[str, str | None]:
+    container = runtime.find(topo.name, node)
+    out: dict[str, str | None] = dict.fromkeys(CONF_FILES)
+    if container is None:
+        return out
+    for f in CONF_FILES:
+        try:
+            out[f] = runtime.read_file(container, f"{render.CONF_DIR}/{f}")
+        except PgtopoError:
+            out[f] = None
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeout: float) -> tuple[
+        list[Edge], list[Check]]:
+    src = snap.nodes.get(plan.source)
+    if src is None or not src.reachable or src.in_recovery:
+        why = "down" if src is None or not src.reachable else "in recovery"
+        return edges_from(topo, plan, seen={}, timeout=timeout, errors={
+            (t.node, t.database): f"no probe sent: the primary {plan.source} is {why}" for t in plan.targets}), []
+    errors: dict[Key, str] = {}
+    conns: dict[Key, psycopg.Connection[Any]] = {}
+    for t in plan.targets:
+        key = (t.node, t.database)
+        ns = snap.nodes.get(t.node)
+        if key in conns or key in errors:
+            continue
+        if ns is None or not ns.reachable:
+            errors[key] = f"{t.node} is down: {ns.error if ns else 'not in the snapshot'}"
+            continue
+        try:
+            conns[key] = connect.connect(topo.name, t.node, dbname=t.database)
+        except PgtopoError as exc:
+            errors[key] = exc.message
+    seen: dict[Key, float | None] = {}
+    cleanup: list[Check] = []
+    try:
+        with connect.connect(topo.name, plan.source, dbname=plan.database) as sconn:
+            t0 = time.monotonic()
+            sconn.execute(sql.SQL("INSERT INTO {} (id, origin) VALUES (%s, %s)").format(PROBE), (probe_id, plan.source))
+            deadline = t0 + timeout
+
+            def wait(item: tuple[Key, psycopg.Connection[Any]]) -> tuple[Key, float | None, str | None]:
+                key, conn = item
+                query = sql.SQL("SELECT 1 FROM {} WHERE id = %s").format(PROBE)
+                try:
+                    while True:
+                        if conn.execute(query, (probe_id,)).fetchone():
+                            return key, time.monotonic() - t0, None
+                        if time.monotonic() > deadline:
+                            return key, None, None
+                        time.sleep(POLL_INTERVAL)
+                except psycopg.Error as exc:
+                    return key, None, f"{key[0]}: {_first_line(exc)}"
+
+            with ThreadPoolExecutor(max_workers=max(1, len(conns))) as pool:
+                for key, at, err in pool.map(wait, conns.items()):
+                    seen[key] = at
+                    if err:
+                        errors[key] = err
+            try:
+                sconn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(PROBE), (probe_id,))
+            except psycopg.Error as exc:
+                cleanup.append(Check("cleanup", f"{plan.source}/{plan.database}", False,
+                                     f"could not delete probe row {probe_id}: {_first_line(exc)}"))
+    except (PgtopoError, psycopg.Error) as exc:
+        why = exc.message if isinstance(exc, PgtopoError) else _first_line(exc)
+        for t in plan.targets:
+            errors.setdefault((t.node, t.database), f"probe on {plan.source} failed: {why}")
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return edges_from(topo, plan, seen=seen, errors=errors, timeout=timeout), cleanup
+
+
+def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
+        max_retained: int = DEFAULT_MAX_RETAINED) -> Report:
+    """Collect, check, probe every edge; never raises for a failed check."""
+    from pgtopo import deploy
+
+    if not runtime.containers(topo.name, kind="node"):
+        raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
+    names = topo.node_names()
+    primaries = deploy.current_primaries(topo)
+    rendered = {n: render.render_node(topo, node=n, topo_path=topo_path).files for n in names}
+    with ThreadPoolExecutor(max_workers=1 + min(4, len(names))) as pool:
+        fsnap = pool.submit(snapshot.collect, topo)
+        files = dict(zip(names, pool.map(lambda n: _read_files(topo, n), names), strict=True))
+        snap = fsnap.result()
+    checks = snapshot_checks(topo, snap, primaries=primaries, max_retained=max_retained)
+    checks += config_checks(topo, snap, primaries=primaries, rendered=rendered, on_disk=files)
+    plans = plan_probes(topo, primaries)
+    base = time.time_ns() // 1000  # microseconds: unique across runs, one id per plan
+    edges: list[Edge] = []
+    with ThreadPoolExecutor(max_workers=max(1, len(plans))) as pool:
+        for e, c in pool.map(lambda ip: _probe(topo, snap, ip[1], base + ip[0], timeout), enumerate(plans)):
+            edges += e
+            checks += c
+    return Report(topology=topo.name, checks=tuple(checks), edges=tuple(edges))
+
