@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +100,16 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     already = set(existing)
     todo = [n for n in topo.node_names() if n not in done]
     primaries = current_primaries(topo)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        while todo:
+    subs_future: Future[bool] | None = None
+    subs_started = 0.0
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        while True:
+            if subs_future is None and all(p in done for p in primaries.values()):
+                # Subscriptions need only the primaries: their initial copy overlaps the clones.
+                subs_started = time.monotonic()
+                subs_future = pool.submit(create_subscriptions, topo, dict(existing), primaries, progress=progress)
+            if not todo:
+                break
             wave = [n for n in todo if topo.node(n).upstream is None or _upstream(topo, n, primaries) in done]
             if not wave:
                 raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
@@ -119,14 +127,14 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
                 raise errors[0]
             todo = [n for n in todo if n not in done]
             result.created_any = True
-    result.phases["nodes"] = time.monotonic() - t2
-
-    if topo.uses_relay():
-        update_relay(topo)
-    t3 = time.monotonic()
-    created_subs = create_subscriptions(topo, existing, primaries, progress=progress)
+        result.phases["nodes"] = time.monotonic() - t2
+        if topo.uses_relay():
+            update_relay(topo)
+        assert subs_future is not None
+        created_subs = subs_future.result()
     result.created_any = result.created_any or created_subs
-    result.phases["subscriptions"] = time.monotonic() - t3
+    result.phases["subscriptions"] = time.monotonic() - subs_started
+
     state.update_runtime(topo.name, primaries=primaries, topology_file=str(topo_path.resolve()))
 
     for cname, nname, spec in topo.all_nodes():

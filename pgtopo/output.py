@@ -46,12 +46,7 @@ def as_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    t = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
-    for col in columns:
-        t.add_column(col, overflow="fold")
-    for row in rows:
-        t.add_row(*[escape(c) for c in row])
-    out.print(t)
+    show([TableData(title=title, columns=columns, rows=rows)])
 
 
 class StepPrinter:

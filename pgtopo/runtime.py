@@ -111,9 +111,9 @@ def ensure_network(topology: str, region: str, *, subnet: str | None) -> Network
     found = client().networks.list(filters={"label": [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_REGION}={region}"]})
     if found:
         return found[0]
-    # Docker's default pools hold about 30 networks; pgtopo takes /24s from its own range
-    # (trying the next on a clash) so that several topologies fit side by side.
-    candidates = [subnet] if subnet else [f"10.213.{i}.0/24" for i in range(256)]
+    # Docker's default pools hold about 30 networks; pgtopo takes /24s from its own range,
+    # skipping those in use (and trying the next on a race) so several topologies fit.
+    candidates = [subnet] if subnet else [c for c in (f"10.213.{i}.0/24" for i in range(256)) if c not in used_subnets()]
     for candidate in candidates:
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=candidate)])
         try:
@@ -126,6 +126,15 @@ def ensure_network(topology: str, region: str, *, subnet: str | None) -> Network
                 continue
             raise OperationFailed(str(exc.explanation or exc), step=f"create network for region {region}") from None
     raise OperationFailed("no free /24 left in 10.213.0.0/16", step=f"create network for region {region}")
+
+
+def used_subnets() -> set[str]:
+    out: set[str] = set()
+    for net in client().api.networks():
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet"):
+                out.add(cfg["Subnet"])
+    return out
 
 
 def networks(topology: str) -> list[Network]:
