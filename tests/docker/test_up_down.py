@@ -75,15 +75,18 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         assert sorted(c.name for c in runtime.containers(name)) == names
 
         # A node added to the file: up adds just that node (a cascading replica of pg-eu).
-        before = {c.name: c.id for c in runtime.containers(name)}
+        before = {c.name: c.id for c in runtime.containers(name, kind="node")}
         path.write_text(path.read_text().replace(
             "        failover_priority: 100\n",
             "        failover_priority: 100\n      pg-eu2:\n        region: eu-west\n        upstream: pg-eu\n", 1))
         res = runner.invoke(app, ["up", str(path)])
         assert res.exit_code == 0, res.output
-        after = {c.name: c.id for c in runtime.containers(name)}
+        after = {c.name: c.id for c in runtime.containers(name, kind="node")}
         assert set(after) - set(before) == {f"{name}-pg-eu2"}
-        assert all(after[k] == v for k, v in before.items())
+        assert all(after[k] == v for k, v in before.items())  # existing nodes untouched
+        # The relay was re-created with listeners for the new node; replication resumes through it.
+        wait_for(lambda: snapshot.collect(load(path)).nodes["pg-eu"].receiver_status == "streaming",
+                 what="pg-eu streaming again")
         snap = snapshot.collect(load(path))
         assert snap.nodes["pg-eu2"].upstream == "pg-eu"
         assert count(name, "pg-eu2", "SELECT count(*) FROM products WHERE sku = 'sku-e2e'") == 1
