@@ -145,6 +145,8 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
         q(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD :'replicator_password'").format(
             sql.Identifier("replicator"))),
         q(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD :'app_password'").format(sql.Identifier("app"))),
+        # Schema "pgtopo" would otherwise come first on the pgtopo role's search_path ("$user").
+        q(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier("pgtopo"))),
     ]
     dbs = []
     probe = sql.Identifier(PROBE_SCHEMA, PROBE_TABLE)
@@ -223,9 +225,11 @@ def subscription_statement(topo: Topology, *, cluster: str, sub_name: str, publi
     if topo.postgres.version >= 17:
         failover = subscription_failover(topo, cluster, sub_name)
         opts.append(sql.SQL("failover = {}").format(sql.SQL("true" if failover else "false")))
-    return q(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}, {} WITH ({})").format(
-        sql.Identifier(sub_name), sql.Literal(info), sql.Identifier(sub.publication),
-        sql.Identifier(PROBE_PUBLICATION), sql.SQL(", ").join(opts)))
+    pubs = [sql.Identifier(sub.publication)]
+    if carries_probe(topo, cluster=cluster, sub_name=sub_name):
+        pubs.append(sql.Identifier(PROBE_PUBLICATION))
+    return q(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
+        sql.Identifier(sub_name), sql.Literal(info), sql.SQL(", ").join(pubs), sql.SQL(", ").join(opts)))
 
 
 def subscriptions_sql(topo: Topology, *, cluster: str, source: str,

@@ -9,6 +9,7 @@
 CREATE ROLE "pgtopo" WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password';
 CREATE ROLE "replicator" WITH LOGIN REPLICATION PASSWORD :'replicator_password';
 CREATE ROLE "app" WITH LOGIN PASSWORD :'app_password';
+ALTER ROLE "pgtopo" SET search_path = public;
 
 -- database crm
 CREATE DATABASE "crm" OWNER "app";
