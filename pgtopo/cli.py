@@ -10,7 +10,13 @@ import traceback
 
 from pgtopo import errors, output, state
 from pgtopo.app import app
+from pgtopo.commands import bench as _bench  # noqa: F401  (registers bench ryw)
 from pgtopo.commands import core  # noqa: F401  (registers commands)
+from pgtopo.commands import env as _env  # noqa: F401  (registers env)
+from pgtopo.commands import ha as _ha  # noqa: F401  (registers failover, switchover, rejoin, kill)
+from pgtopo.commands import network as _network  # noqa: F401  (registers latency, partition, heal)
+from pgtopo.commands import observe as _observe  # noqa: F401  (registers status, verify)
+from pgtopo.commands import subscription as _subscription  # noqa: F401  (registers add-/remove-subscription)
 
 
 def main() -> None:

@@ -1,0 +1,156 @@
+"""High availability: `failover`, `switchover`, `rejoin` and `kill` (a crash, for drills)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pgtopo import output
+from pgtopo.app import TopologyFile, command, handled
+from pgtopo.app import load_topology as _load
+from pgtopo.errors import InputError
+from pgtopo.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
+from pgtopo.output import Block, Line, TableData
+
+if TYPE_CHECKING:
+    from pgtopo.failover import Plan
+    from pgtopo.replication import Outcome
+
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="The cluster (default: the only one with replicas).")]
+
+
+def plan_screen(plan: Plan) -> list[Block]:
+    blocks: list[Block] = [TableData(f"candidates for cluster {plan.cluster}", RANKING_COLUMNS, ranking_rows(plan))]
+    for i, line in enumerate(plan.lines()):
+        style = "warning" if "warning:" in line or "RE-SYNCHRONISE" in line else ("info" if i == 0 else "")
+        blocks.append(Line(line, style))
+    return blocks
+
+
+def outcome_screen(o: Outcome) -> list[Block]:
+    p = o.plan
+    blocks: list[Block] = [Line(
+        f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
+        f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: {o.promote_s:.2f} s)",
+        "success")]
+    if o.fence is not None:
+        blocks.append(Line(f"fenced {o.fence.node}: {o.fence.method} ({o.fence.detail})"))
+    if o.loss is not None:
+        style = "warning" if o.loss.bytes else ""
+        blocks.append(Line(f"data lost: {o.loss.text()}", style))
+        if o.loss.commits and p.sync_before is not None and not p.forced:
+            blocks.append(Line(f"  {p.candidate} was a synchronous standby: those commits were written on "
+                               f"{p.old_primary} but never acknowledged to their clients (they waited for a standby)"))
+    blocks.extend(Line(r) for r in o.replicas)
+    for s in o.subscribers:
+        style = "alarm" if s.action in ("resynced", "failed") else ""
+        blocks.append(Line(f"subscription {s.subscription} on {s.node}: {s.action}: {s.detail}", style))
+    sync = o.sync_after.text() if o.sync_after else "''"
+    blocks.append(Line(f"{p.candidate}: synchronous_standby_names = {sync}; synchronized_standby_slots = "
+                       f"{', '.join(o.standby_slots) or '-'}"))
+    blocks.append(TableData("timings (s since the command started)", ["step", "s"],
+                            [[name, f"{t:.2f}"] for name, t in o.steps]))
+    blocks.extend(Line(f"warning: {w}", "warning") for w in o.warnings if w not in p.warnings)
+    return blocks
+
+
+def _confirm(question: str) -> float:
+    """Ask; returns the seconds spent waiting for the answer (not counted in the recovery time)."""
+    t = time.monotonic()
+    try:
+        ok = typer.confirm(question, default=False)
+    except typer.Abort:
+        ok = False
+    if not ok:
+        raise InputError("not confirmed: nothing changed (--yes skips the question)")
+    return time.monotonic() - t
+
+
+@command()
+def failover(
+    file: TopologyFile,
+    cluster: ClusterOpt = None,
+    to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ranking and the plan; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
+    max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
+    = DEFAULT_MAX_LAG,
+) -> None:
+    """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest."""
+    with handled():
+        from pgtopo import replication
+
+        started = time.monotonic()
+        topo = _load(file)
+        plan = replication.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+        output.show(plan_screen(plan))
+        if dry_run:
+            output.info("dry run: nothing changed")
+            return
+        if not yes:
+            started += _confirm(f"fence {plan.old_primary} and promote {plan.candidate}?")
+        result = replication.execute_failover(topo, plan, started=started, progress=output.StepPrinter())
+        output.show(outcome_screen(result))
+
+
+@command()
+def switchover(
+    file: TopologyFile,
+    to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False)],
+    cluster: ClusterOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Planned change of primary with zero loss; the old primary becomes a replica of the new one."""
+    with handled():
+        from pgtopo import replication
+
+        started = time.monotonic()
+        topo = _load(file)
+        plan = replication.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+        output.show(plan_screen(plan))
+        if dry_run:
+            output.info("dry run: nothing changed")
+            return
+        if not yes:
+            started += _confirm(f"stop {plan.old_primary} and promote {plan.candidate}?")
+        result = replication.execute_switchover(topo, plan, started=started, progress=output.StepPrinter())
+        output.show(outcome_screen(result))
+
+
+@command()
+def rejoin(
+    file: TopologyFile,
+    node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.")],
+    reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
+) -> None:
+    """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
+    with handled():
+        from pgtopo import replication
+
+        topo = _load(file)
+        res = replication.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+        if res.method == "already streaming":
+            output.success(f"{res.detail}: nothing to do")
+            return
+        sync = res.sync_after.text() if res.sync_after else "''"
+        output.success(f"{node} streams from {res.upstream} ({res.method}: {res.detail}) in {res.seconds:.1f} s; "
+                       f"synchronous_standby_names on {res.primary} = {sync}")
+
+
+@command()
+def kill(
+    file: TopologyFile,
+    node: Annotated[str, typer.Argument(help="The node to crash.")],
+) -> None:
+    """Crash a node (SIGKILL to its container), for failover drills."""
+    with handled():
+        from pgtopo import replication
+
+        topo = _load(file)
+        last = replication.kill_node(topo, node)
+        where = f" (its last position was {last})" if last else ""
+        output.success(f"killed {node} with SIGKILL{where}")

@@ -1,0 +1,534 @@
+"""The failover planner on hand-built snapshots: ranking, refusals (exact messages), --force, --to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgtopo import failover as F
+from pgtopo.errors import InputError
+from pgtopo.replication import auto_conf_text, parse_waldump
+from pgtopo.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
+from pgtopo.topology import Topology, load
+
+SAAS = """
+name: t-unit
+regions: {us-east: {}, eu-west: {}, ap-south: {}}
+latency:
+  - {between: [us-east, eu-west], rtt_ms: 80}
+  - {between: [us-east, ap-south], rtt_ms: 200}
+  - {between: [eu-west, ap-south], rtt_ms: 120}
+clusters:
+  main:
+    databases: {production: {schema: "CREATE TABLE products (id bigint PRIMARY KEY);"}}
+    nodes:
+      pg-us: {region: us-east, role: primary}
+      pg-eu: {region: eu-west, upstream: pg-us, failover_priority: 100}
+      pg-eu2: {region: eu-west, upstream: pg-eu, failover_priority: 50}
+      pg-us2: {region: us-east, upstream: pg-us, failover_priority: 100}
+    publications:
+      inventory_pub: {database: production, tables: [products]}
+  billing:
+    databases: {production: {schema: "CREATE TABLE products (id bigint PRIMARY KEY);"}}
+    nodes:
+      pg-billing: {region: ap-south, role: primary}
+    subscriptions:
+      inventory_sub: {publisher: main, publication: inventory_pub, failover: true}
+"""
+
+SYNC = """
+name: t-unit-sync
+regions: {dc1: {}}
+clusters:
+  main:
+    synchronous: {method: any, count: 1, standbys: [pg-b, pg-c]}
+    nodes:
+      pg-a: {region: dc1, role: primary}
+      pg-b: {region: dc1, upstream: pg-a}
+      pg-c: {region: dc1, upstream: pg-a}
+      pg-d: {region: dc1, upstream: pg-a}
+"""
+
+MIB = 1 << 20
+
+
+def topo_of(tmp_path: Path, text: str) -> Topology:
+    p = tmp_path / "t.yaml"
+    p.write_text(text)
+    return load(p)
+
+
+def lsn(n: int) -> str:
+    return F.fmt_lsn(n)
+
+
+BASE = 0x3000000
+
+
+def primary(name: str, cluster: str, region: str, *, at: int = BASE, **kw: Any) -> NodeSnapshot:
+    return NodeSnapshot(node=name, cluster=cluster, region=region, container="running", reachable=True,
+                        in_recovery=False, system_identifier="42", timeline=kw.pop("tl", 1), current_lsn=lsn(at), **kw)
+
+
+def replica(name: str, region: str, *, at: int = BASE, upstream: str | None = "pg-us", tl: int = 1,
+            cluster: str = "main", **kw: Any) -> NodeSnapshot:
+    return NodeSnapshot(node=name, cluster=cluster, region=region, container="running", reachable=True,
+                        in_recovery=True, system_identifier=kw.pop("system_identifier", "42"), timeline=tl, receive_lsn=lsn(at),
+                        replay_lsn=lsn(kw.pop("replay", at)), upstream=upstream,
+                        receiver_status=kw.pop("receiver", "streaming" if upstream else "waiting"), **kw)
+
+
+def down(name: str, region: str, *, cluster: str = "main", container: str = "exited", **kw: Any) -> NodeSnapshot:
+    return NodeSnapshot(node=name, cluster=cluster, region=region, container=container, reachable=False,
+                        error=f"container {container}", **kw)
+
+
+SYNCED = Slot(name="inventory_sub", slot_type="logical", active=False, retained_bytes=0, wal_status="reserved",
+              database="production", failover=True, synced=True)
+
+
+def sub_state(**kw: Any) -> SubscriptionState:
+    base: dict[str, Any] = dict(name="inventory_sub", database="production", enabled=True,
+                                publications=("inventory_pub", "pgtopo_probe"), conninfo="host=pgtopo-relay",
+                                slot_name="inventory_sub", failover=True, worker_running=True, tables_ready=2,
+                                tables_total=2, received_lsn=None, latest_end_time_lag_s=None, apply_errors=0,
+                                sync_errors=0, last_error=None)
+    base.update(kw)
+    return SubscriptionState(**base)
+
+
+def saas_snap(**nodes: NodeSnapshot) -> Snapshot:
+    """pg-us down (killed), every replica equal at BASE, unless overridden."""
+    default = {
+        "pg-us": down("pg-us", "us-east"),
+        "pg-eu": replica("pg-eu", "eu-west", upstream=None, slots=(SYNCED,),
+                         settings={"primary_conninfo": "host=pgtopo-relay port=10100 user=replicator"}),
+        "pg-eu2": replica("pg-eu2", "eu-west", upstream="pg-eu"),
+        "pg-us2": replica("pg-us2", "us-east", upstream=None,
+                          settings={"primary_conninfo": "host=pg-us port=5432 user=replicator"}),
+        "pg-billing": primary("pg-billing", "billing", "ap-south", subscriptions=(sub_state(),)),
+    }
+    default.update({k.replace("_", "-"): v for k, v in nodes.items()})
+    return Snapshot(topology="t-unit", taken_at=0.0, nodes=default)
+
+
+@pytest.fixture
+def saas(tmp_path: Path) -> Topology:
+    return topo_of(tmp_path, SAAS)
+
+
+@pytest.fixture
+def synct(tmp_path: Path) -> Topology:
+    return topo_of(tmp_path, SYNC)
+
+
+def plan(topo: Topology, snap: Snapshot, **kw: Any) -> F.Plan:
+    args: dict[str, Any] = {"cluster": None, "to": None}
+    args.update(kw)
+    return F.plan_failover(topo, snap, **args)
+
+
+def refusal(topo: Topology, snap: Snapshot, **kw: Any) -> list[str]:
+    with pytest.raises(InputError) as exc:
+        plan(topo, snap, **kw)
+    assert exc.value.exit_code == 2
+    return exc.value.lines()
+
+
+# -- ranking ---------------------------------------------------------------------------------------
+
+def test_most_wal_wins_then_priority_then_direct_then_region(saas: Topology) -> None:
+    # pg-eu, pg-us2 and pg-eu2 all equal: priority 100 beats 50 (pg-eu2); between pg-eu and pg-us2
+    # (both 100, both direct) the region nearest the old primary wins: pg-us2 (us-east).
+    p = plan(saas, saas_snap())
+    assert [c.node for c in p.ranking] == ["pg-us2", "pg-eu", "pg-eu2"]
+    assert p.candidate == "pg-us2"
+    assert p.why[1] == ("tie on WAL with pg-eu, pg-eu2: nearer pg-us's region (us-east, 0 ms round trip; eu-west, "
+                        "80 ms)")
+
+    # More received WAL beats everything else, even a cascade with a lower priority.
+    p = plan(saas, saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 100, upstream=None, slots=(SYNCED,)),
+                             pg_eu2=replica("pg-eu2", "eu-west", at=BASE + 100, upstream="pg-eu")))
+    assert [c.node for c in p.ranking] == ["pg-eu", "pg-eu2", "pg-us2"]
+    assert p.why == ("pg-eu has the most WAL: received 0/3000064, replayed 0/3000064, lag 0 B",
+                     "tie on WAL with pg-eu2: higher failover_priority (100 > pg-eu2's 50)")
+    assert p.ranking[2].lag_bytes == 100
+
+    # Replayed WAL breaks a tie on received WAL.
+    p = plan(saas, saas_snap(pg_us2=replica("pg-us2", "us-east", upstream=None, replay=BASE - 10)))
+    assert p.candidate == "pg-eu"
+
+
+def test_a_direct_standby_beats_a_cascade_of_equal_priority(tmp_path: Path) -> None:
+    topo = topo_of(tmp_path, SAAS.replace("upstream: pg-eu, failover_priority: 50", "upstream: pg-eu"))
+    p = plan(topo, saas_snap(pg_us2=down("pg-us2", "us-east")))
+    assert p.candidate == "pg-eu"
+    assert p.why[1] == "tie on WAL with pg-eu2: a direct standby (pg-eu2 is cascaded behind pg-eu)"
+
+
+def test_intended_sync_shrinks_to_the_standbys_left(synct: Topology) -> None:
+    assert F.intended_sync(synct, "main", primary="pg-a", available={"pg-b", "pg-c", "pg-d"}) == F.SyncConfig(
+        "any", 1, ("pg-b", "pg-c"))
+    assert F.intended_sync(synct, "main", primary="pg-b", available={"pg-d"}) is None
+    assert F.intended_sync(synct, "main", primary="pg-b", available={"pg-a"}) == F.SyncConfig("any", 1, ("pg-a",))
+
+
+def test_ranking_puts_blocked_and_unsafe_last(saas: Topology) -> None:
+    snap = saas_snap(pg_us2=down("pg-us2", "us-east", container="paused"),
+                     pg_eu2=replica("pg-eu2", "eu-west", at=BASE - 2 * MIB, upstream="pg-eu"))
+    p = plan(saas, snap)
+    assert [(c.node, c.verdict) for c in p.ranking] == [
+        ("pg-eu", "ok"),
+        ("pg-eu2", "unsafe: lags 2.0 MiB behind the most advanced replica pg-eu (cascaded behind pg-eu), "
+                   "more than --max-lag 1.0 MiB"),
+        ("pg-us2", "no: down (container paused)"),
+    ]
+    rows = F.ranking_rows(p)
+    assert rows[0][0] == "-> pg-eu" and rows[2][2] == "down (container paused)"
+
+
+def test_reference_is_the_live_primary_when_reachable(saas: Topology) -> None:
+    snap = saas_snap(pg_us=primary("pg-us", "main", "us-east", at=BASE + 4096))
+    p = plan(saas, snap)
+    assert p.reference == "pg-us's current position 0/3001000"
+    assert p.ranking[0].lag_bytes == 4096
+    assert p.fence == "stop"
+    assert p.warnings[0].startswith("pg-us is alive and writable: it is stopped first")
+
+
+def test_reference_when_the_primary_is_down(saas: Topology) -> None:
+    p = plan(saas, saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 8, upstream=None)))
+    assert p.reference == ("the most advanced replica, pg-eu at 0/3000008 (pg-us is down: WAL it wrote but never "
+                           "sent is not counted)")
+    assert p.fence == "none" and p.old_state == "down (container exited)"
+    # A last known position ahead of every replica (recorded by `pgtopo kill`) is the reference.
+    p = plan(saas, saas_snap(), old_primary_last_lsn=(BASE + 10, 1))
+    assert p.reference == "the last known position of pg-us, 0/300000A (pg-us is down)"
+    assert p.ranking[0].lag_bytes == 10
+    # ... unless it is from another timeline.
+    p = plan(saas, saas_snap(), old_primary_last_lsn=(BASE + 10, 7))
+    assert p.reference.startswith("the most advanced replica")
+
+
+def test_paused_primary_is_fenced_by_network(saas: Topology) -> None:
+    p = plan(saas, saas_snap(pg_us=down("pg-us", "us-east", container="paused")))
+    assert p.fence == "disconnect"
+    assert "disconnect pg-us from every network (it cannot be stopped: paused)" in "\n".join(p.lines())
+
+
+# -- refusals --------------------------------------------------------------------------------------
+
+def test_refuses_when_every_candidate_lags(saas: Topology) -> None:
+    snap = saas_snap(pg_us=primary("pg-us", "main", "us-east", at=BASE + 3 * MIB))
+    assert refusal(saas, snap) == [
+        "no safe candidate in cluster main",
+        "pg-us2: unsafe: lags 3.0 MiB behind pg-us, more than --max-lag 1.0 MiB",
+        "pg-eu: unsafe: lags 3.0 MiB behind pg-us, more than --max-lag 1.0 MiB",
+        "pg-eu2: unsafe: lags 3.0 MiB behind pg-us (cascaded behind pg-eu), more than --max-lag 1.0 MiB",
+        "--force promotes the best of them anyway (data at risk)",
+    ]
+    # --max-lag 0 refuses a single byte.
+    snap = saas_snap(pg_us=primary("pg-us", "main", "us-east", at=BASE + 1))
+    assert refusal(saas, snap, max_lag=0)[1] == "pg-us2: unsafe: lags 1 B behind pg-us, more than --max-lag 0 B"
+    assert refusal(saas, snap, max_lag=-1) == ["--max-lag -1: must be 0 or more bytes"]
+
+
+def test_force_promotes_the_best_unsafe_candidate_and_states_the_risk(saas: Topology) -> None:
+    snap = saas_snap(pg_us=primary("pg-us", "main", "us-east", at=BASE + 3 * MIB),
+                     pg_us2=replica("pg-us2", "us-east", at=BASE + MIB, upstream="pg-us"))
+    p = plan(saas, snap, force=True)
+    assert p.candidate == "pg-us2" and p.forced
+    assert p.at_risk_bytes == 2 * MIB
+    assert p.warnings[0] == ("--force: promoting pg-us2 although lags 2.0 MiB behind pg-us, more than --max-lag "
+                             "1.0 MiB; data at risk: 2.0 MiB (2097152 bytes) of WAL behind pg-us")
+
+
+def test_timeline_and_system_identifier_block(saas: Topology) -> None:
+    snap = saas_snap(pg_eu=replica("pg-eu", "eu-west", tl=2, upstream=None),
+                     pg_us2=replica("pg-us2", "us-east", upstream=None, system_identifier="7"))
+    p = plan(saas, snap)
+    verdicts = {c.node: c.verdict for c in p.ranking}
+    assert verdicts["pg-eu2"] == "no: on timeline 1, behind timeline 2"
+    assert verdicts["pg-us2"].startswith("no: ")
+    assert p.candidate == "pg-eu"
+    # With every replica down there is nothing to promote, even with --force.
+    snap = saas_snap(pg_eu=down("pg-eu", "eu-west"), pg_eu2=down("pg-eu2", "eu-west"),
+                     pg_us2=down("pg-us2", "us-east", container="missing"))
+    assert refusal(saas, snap, force=True) == [
+        "no candidate can be promoted in cluster main",
+        "pg-us2: no: down (container missing)",
+        "pg-eu: no: down (container exited)",
+        "pg-eu2: no: down (container exited)",
+    ]
+
+
+def test_refuses_a_second_writable_node(saas: Topology) -> None:
+    snap = saas_snap(pg_eu=primary("pg-eu", "main", "eu-west"))
+    assert refusal(saas, snap) == [
+        "cluster main already has a writable node other than pg-us: pg-eu; resolve that first (`pgtopo rejoin` the "
+        "one to keep as a replica)"]
+
+
+def test_to_refusals(saas: Topology) -> None:
+    snap = saas_snap(pg_us=primary("pg-us", "main", "us-east", at=BASE + 2 * MIB),
+                     pg_us2=down("pg-us2", "us-east"),
+                     pg_eu=replica("pg-eu", "eu-west", at=BASE + 2 * MIB, upstream="pg-us"))
+    assert refusal(saas, snap, to="nope") == ["--to nope: unknown node (known: pg-us, pg-eu, pg-eu2, pg-us2, "
+                                              "pg-billing)"]
+    assert refusal(saas, snap, to="pg-us") == ["--to pg-us: it is the current primary of cluster main"]
+    assert refusal(saas, snap, to="pg-billing", cluster="main") == [
+        "--to pg-billing: not in cluster main (it is in cluster billing)"]
+    assert refusal(saas, snap, to="pg-us2") == ["--to pg-us2: cannot be promoted: down (container exited)"]
+    assert refusal(saas, snap, to="pg-eu2") == [
+        "--to pg-eu2: not safe to promote: lags 2.0 MiB behind pg-us (cascaded behind pg-eu), more than --max-lag "
+        "1.0 MiB", "--force promotes it anyway"]
+    assert refusal(saas, snap, cluster="nope") == ["--cluster nope: unknown cluster (known: main, billing)"]
+    assert refusal(saas, snap, cluster="billing") == ["cluster billing has no replica to promote"]
+
+
+def test_to_chooses_and_force_overrides(saas: Topology) -> None:
+    snap = saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 64, upstream=None))
+    p = plan(saas, snap, to="pg-us2")
+    assert p.candidate == "pg-us2" and p.why == ("chosen with --to pg-us2",)
+    assert "pg-eu has 64 B more WAL than pg-us2: that WAL is lost and pg-eu needs `pgtopo rejoin`" in p.warnings
+    moves = {m.node: (m.action, m.upstream) for m in p.replicas}
+    assert moves == {"pg-eu": ("rejoin", None), "pg-eu2": ("repoint", "pg-us2")}
+    p = plan(saas, saas_snap(pg_eu2=replica("pg-eu2", "eu-west", at=BASE - 2 * MIB, upstream="pg-eu")),
+             to="pg-eu2", force=True)
+    assert p.candidate == "pg-eu2" and p.at_risk_bytes == 2 * MIB
+
+
+def test_priority_zero_is_never_chosen_unless_forced(tmp_path: Path) -> None:
+    topo = topo_of(tmp_path, SAAS.replace("pg-us2: {region: us-east, upstream: pg-us, failover_priority: 100}",
+                                          "pg-us2: {region: us-east, upstream: pg-us, failover_priority: 0}"))
+    p = plan(topo, saas_snap())
+    assert p.candidate == "pg-eu"
+    assert refusal(topo, saas_snap(), to="pg-us2")[0] == (
+        "--to pg-us2: not safe to promote: failover_priority 0: never promoted unless forced")
+    assert plan(topo, saas_snap(), to="pg-us2", force=True).candidate == "pg-us2"
+
+
+def test_choose_cluster(saas: Topology, tmp_path: Path) -> None:
+    assert F.choose_cluster(saas, cluster=None, to=None) == "main"
+    two = SAAS.replace("      pg-billing: {region: ap-south, role: primary}",
+                       "      pg-billing: {region: ap-south, role: primary}\n"
+                       "      pg-billing2: {region: ap-south, upstream: pg-billing}")
+    (tmp_path / "two").mkdir()
+    topo = topo_of(tmp_path / "two", two)
+    with pytest.raises(InputError) as exc:
+        F.choose_cluster(topo, cluster=None, to=None)
+    assert exc.value.message == "several clusters have replicas (main, billing): choose one with --cluster"
+    assert F.choose_cluster(topo, cluster=None, to="pg-billing2") == "billing"
+
+
+# -- synchronous clusters --------------------------------------------------------------------------
+
+def sync_snap(**nodes: NodeSnapshot) -> Snapshot:
+    default = {
+        "pg-a": down("pg-a", "dc1"),
+        "pg-b": replica("pg-b", "dc1", upstream=None),
+        "pg-c": replica("pg-c", "dc1", upstream=None),
+        "pg-d": replica("pg-d", "dc1", at=BASE + 50, upstream=None),
+    }
+    default.update({k.replace("_", "-"): v for k, v in nodes.items()})
+    return Snapshot(topology="t-unit-sync", taken_at=0.0, nodes=default)
+
+
+def test_sync_only_a_synchronous_standby_with_every_acknowledged_commit(synct: Topology) -> None:
+    # pg-d (async) has the most WAL but is not synchronous; pg-c is ahead of pg-b.
+    p = F.plan_failover(synct, sync_snap(pg_c=replica("pg-c", "dc1", at=BASE + 20, upstream=None)),
+                        cluster=None, to=None)
+    assert p.candidate == "pg-c"
+    assert [(c.node, c.sync, c.verdict) for c in p.ranking] == [
+        ("pg-c", "listed", "ok"),
+        ("pg-b", "listed", "unsafe: behind another synchronous standby by 20 B: acknowledged commits may be missing"),
+        ("pg-d", "async", 'unsafe: not a synchronous standby (ANY 1 ("pg-b", "pg-c"))'),
+    ]
+    assert p.why[0] == 'pg-c is a synchronous standby (ANY 1 ("pg-b", "pg-c"))'
+    # The new primary waits for the other synchronous standby and the file's primary when it is back.
+    assert p.sync_after == F.SyncConfig("any", 1, ("pg-b",), "file")
+    assert F.intended_sync(synct, "main", primary="pg-c", available=None) == F.SyncConfig(
+        "any", 1, ("pg-b", "pg-a"), "file")
+
+
+def test_sync_refuses_when_a_synchronous_standby_is_missing(synct: Topology) -> None:
+    snap = sync_snap(pg_c=down("pg-c", "dc1"))
+    assert refusal(synct, snap) == [
+        "no safe candidate in cluster main",
+        'pg-b: unsafe: pg-c (synchronous) unavailable: acknowledged commits may exist only there (ANY 1 ("pg-b", '
+        '"pg-c") needs 2 of 2 seen)',
+        'pg-d: unsafe: not a synchronous standby (ANY 1 ("pg-b", "pg-c"))',
+        "pg-c: no: down (container exited)",
+        "--force promotes the best of them anyway (data at risk)",
+    ]
+    assert refusal(synct, snap, to="pg-d")[0] == (
+        '--to pg-d: not safe to promote: not a synchronous standby (ANY 1 ("pg-b", "pg-c"))')
+    p = F.plan_failover(synct, snap, cluster=None, to=None, force=True)
+    assert p.candidate == "pg-b" and p.forced
+    # No synchronous standby at all.
+    snap = sync_snap(pg_b=down("pg-b", "dc1"), pg_c=down("pg-c", "dc1"))
+    lines = refusal(synct, snap)
+    assert lines[0] == "no safe candidate in cluster main"
+    assert 'pg-d: unsafe: not a synchronous standby (ANY 1 ("pg-b", "pg-c"))' in lines
+
+
+def test_sync_with_the_primary_alive_uses_its_live_setting(synct: Topology) -> None:
+    live = primary("pg-a", "main", "dc1", at=BASE + 20,
+                   settings={"synchronous_standby_names": 'FIRST 1 ("pg-c")'},
+                   downstream=(Downstream("pg-c", "streaming", None, None, None, None, 0, None, None, None, "sync", 1),))
+    p = F.plan_failover(synct, sync_snap(pg_a=live, pg_b=down("pg-b", "dc1")), cluster=None, to=None)
+    assert p.candidate == "pg-c" and p.ranking[0].sync == "sync"
+    assert p.sync_before == F.SyncConfig("first", 1, ("pg-c",), "live setting on pg-a")
+    # The primary is gone: the setting last applied (recorded in the state) counts, not the file's.
+    recorded = F.SyncConfig("any", 1, ("pg-b",), "state")
+    p = F.plan_failover(synct, sync_snap(pg_c=down("pg-c", "dc1")), cluster=None, to=None, recorded_sync=recorded)
+    assert p.candidate == "pg-b" and p.sync_before == recorded
+
+
+def test_parse_sync() -> None:
+    assert F.parse_sync('ANY 1 ("pg-b", "pg-c")', source="x") == F.SyncConfig("any", 1, ("pg-b", "pg-c"), "x")
+    assert F.parse_sync("FIRST 2 (a, b, c)", source="x") == F.SyncConfig("first", 2, ("a", "b", "c"), "x")
+    assert F.parse_sync("2 (a, b)", source="x") == F.SyncConfig("first", 2, ("a", "b"), "x")
+    assert F.parse_sync("a, b", source="x") == F.SyncConfig("first", 1, ("a", "b"), "x")
+    assert F.parse_sync('"pg-b"', source="x") == F.SyncConfig("first", 1, ("pg-b",), "x")
+    assert F.parse_sync("", source="x") is None
+    assert F.SyncConfig("any", 1, ("a", "b")).text() == 'ANY 1 ("a", "b")'
+    assert F.SyncConfig("first", 2, ("a", "b", "c")).needed_for_safety() == 2
+
+
+# -- what else moves ---------------------------------------------------------------------------------
+
+def test_replica_moves(saas: Topology) -> None:
+    # pg-us2 streamed from the dead primary: re-pointed. pg-eu2 behind pg-eu: stays when pg-eu is
+    # promoted, and is re-pointed when its upstream is down.
+    p = plan(saas, saas_snap(pg_us2=replica("pg-us2", "us-east", upstream=None, replay=BASE - 1,
+                                            settings={"primary_conninfo": "host=pg-us port=5432"})))
+    assert p.candidate == "pg-eu"
+    assert {m.node: (m.action, m.upstream, m.reason) for m in p.replicas} == {
+        "pg-eu2": ("stay", "pg-eu", "already streams from pg-eu"),
+        "pg-us2": ("repoint", "pg-eu", "streamed from pg-us"),
+    }
+    assert p.direct_standbys() == ["pg-eu2", "pg-us2"]
+    assert p.synchronized_standby_slots == ("pg_eu2", "pg_us2")
+
+    snap = saas_snap(pg_eu=down("pg-eu", "eu-west"), pg_eu2=replica("pg-eu2", "eu-west", upstream=None, replay=BASE - 1,
+                                                                    settings={"primary_conninfo": "host=pg-eu port=5432"}))
+    p = plan(saas, snap)
+    assert p.candidate == "pg-us2"
+    assert {m.node: m.action for m in p.replicas} == {"pg-eu": "down", "pg-eu2": "repoint"}
+    assert p.replicas[1].reason == "streamed from pg-eu" or p.replicas[0].reason.startswith("down (container exited)")
+
+    # A cascade behind a live replica that is not promoted stays behind it.
+    p = plan(saas, saas_snap(pg_eu=replica("pg-eu", "eu-west", upstream=None, replay=BASE - 1)))
+    assert p.candidate == "pg-us2"
+    assert {m.node: (m.action, m.upstream) for m in p.replicas} == {"pg-eu": ("repoint", "pg-us2"),
+                                                                    "pg-eu2": ("stay", "pg-eu")}
+
+
+def test_stale_slots_on_the_new_primary(saas: Topology) -> None:
+    old_slot = Slot(name="pg_us", slot_type="physical", active=False, retained_bytes=0, wal_status="reserved",
+                    database=None, failover=False, synced=False)
+    cascade = Slot(name="pg_eu2", slot_type="physical", active=True, retained_bytes=0, wal_status="reserved",
+                   database=None, failover=False, synced=False)
+    snap = saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 1, upstream=None, slots=(SYNCED, old_slot, cascade)))
+    p = plan(saas, snap)
+    assert p.stale_slots == ("pg_us",)
+
+
+def test_subscriber_moves(saas: Topology) -> None:
+    p = plan(saas, saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 1, upstream=None, slots=(SYNCED,))))
+    assert [(s.subscription, s.node, s.action, s.reason) for s in p.subscribers] == [
+        ("inventory_sub", "pg-billing", "move", "failover slot inventory_sub is synced on pg-eu: continues with no gap")]
+    # No synced slot on the candidate: a loud re-synchronisation.
+    p = plan(saas, saas_snap(pg_us2=replica("pg-us2", "us-east", at=BASE + 1, upstream=None)))
+    assert p.candidate == "pg-us2"
+    assert p.subscribers[0].action == "resync"
+    assert p.subscribers[0].reason == "no slot inventory_sub on pg-us2"
+    assert ("subscription inventory_sub on pg-billing will be RE-SYNCHRONISED: no slot inventory_sub on pg-us2; its "
+            "tables are truncated and copied again") in p.warnings
+    assert any("RE-SYNCHRONISE (truncate + full copy)" in line for line in p.lines())
+    # A synced slot still temporary (not sync-ready) vanishes on promotion: a failover re-synchronises,
+    # a switchover waits for it.
+    temporary = Slot(**{**SYNCED.__dict__, "temporary": True})
+    p = plan(saas, saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 1, upstream=None, slots=(temporary,))))
+    assert (p.subscribers[0].action, p.subscribers[0].reason) == (
+        "resync", "slot inventory_sub on pg-eu is not sync-ready yet (temporary: promotion drops it)")
+    live = saas_snap(pg_us=primary("pg-us", "main", "us-east"),
+                     pg_eu=replica("pg-eu", "eu-west", upstream="pg-us", slots=(temporary,)))
+    s = F.plan_switchover(saas, live, cluster=None, to="pg-eu").subscribers[0]
+    assert (s.action, s.ready) == ("move", False)
+    # The subscriber is down.
+    p = plan(saas, saas_snap(pg_billing=down("pg-billing", "ap-south", cluster="billing")))
+    assert p.subscribers[0].action == "unreachable"
+
+
+# -- switchover ------------------------------------------------------------------------------------
+
+def test_switchover(saas: Topology) -> None:
+    snap = saas_snap(pg_us=primary("pg-us", "main", "us-east", at=BASE + 10),
+                     pg_eu=replica("pg-eu", "eu-west", upstream="pg-us", slots=(SYNCED,)),
+                     pg_us2=replica("pg-us2", "us-east", upstream="pg-us"))
+    p = F.plan_switchover(saas, snap, cluster=None, to="pg-eu")
+    assert p.mode == "switchover" and p.candidate == "pg-eu"
+    assert {m.node: (m.action, m.upstream) for m in p.replicas} == {
+        "pg-us": ("demote", "pg-eu"), "pg-eu2": ("stay", "pg-eu"), "pg-us2": ("repoint", "pg-eu")}
+    assert p.synchronized_standby_slots == ("pg_us", "pg_eu2", "pg_us2")
+
+    # Back: pg-eu2 stays behind pg-eu (the file's cascade), pg-us2 follows the primary.
+    primaries = {"main": "pg-eu", "billing": "pg-billing"}
+    back = saas_snap(pg_eu=primary("pg-eu", "main", "eu-west", at=BASE + 10, tl=2),
+                     pg_us=replica("pg-us", "us-east", upstream="pg-eu", tl=2, slots=(SYNCED,)),
+                     pg_eu2=replica("pg-eu2", "eu-west", upstream="pg-eu", tl=2),
+                     pg_us2=replica("pg-us2", "us-east", upstream="pg-eu", tl=2))
+    p = F.plan_switchover(saas, back, cluster=None, to="pg-us", primaries=primaries)
+    assert {m.node: (m.action, m.upstream) for m in p.replicas} == {
+        "pg-eu": ("demote", "pg-us"), "pg-eu2": ("stay", "pg-eu"), "pg-us2": ("repoint", "pg-us")}
+
+
+def test_switchover_refusals(saas: Topology) -> None:
+    with pytest.raises(InputError) as exc:
+        F.plan_switchover(saas, saas_snap(), cluster=None, to="pg-eu")
+    assert exc.value.message == "switchover needs a running primary: pg-us is down (container exited); use " \
+                                "`pgtopo failover`"
+    live = saas_snap(pg_us=primary("pg-us", "main", "us-east"))
+    with pytest.raises(InputError) as exc:
+        F.plan_switchover(saas, live, cluster=None, to="pg-us")
+    assert exc.value.message == "--to pg-us: it is already the primary of cluster main"
+    with pytest.raises(InputError) as exc:
+        F.plan_switchover(saas, live, cluster=None, to="pg-eu")  # pg-eu has no upstream: not streaming
+    assert exc.value.message == ("--to pg-eu: not streaming (waiting); a switchover waits for it to receive the last "
+                                 "WAL")
+
+
+# -- pure helpers of the actions ---------------------------------------------------------------------
+
+def test_parse_waldump() -> None:
+    out = """WAL statistics between 0/3057400 and 0/307C368:
+Type                                           N      (%)          Record size      (%)
+Transaction/COMMIT                            12 (  0.83)                  405 (  3.91)
+Heap/INSERT                                    3 (  2.50)                  345 (  3.33)
+pg_waldump: error: error in WAL record at 0/307C1D0: invalid record length at 0/307C368: expected at least 24, got 0
+"""
+    assert parse_waldump(out, start=0x3057400) == (0x307C368, 12)
+    assert parse_waldump("pg_waldump: error: could not find a valid record after 0/3057400", start=0x3057400) == (
+        0x3057400, 0)
+
+
+def test_auto_conf_text() -> None:
+    existing = ("# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n"
+                "synchronous_standby_names = 'ANY 1 (\"pg-eu\")'\nwork_mem = '8MB'\n")
+    text = auto_conf_text(existing, {"primary_conninfo": "host=pg-eu user=replicator", "primary_slot_name": "pg_us",
+                                     "synchronous_standby_names": None})
+    assert text == ("# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n"
+                    "work_mem = '8MB'\n# pgtopo: this node's upstream, written while PostgreSQL was stopped\n"
+                    "primary_conninfo = 'host=pg-eu user=replicator'\nprimary_slot_name = 'pg_us'\n")
+    assert auto_conf_text(text, {"primary_slot_name": "x"}).count("# pgtopo:") == 1
+
+
+def test_formatting() -> None:
+    assert F.fmt_lsn(0x1_0000_0010) == "1/10"
+    assert F.fmt_lsn(None) == "-"
+    assert [F.fmt_bytes(n) for n in (0, 1023, 1024, 3 * MIB, 5 << 30)] == ["0 B", "1023 B", "1.0 KiB", "3.0 MiB",
+                                                                           "5.0 GiB"]
