@@ -152,10 +152,13 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
 def _upstream(topo: Topology, node: str, primaries: dict[str, str]) -> str | None:
     """A replica's upstream; one that named the old primary follows the promoted one."""
     spec = topo.node(node)
-    if spec.upstream is None:
-        return None
     cluster = topo.cluster_of(node)
     file_primary = topo.clusters[cluster].primary_name
+    if primaries[cluster] == node:
+        return None
+    if spec.upstream is None:
+        # The file's primary after a failover moved the role elsewhere: never a second primary.
+        return primaries[cluster]
     if spec.upstream == file_primary and primaries[cluster] != file_primary:
         return primaries[cluster]
     return spec.upstream
@@ -209,13 +212,14 @@ def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[
         instance.clone(container, conninfo=info, slot=slot_name(node))
         if upstream != spec.upstream:
             # A failover moved this replica's upstream: point it at the current primary.
-            instance.run(container, "repoint", ["sh", "-c", f"echo \"primary_conninfo = '{info}'\" >> "
+            instance.run(container, "repoint", ["sh", "-c", f"printf \"%s\\n\" \"primary_conninfo = '{info}'\" "
+                                                f"\"primary_slot_name = '{slot_name(node)}'\" >> "
                                                 f"{instance.PGDATA}/postgresql.auto.conf"])
         instance.release(container)
         instance.wait_accepting(container)
         progress(node, "waiting for streaming")
         instance.wait_streaming(container)
-    if "slots.sql" in files.files:
+    if "slots.sql" in files.files and upstream == spec.upstream:
         instance.psql_file(container, f"{render.CONF_DIR}/slots.sql", step="slots.sql")
     progress(node, "ready")
     return container

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +142,13 @@ def _mib(n: int) -> str:
 
 
 def snapshot_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, str],
-                    max_retained: int = DEFAULT_MAX_RETAINED) -> list[Check]:
-    """Every check decided from the snapshot alone."""
+                    max_retained: int = DEFAULT_MAX_RETAINED, before: Snapshot | None = None) -> list[Check]:
+    """Every check decided from the snapshot alone.
+
+    With ``before`` (a snapshot taken before the probes), subscription error counters are
+    judged by what changed during this run: a reconnect caused earlier by a partition, a
+    relay restart or a failover stays in the cumulative counters but is not a failure now.
+    """
     out: list[Check] = []
     for name in topo.node_names():
         ns = snap.nodes.get(name)
@@ -166,7 +171,7 @@ def snapshot_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, s
                              f"failover slot(s) {', '.join(held)} get no changes: synchronized_standby_slots waits "
                              f"for {', '.join(waiting)} (missing or inactive)" if waiting else
                              f"synchronized_standby_slots {ns.settings['synchronized_standby_slots']} active"))
-    out.extend(_subscription_checks(topo, snap, primaries))
+    out.extend(_subscription_checks(topo, snap, primaries, before))
     return out
 
 
@@ -229,8 +234,14 @@ def _slot_check(ns: NodeSnapshot, s: snapshot.Slot, max_retained: int) -> Check:
     return Check("slot", subject, True, f"{state} {s.slot_type} slot, retains {_mib(retained)}")
 
 
-def _subscription_checks(topo: Topology, snap: Snapshot, primaries: Mapping[str, str]) -> list[Check]:
+def _subscription_checks(topo: Topology, snap: Snapshot, primaries: Mapping[str, str],
+                         before: Snapshot | None) -> list[Check]:
     out = []
+
+    def earlier(node: str, name: str) -> snapshot.SubscriptionState | None:
+        ns = before.nodes.get(node) if before else None
+        return next((s for s in ns.subscriptions if s.name == name), None) if ns else None
+
     expected = {(e.node, e.name): e for e in expected_subscriptions(topo, primaries)}
     for (node, name), e in expected.items():
         ns = snap.nodes.get(node)
@@ -242,19 +253,27 @@ def _subscription_checks(topo: Topology, snap: Snapshot, primaries: Mapping[str,
             out.append(Check("subscription", name, False, f"missing on {node} (database {e.database}, publication "
                                                           f"{e.publication} of {e.publisher_cluster})"))
             continue
-        out.append(_subscription_check(node, found))
+        out.append(_subscription_check(node, found, earlier(node, name)))
     for ns in snap.nodes.values():
         if ns.reachable and not ns.in_recovery:
-            out.extend(_subscription_check(ns.node, s) for s in ns.subscriptions if (ns.node, s.name) not in expected)
+            out.extend(_subscription_check(ns.node, s, earlier(ns.node, s.name))
+                       for s in ns.subscriptions if (ns.node, s.name) not in expected)
     return out
 
 
-def _subscription_check(node: str, s: snapshot.SubscriptionState) -> Check:
+def _subscription_check(node: str, s: snapshot.SubscriptionState,
+                        before: snapshot.SubscriptionState | None = None) -> Check:
+    old_errors = ""
+    if before is not None and (s.apply_errors, s.sync_errors) == (before.apply_errors, before.sync_errors) \
+            and (s.apply_errors or s.sync_errors):
+        # Counted before this run; the probe through this channel decides whether it works now.
+        old_errors = f" (no new error during this run; {s.apply_errors} apply and {s.sync_errors} sync errors earlier)"
+        s = replace(s, apply_errors=0, sync_errors=0, last_error=None)
     issues = subscription_issues(node, s)
     if issues:
         return Check("subscription", s.name, False, "; ".join(msg for _sev, msg in issues))
     return Check("subscription", s.name, True, f"on {node}: enabled, worker running, "
-                                               f"{s.tables_ready}/{s.tables_total} tables ready, no errors")
+                                               f"{s.tables_ready}/{s.tables_total} tables ready, no errors{old_errors}")
 
 
 # -- pure: configuration ---------------------------------------------------------------------------
@@ -500,14 +519,18 @@ def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
         fsnap = pool.submit(snapshot.collect, topo)
         files = dict(zip(names, pool.map(lambda n: _read_files(topo, n), names), strict=True))
         snap = fsnap.result()
-    checks = snapshot_checks(topo, snap, primaries=primaries, max_retained=max_retained)
-    checks += config_checks(topo, snap, primaries=primaries, rendered=rendered, on_disk=files)
     plans = plan_probes(topo, primaries)
     base = time.time_ns() // 1000  # microseconds: unique across runs, one id per plan
     edges: list[Edge] = []
+    probe_checks: list[Check] = []
     with ThreadPoolExecutor(max_workers=max(1, len(plans))) as pool:
         for e, c in pool.map(lambda ip: _probe(topo, snap, ip[1], base + ip[0], timeout), enumerate(plans)):
             edges += e
-            checks += c
+            probe_checks += c
+    # Judged on the state after the probes, against the state before them (error counters).
+    after = snapshot.collect(topo)
+    checks = snapshot_checks(topo, after, primaries=primaries, max_retained=max_retained, before=snap)
+    checks += config_checks(topo, after, primaries=primaries, rendered=rendered, on_disk=files)
+    checks += probe_checks
     return Report(topology=topo.name, checks=tuple(checks), edges=tuple(edges))
 

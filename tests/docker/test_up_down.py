@@ -138,3 +138,33 @@ def test_failure_names_node_and_step_and_down_cleans(tmp_path: Path, state_dir: 
     finally:
         deploy.down(name, volumes=True)
     assert labelled(name) == (0, 0, 0)
+
+
+def test_up_after_failover_never_makes_a_second_primary(tmp_path: Path, state_dir: Path) -> None:
+    """The file's primary lost with its volume after a failover: `up` re-creates it as a replica."""
+    name = "t-up-after-fo"
+    path = copy_topology(tmp_path, "global-saas.yaml", name=name)
+    runner = CliRunner()
+    try:
+        assert runner.invoke(app, ["up", str(path)]).exit_code == 0
+        assert runner.invoke(app, ["kill", str(path), "pg-us"]).exit_code == 0
+        res = runner.invoke(app, ["failover", str(path), "--yes"])
+        assert res.exit_code == 0, res.output
+        old = runtime.find(name, "pg-us")
+        assert old is not None
+        runtime.remove_container(old, volume=True)
+
+        res = runner.invoke(app, ["up", str(path)])
+        assert res.exit_code == 0, res.output
+        snap = snapshot.collect(load(path))
+        assert snap.writable("main") == ["pg-eu"]
+        wait_for(lambda: snapshot.collect(load(path)).nodes["pg-us"].receiver_status == "streaming",
+                 what="pg-us streaming from pg-eu")
+        assert snapshot.collect(load(path)).nodes["pg-us"].upstream == "pg-eu"
+        with connect.connect(name, "pg-eu", dbname="production") as conn:
+            conn.execute("INSERT INTO products (sku, name, price_cents) VALUES ('after-fo', 'x', 1)")
+        wait_for(lambda: count(name, "pg-us", "SELECT count(*) FROM products WHERE sku = 'after-fo'") == 1,
+                 what="the row on the re-created pg-us")
+    finally:
+        deploy.down(name, volumes=True)
+    assert labelled(name) == (0, 0, 0)

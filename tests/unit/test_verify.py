@@ -249,3 +249,23 @@ def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(InputError, match="--max-retained"):
         _parse_size(text)
 
+
+
+def _with_sub_errors(apply_errors: int) -> dict[str, NodeSnapshot]:
+    return change(healthy(), "pg-billing", subscriptions=(subscription(apply_errors=apply_errors),))
+
+
+def test_errors_counted_before_this_run_do_not_fail() -> None:
+    before, after = snap(_with_sub_errors(2)), snap(_with_sub_errors(2))
+    found = verify.snapshot_checks(GLOBAL, after, primaries=FILE_PRIMARIES, before=before)
+    sub = next(c for c in found if c.check == "subscription")
+    assert sub.passed
+    assert sub.reason.endswith("(no new error during this run; 2 apply and 0 sync errors earlier)")
+
+
+def test_errors_during_this_run_fail() -> None:
+    before, after = snap(_with_sub_errors(2)), snap(_with_sub_errors(3))
+    found = verify.snapshot_checks(GLOBAL, after, primaries=FILE_PRIMARIES, before=before)
+    sub = next(c for c in found if c.check == "subscription")
+    assert not sub.passed
+    assert "3 apply and 0 sync errors" in sub.reason
