@@ -179,7 +179,9 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
     row = cur.execute(
         "SELECT pg_is_in_recovery() AS rec, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,"
         " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,"
-        " pg_last_wal_receive_lsn()::text AS recv, pg_last_wal_replay_lsn()::text AS replay,"
+        # A promoted node still reports its last received/replayed LSNs: only a standby's mean anything.
+        " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS recv,"
+        " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay,"
         " CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
         " END AS replay_lag,"
         " CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())"

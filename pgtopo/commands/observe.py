@@ -61,10 +61,7 @@ def status_screen(a: Assessment) -> list[Block]:
         blocks.append(TableData("latency (round trip)", ["", "regions", "declared", "measured"], rows))
     for p in a.problems:
         blocks.append(Line(f"{p.severity}: {p.message}", PROBLEM_STYLE.get(p.severity, "")))
-    errs = sum(p.severity == "error" for p in a.problems)
-    if errs:
-        blocks.append(Line(f"{errs} problem(s) need attention", "error"))
-    else:
+    if not any(p.severity == "error" for p in a.problems):
         up = sum(n.role != "down" for n in a.nodes)
         blocks.append(Line(f"✓ {up}/{len(a.nodes)} nodes up, replication as the file describes", "success"))
     return blocks
@@ -77,7 +74,8 @@ def _fail_status(a: Assessment) -> None:
     if a.split_brain:
         split = [p.message for p in a.problems if p.subject in a.split_brain]
         raise errors.PgtopoError(split[0], details=split[1:])
-    raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}': {errs[0]}", details=errs[1:])
+    # The problems themselves were just printed with the tables: one summary line here.
+    raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}' (listed above)")
 
 
 @command()
