@@ -35,7 +35,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pgtopo import connect, deploy, replication, topology  # noqa: E402
+from pgtopo import connect, deploy, fencing, promotion, rejoin, topology  # noqa: E402
 
 BARE = """
 name: bench-promote
@@ -91,16 +91,16 @@ def failover_round(topo: topology.Topology, start_id: int) -> dict[str, Any]:
     writer.start()
     time.sleep(2)
     killed_at = time.monotonic()
-    replication.kill_node(topo, old)
+    fencing.kill_node(topo, old)
     started = time.monotonic()
-    plan = replication.plan_live(topo, mode="failover", cluster="main", to=None)
-    out = replication.execute_failover(topo, plan, started=started, progress=quiet)
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None)
+    out = promotion.execute_failover(topo, plan, started=started, progress=quiet)
     time.sleep(1)
     writer.halt.set()
     writer.join()
     steps = dict(out.steps)
     t = time.monotonic()
-    replication.rejoin(topo, old, reclone=False, progress=quiet)
+    rejoin.rejoin(topo, old, reclone=False, progress=quiet)
     return {
         "from": old, "to": plan.candidate, "recovery": out.recovery_s, "promote": out.promote_s,
         "planned": steps.get("planned", 0.0), "gap": writer.gap(killed_at, plan.candidate),
@@ -115,7 +115,7 @@ def bare_round(path: Path) -> float:
     deploy.up(topo, topo_path=path, progress=quiet)  # bench-b is a fresh clone of bench-a
     with connect.connect(topo.name, "bench-a") as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS t (x int)")
-    replication.kill_node(topo, "bench-a")
+    fencing.kill_node(topo, "bench-a")
     conn = psycopg.connect(connect.dsn(topo.name, "bench-b"), autocommit=True)
     t = time.monotonic()
     conn.execute("SELECT pg_promote(wait => true, wait_seconds => 60)")

@@ -16,7 +16,7 @@ from pgtopo.output import Block, Line, TableData
 
 if TYPE_CHECKING:
     from pgtopo.failover import Plan
-    from pgtopo.replication import Outcome
+    from pgtopo.promotion import Outcome
 
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="The cluster (default: the only one with replicas).")]
 
@@ -81,18 +81,18 @@ def failover(
 ) -> None:
     """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest."""
     with handled():
-        from pgtopo import replication
+        from pgtopo import promotion
 
         started = time.monotonic()
         topo = _load(file)
-        plan = replication.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
         output.show(plan_screen(plan))
         if dry_run:
             output.info("dry run: nothing changed")
             return
         if not yes:
             started += _confirm(f"fence {plan.old_primary} and promote {plan.candidate}?")
-        result = replication.execute_failover(topo, plan, started=started, progress=output.StepPrinter())
+        result = promotion.execute_failover(topo, plan, started=started, progress=output.StepPrinter())
         output.show(outcome_screen(result))
 
 
@@ -106,18 +106,18 @@ def switchover(
 ) -> None:
     """Planned change of primary with zero loss; the old primary becomes a replica of the new one."""
     with handled():
-        from pgtopo import replication
+        from pgtopo import promotion
 
         started = time.monotonic()
         topo = _load(file)
-        plan = replication.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+        plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
         output.show(plan_screen(plan))
         if dry_run:
             output.info("dry run: nothing changed")
             return
         if not yes:
             started += _confirm(f"stop {plan.old_primary} and promote {plan.candidate}?")
-        result = replication.execute_switchover(topo, plan, started=started, progress=output.StepPrinter())
+        result = promotion.execute_switchover(topo, plan, started=started, progress=output.StepPrinter())
         output.show(outcome_screen(result))
 
 
@@ -129,10 +129,10 @@ def rejoin(
 ) -> None:
     """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
     with handled():
-        from pgtopo import replication
+        from pgtopo import rejoin as rj
 
         topo = _load(file)
-        res = replication.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+        res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
         if res.method == "already streaming":
             output.success(f"{res.detail}: nothing to do")
             return
@@ -148,9 +148,9 @@ def kill(
 ) -> None:
     """Crash a node (SIGKILL to its container), for failover drills."""
     with handled():
-        from pgtopo import replication
+        from pgtopo import fencing
 
         topo = _load(file)
-        last = replication.kill_node(topo, node)
+        last = fencing.kill_node(topo, node)
         where = f" (its last position was {last})" if last else ""
         output.success(f"killed {node} with SIGKILL{where}")

@@ -41,9 +41,9 @@ def add_subscription(
 ) -> None:
     """Add a logical replication channel to the running topology and record it in the file."""
     with handled():
-        from pgtopo import subscriptions
+        from pgtopo import channel_request, subscriptions
 
-        req = subscriptions.AddRequest(
+        req = channel_request.AddRequest(
             subscriber=subscriber, publication=publication, publisher=publisher,
             tables=(tables,) if tables else (), row_filters=tuple(row_filter or ()), columns=tuple(columns or ()),
             database=database, name=name, copy_data=not no_copy)

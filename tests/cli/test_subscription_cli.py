@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import pgtopo.cli  # noqa: F401  (registers every command)
 from pgtopo import state
 from pgtopo.app import app
-from pgtopo.subscriptions import default_name
+from pgtopo.channel_request import default_name
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = "is not a plain PostgreSQL identifier (lower-case letters, digits, _ and $, not starting with a digit)"

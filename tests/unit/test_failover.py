@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 
 from pgtopo import failover as F
+from pgtopo.dataloss import parse_waldump
 from pgtopo.errors import InputError
-from pgtopo.replication import auto_conf_text, parse_waldump
 from pgtopo.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
+from pgtopo.standby import auto_conf_text
+from pgtopo.synchronous import SyncConfig, intended_sync, parse_sync
 from pgtopo.topology import Topology, load
+from pgtopo.wal import fmt_bytes, fmt_lsn
 
 SAAS = """
 name: t-unit
@@ -61,7 +64,7 @@ def topo_of(tmp_path: Path, text: str) -> Topology:
 
 
 def lsn(n: int) -> str:
-    return F.fmt_lsn(n)
+    return fmt_lsn(n)
 
 
 BASE = 0x3000000
@@ -169,10 +172,10 @@ def test_a_direct_standby_beats_a_cascade_of_equal_priority(tmp_path: Path) -> N
 
 
 def test_intended_sync_shrinks_to_the_standbys_left(synct: Topology) -> None:
-    assert F.intended_sync(synct, "main", primary="pg-a", available={"pg-b", "pg-c", "pg-d"}) == F.SyncConfig(
+    assert intended_sync(synct, "main", primary="pg-a", available={"pg-b", "pg-c", "pg-d"}) == SyncConfig(
         "any", 1, ("pg-b", "pg-c"))
-    assert F.intended_sync(synct, "main", primary="pg-b", available={"pg-d"}) is None
-    assert F.intended_sync(synct, "main", primary="pg-b", available={"pg-a"}) == F.SyncConfig("any", 1, ("pg-a",))
+    assert intended_sync(synct, "main", primary="pg-b", available={"pg-d"}) is None
+    assert intended_sync(synct, "main", primary="pg-b", available={"pg-a"}) == SyncConfig("any", 1, ("pg-a",))
 
 
 def test_ranking_puts_blocked_and_unsafe_last(saas: Topology) -> None:
@@ -348,8 +351,8 @@ def test_sync_only_a_synchronous_standby_with_every_acknowledged_commit(synct: T
     ]
     assert p.why[0] == 'pg-c is a synchronous standby (ANY 1 ("pg-b", "pg-c"))'
     # The new primary waits for the other synchronous standby and the file's primary when it is back.
-    assert p.sync_after == F.SyncConfig("any", 1, ("pg-b",), "file")
-    assert F.intended_sync(synct, "main", primary="pg-c", available=None) == F.SyncConfig(
+    assert p.sync_after == SyncConfig("any", 1, ("pg-b",), "file")
+    assert intended_sync(synct, "main", primary="pg-c", available=None) == SyncConfig(
         "any", 1, ("pg-b", "pg-a"), "file")
 
 
@@ -380,22 +383,22 @@ def test_sync_with_the_primary_alive_uses_its_live_setting(synct: Topology) -> N
                    downstream=(Downstream("pg-c", "streaming", None, None, None, None, 0, None, None, None, "sync", 1),))
     p = F.plan_failover(synct, sync_snap(pg_a=live, pg_b=down("pg-b", "dc1")), cluster=None, to=None)
     assert p.candidate == "pg-c" and p.ranking[0].sync == "sync"
-    assert p.sync_before == F.SyncConfig("first", 1, ("pg-c",), "live setting on pg-a")
+    assert p.sync_before == SyncConfig("first", 1, ("pg-c",), "live setting on pg-a")
     # The primary is gone: the setting last applied (recorded in the state) counts, not the file's.
-    recorded = F.SyncConfig("any", 1, ("pg-b",), "state")
+    recorded = SyncConfig("any", 1, ("pg-b",), "state")
     p = F.plan_failover(synct, sync_snap(pg_c=down("pg-c", "dc1")), cluster=None, to=None, recorded_sync=recorded)
     assert p.candidate == "pg-b" and p.sync_before == recorded
 
 
 def test_parse_sync() -> None:
-    assert F.parse_sync('ANY 1 ("pg-b", "pg-c")', source="x") == F.SyncConfig("any", 1, ("pg-b", "pg-c"), "x")
-    assert F.parse_sync("FIRST 2 (a, b, c)", source="x") == F.SyncConfig("first", 2, ("a", "b", "c"), "x")
-    assert F.parse_sync("2 (a, b)", source="x") == F.SyncConfig("first", 2, ("a", "b"), "x")
-    assert F.parse_sync("a, b", source="x") == F.SyncConfig("first", 1, ("a", "b"), "x")
-    assert F.parse_sync('"pg-b"', source="x") == F.SyncConfig("first", 1, ("pg-b",), "x")
-    assert F.parse_sync("", source="x") is None
-    assert F.SyncConfig("any", 1, ("a", "b")).text() == 'ANY 1 ("a", "b")'
-    assert F.SyncConfig("first", 2, ("a", "b", "c")).needed_for_safety() == 2
+    assert parse_sync('ANY 1 ("pg-b", "pg-c")', source="x") == SyncConfig("any", 1, ("pg-b", "pg-c"), "x")
+    assert parse_sync("FIRST 2 (a, b, c)", source="x") == SyncConfig("first", 2, ("a", "b", "c"), "x")
+    assert parse_sync("2 (a, b)", source="x") == SyncConfig("first", 2, ("a", "b"), "x")
+    assert parse_sync("a, b", source="x") == SyncConfig("first", 1, ("a", "b"), "x")
+    assert parse_sync('"pg-b"', source="x") == SyncConfig("first", 1, ("pg-b",), "x")
+    assert parse_sync("", source="x") is None
+    assert SyncConfig("any", 1, ("a", "b")).text() == 'ANY 1 ("a", "b")'
+    assert SyncConfig("first", 2, ("a", "b", "c")).needed_for_safety() == 2
 
 
 # -- what else moves ---------------------------------------------------------------------------------
@@ -528,7 +531,7 @@ def test_auto_conf_text() -> None:
 
 
 def test_formatting() -> None:
-    assert F.fmt_lsn(0x1_0000_0010) == "1/10"
-    assert F.fmt_lsn(None) == "-"
-    assert [F.fmt_bytes(n) for n in (0, 1023, 1024, 3 * MIB, 5 << 30)] == ["0 B", "1023 B", "1.0 KiB", "3.0 MiB",
+    assert fmt_lsn(0x1_0000_0010) == "1/10"
+    assert fmt_lsn(None) == "-"
+    assert [fmt_bytes(n) for n in (0, 1023, 1024, 3 * MIB, 5 << 30)] == ["0 B", "1023 B", "1.0 KiB", "3.0 MiB",
                                                                            "5.0 GiB"]
