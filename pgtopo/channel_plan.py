@@ -19,7 +19,7 @@ from pgtopo.channel_request import Intent
 from pgtopo.errors import InputError
 from pgtopo.topology import Topology, endpoint, schema_tables
 
-PROBE = sql.Identifier(render.PROBE_SCHEMA, render.PROBE_TABLE)
+PROBE = render.PROBE
 
 
 # -- what the plan is decided on (read live by pgtopo.subscriptions) --------------------------------

@@ -20,6 +20,7 @@ PASSFILE = f"{CONF_DIR}/pgpass"
 PROBE_SCHEMA = "pgtopo"
 PROBE_TABLE = "probe"
 PROBE_PUBLICATION = "pgtopo_probe"
+PROBE = sql.Identifier(PROBE_SCHEMA, PROBE_TABLE)
 ROLES = ("pgtopo", "replicator", "app")
 
 
@@ -149,7 +150,7 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
         q(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier("pgtopo"))),
     ]
     dbs = []
-    probe = sql.Identifier(PROBE_SCHEMA, PROBE_TABLE)
+    probe = PROBE
     for dname, db in cl.databases.items():
         ident = sql.Identifier(dname)
         setup = [

@@ -60,7 +60,7 @@ FAILOVER_SETTINGS = frozenset({"primary_conninfo", "primary_slot_name", "synchro
 LIVE_SETTINGS = ("cluster_name", "wal_level", "hba_file", "primary_conninfo", "primary_slot_name",
                  "synchronous_standby_names", "synchronized_standby_slots", "sync_replication_slots",
                  "hot_standby_feedback", "wal_log_hints")
-PROBE = sql.Identifier(render.PROBE_SCHEMA, render.PROBE_TABLE)
+PROBE = render.PROBE
 
 
 @dataclass(frozen=True)
