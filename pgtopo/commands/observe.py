@@ -67,15 +67,16 @@ def status_screen(a: Assessment) -> list[Block]:
     return blocks
 
 
-def _fail_status(a: Assessment) -> None:
+def _fail_status(a: Assessment, *, listed: bool) -> None:
     if a.ok:
         return
     errs = [p.message for p in a.problems if p.severity == "error"]
     if a.split_brain:
         split = [p.message for p in a.problems if p.subject in a.split_brain]
         raise errors.PgtopoError(split[0], details=split[1:])
-    # The problems themselves were just printed with the tables: one summary line here.
-    raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}' (listed above)")
+    if listed:  # printed with the tables just above: one summary line here
+        raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}' (listed above)")
+    raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}': {errs[0]}", details=errs[1:])
 
 
 @command()
@@ -107,7 +108,7 @@ def status(
                 output.as_json(a.to_json())
             else:
                 output.show(status_screen(a))
-            _fail_status(a)
+            _fail_status(a, listed=not as_json)
             return
         last: Assessment | None = None
         try:
