@@ -76,3 +76,18 @@ def test_publications_quote_identifiers_and_keep_filters() -> None:
     sub = files["svc-ap/subscriptions.sql"]
     assert 'CREATE SUBSCRIPTION "ap_customers_sub" CONNECTION ' in sub
     assert 'PUBLICATION "ap_customers", "pgtopo_probe" WITH (copy_data = true, failover = false)' in sub
+
+
+@pytest.mark.parametrize("version", [15, 16])
+def test_older_versions_render_without_17_only_settings(tmp_path: Path, version: int) -> None:
+    src = (REPO / "topologies" / "global-saas.yaml").read_text()
+    src = src.replace("version: 17", f"version: {version}").replace("        failover: true\n", "")
+    path = tmp_path / "t.yaml"
+    path.write_text(src)
+    files = rendered(path)
+    for rel, text in files.items():
+        if rel.endswith("postgresql.conf"):
+            # sync_replication_slots and synchronized_standby_slots do not exist before 17.
+            assert "sync_replication_slots" not in text and "synchronized_standby_slots" not in text, rel
+    assert "failover" not in files["pg-billing/subscriptions.sql"].split("WITH", 1)[1]
+    assert "WITH (copy_data = true)" in files["pg-billing/subscriptions.sql"]
