@@ -7,6 +7,7 @@ passes is reported at once as ``path.to.field: message``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from pgtopo.errors import InputError, ValidationFailed
 
 DEFAULT_IMAGE = "pgtopo/postgres:{version}"
 PG_PORT = 5432
-RELAY_PORT_BASE = 10000
+RELAY_PORT_BASE = 20000
+RELAY_PORT_SPAN = 40000
 MAX_NODES = 99
 
 NodeName = Annotated[
@@ -287,8 +289,22 @@ class Topology(_Model):
 
     def relay_port(self, src_region: str, target: str) -> int:
         """The relay's listening port for traffic from ``src_region`` to node ``target``."""
-        regions = list(self.regions)
-        return RELAY_PORT_BASE + 100 * regions.index(src_region) + self.node_names().index(target)
+        return self._relay_ports()[(src_region, target)]
+
+    def _relay_ports(self) -> dict[tuple[str, str], int]:
+        # Derived from the names, not their order in the file: adding a region or a node must not
+        # renumber the ports that running replicas and subscriptions already use. A collision
+        # of two hashes (rare) goes to the next free port, in the order of the names.
+        out: dict[tuple[str, str], int] = {}
+        used: set[int] = set()
+        for key in sorted((r, n) for r in self.regions for n in self.node_names()):
+            digest = hashlib.sha256(f"{key[0]}|{key[1]}".encode()).digest()
+            port = RELAY_PORT_BASE + int.from_bytes(digest[:4], "big") % RELAY_PORT_SPAN
+            while port in used:
+                port = RELAY_PORT_BASE + (port - RELAY_PORT_BASE + 1) % RELAY_PORT_SPAN
+            used.add(port)
+            out[key] = port
+        return out
 
     def uses_relay(self) -> bool:
         return len(self.regions) > 1

@@ -21,7 +21,8 @@ GLOBAL_PATH = REPO / "topologies" / "global-saas.yaml"
 GLOBAL = load(GLOBAL_PATH)
 FOUR = load(REPO / "topologies" / "four-regions.yaml")
 FILE_PRIMARIES = {"main": "pg-us", "billing": "pg-billing"}
-CONNINFO_US = ("host=pgtopo-relay port=10100 user=replicator dbname=postgres application_name=pg-eu "
+EU_TO_US = GLOBAL.relay_port("eu-west", "pg-us")
+CONNINFO_US = (f"host=pgtopo-relay port={EU_TO_US} user=replicator dbname=postgres application_name=pg-eu "
                "passfile=/etc/pgtopo/pgpass connect_timeout=5")
 
 
@@ -35,7 +36,7 @@ def downstream(name: str, *, lag: int = 0, replay_lag: float | None = None, sync
 def subscription(**kw: Any) -> SubscriptionState:
     base: dict[str, Any] = dict(
         name="inventory_sub", database="production", enabled=True, publications=("inventory_pub", "pgtopo_probe"),
-        conninfo="host=pgtopo-relay port=10200", slot_name="inventory_sub", failover=True, worker_running=True,
+        conninfo=f"host=pgtopo-relay port={GLOBAL.relay_port('ap-south', 'pg-us')}", slot_name="inventory_sub", failover=True, worker_running=True,
         tables_ready=2, tables_total=2, received_lsn="0/3000100", latest_end_time_lag_s=1.0, apply_errors=0,
         sync_errors=0, last_error=None)
     base.update(kw)
@@ -54,7 +55,7 @@ def replica(node: str, cluster: str, region: str, *, upstream: str | None, **kw:
     base: dict[str, Any] = dict(node=node, cluster=cluster, region=region, container="running", reachable=True,
                                 in_recovery=True, system_identifier="7001", timeline=1, receive_lsn="0/3000100",
                                 replay_lsn="0/3000100", receiver_status="streaming" if upstream else None,
-                                upstream=upstream, upstream_raw="pgtopo-relay:10100" if upstream else None,
+                                upstream=upstream, upstream_raw=f"pgtopo-relay:{EU_TO_US}" if upstream else None,
                                 receiver_slot=node.replace("-", "_"),
                                 settings={"cluster_name": node, "primary_conninfo": CONNINFO_US,
                                           "primary_slot_name": node.replace("-", "_")})
@@ -151,7 +152,7 @@ def test_standby_down_holds_back_failover_slots() -> None:
 
 
 def test_replica_not_streaming_names_where_primary_conninfo_points() -> None:
-    wrong = CONNINFO_US.replace("port=10100", f"port={GLOBAL.relay_port('eu-west', 'pg-billing')}")
+    wrong = CONNINFO_US.replace(f"port={EU_TO_US}", f"port={GLOBAL.relay_port('eu-west', 'pg-billing')}")
     a = assess(change(healthy(), "pg-eu", receiver_status=None, upstream=None, upstream_raw=None,
                       settings={"cluster_name": "pg-eu", "primary_conninfo": wrong, "primary_slot_name": "pg_eu"}))
     eu = row(a, "pg-eu")

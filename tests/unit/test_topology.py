@@ -206,3 +206,17 @@ def test_endpoint_and_slots(tmp_path: Path) -> None:
     assert slot_name("pg-eu2") == "pg_eu2"
     ports = {topo.relay_port(r, n) for r in topo.regions for n in topo.node_names()}
     assert len(ports) == len(topo.regions) * len(topo.node_names())
+
+
+def test_relay_ports_survive_adding_nodes_and_regions(tmp_path: Path) -> None:
+    """Running replicas and subscriptions keep their relay ports when the file grows."""
+    before = load(write(tmp_path, BASE))
+    data = copy.deepcopy(BASE)
+    data["regions"] = {"sa": {}, **data["regions"]}  # a new region first
+    data["latency"] += [{"between": ["sa", r], "rtt_ms": 150} for r in ("us", "eu", "ap")]
+    nodes = data["clusters"]["main"]["nodes"]
+    data["clusters"]["main"]["nodes"] = {"pg-aa": {"region": "sa", "upstream": "pg-us"}, **nodes}  # a node first
+    after = load(write(tmp_path, data))
+    for region in before.regions:
+        for node in before.node_names():
+            assert after.relay_port(region, node) == before.relay_port(region, node), (region, node)

@@ -5,4 +5,4 @@
 
 -- ap_customers_sub: publication ap_customers of cluster core (core-us)
 \connect crm
-CREATE SUBSCRIPTION "ap_customers_sub" CONNECTION 'host=pgtopo-relay port=10200 user=replicator dbname=crm application_name=ap_customers_sub passfile=/etc/pgtopo/pgpass connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3' PUBLICATION "ap_customers", "pgtopo_probe" WITH (copy_data = true, failover = false);
+CREATE SUBSCRIPTION "ap_customers_sub" CONNECTION 'host=pgtopo-relay port=58907 user=replicator dbname=crm application_name=ap_customers_sub passfile=/etc/pgtopo/pgpass connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3' PUBLICATION "ap_customers", "pgtopo_probe" WITH (copy_data = true, failover = false);

@@ -5,4 +5,4 @@
 
 -- eu_customers_sub: publication eu_customers of cluster core (core-us)
 \connect crm
-CREATE SUBSCRIPTION "eu_customers_sub" CONNECTION 'host=pgtopo-relay port=10100 user=replicator dbname=crm application_name=eu_customers_sub passfile=/etc/pgtopo/pgpass connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3' PUBLICATION "eu_customers", "pgtopo_probe" WITH (copy_data = true, failover = false);
+CREATE SUBSCRIPTION "eu_customers_sub" CONNECTION 'host=pgtopo-relay port=31900 user=replicator dbname=crm application_name=eu_customers_sub passfile=/etc/pgtopo/pgpass connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3' PUBLICATION "eu_customers", "pgtopo_probe" WITH (copy_data = true, failover = false);
