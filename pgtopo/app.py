@@ -40,6 +40,17 @@ def handled() -> Iterator[None]:
     except KeyboardInterrupt:
         output.error_lines(["interrupted"])
         raise typer.Exit(errors.EXIT_INTERRUPTED) from None
+    except Exception as exc:
+        # A database or Docker error that a domain module did not translate (a connection lost
+        # mid-command, a container removed meanwhile): one line and exit 1, not a traceback.
+        # Anything else is a bug: re-raised for main()'s crash log (exit 3).
+        source = type(exc).__module__.split(".")[0]
+        if source not in ("psycopg", "docker", "requests", "urllib3"):
+            raise
+        what = "database" if source == "psycopg" else "Docker"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        output.error_lines([f"error: {what} error: {first}"])
+        raise typer.Exit(errors.EXIT_FAILED) from None
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:

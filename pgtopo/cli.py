@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected
 
 from __future__ import annotations
 
+import os
 import traceback
 
 from pgtopo import errors, output, state
@@ -28,7 +29,9 @@ def main() -> None:
     except Exception as exc:
         log = state.state_root() / "crash.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(traceback.format_exc())
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # tracebacks may hold values
+        with os.fdopen(fd, "a") as fh:
+            fh.write(traceback.format_exc() + "\n")
         output.error_lines([f"unexpected error: {exc.__class__.__name__}: {exc}", f"traceback written to {log}"])
         raise SystemExit(errors.EXIT_UNEXPECTED) from None
 

@@ -13,14 +13,17 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docker.models.containers import Container
-from docker.models.networks import Network
+from psycopg import sql
 
 from pgtopo import image, instance, latency, render, runtime, state
 from pgtopo.errors import OperationFailed, PgtopoError
 from pgtopo.topology import PG_PORT, Topology, endpoint, slot_name
+
+if TYPE_CHECKING:  # only runtime.py imports docker at run time
+    from docker.models.containers import Container
+    from docker.models.networks import Network
 
 Progress = Callable[[str, str], None]
 PG_PORT_KEY = f"{PG_PORT}/tcp"
@@ -81,6 +84,11 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     for c in runtime.containers(topo.name, kind="node"):
         name = c.labels.get(runtime.LABEL_NODE, "")
         cstate = runtime.status(c)
+        if cstate == "created":
+            # Never started (a failed `up`): nothing can be in its volume yet.
+            progress(name, "removing a container that never started (an earlier `up` failed)")
+            runtime.remove_container(c, volume=True)
+            continue
         if cstate != "running":
             # Stopped, crashed or fenced: its data is precious; `up` never recreates or starts it.
             progress(name, f"left alone: the container is {cstate} (a former primary comes back with "
@@ -90,6 +98,13 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
             continue
         if instance.is_initialised(c):
             existing[name] = c
+        elif instance.was_released(c):
+            # PostgreSQL stopped inside a live container (an interrupted switchover or rejoin):
+            # the data directory is real, so never wipe it.
+            progress(name, "left alone: it has a data directory but PostgreSQL is not started "
+                           f"(`pgtopo rejoin {topo_path} {name}` brings it back)")
+            existing[name] = c
+            stopped.add(name)
         else:
             # Left over by a failed `up` (never initialised): start this node again from scratch.
             progress(name, "removing an incomplete container from an earlier attempt")
@@ -225,9 +240,7 @@ def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[
     return container
 
 
-def _slot_stmt(slot: str) -> Any:
-    from psycopg import sql
-
+def _slot_stmt(slot: str) -> sql.Composed:
     return sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
                    "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(
         sql.Literal(slot), sql.Literal(slot))
@@ -244,7 +257,8 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
         for sname, sub in cluster.subscriptions.items():
             pub = topo.clusters[sub.publisher].publications[sub.publication]
             db = sub.database or pub.database
-            exists = instance.psql(c, f"SELECT count(*) FROM pg_subscription WHERE subname = '{sname}'", db=db)
+            exists = instance.psql(c, render.q(sql.SQL("SELECT count(*) FROM pg_subscription WHERE subname = {}").format(
+                sql.Literal(sname))), db=db)
             if exists != "0":
                 continue
             progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
@@ -259,7 +273,8 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
 
 def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float = 300) -> None:
     query = ("SELECT count(*) FILTER (WHERE r.srsubstate <> 'r') || ' ' || count(*) FROM pg_subscription_rel r "
-             f"JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = '{sub}'")
+             + render.q(sql.SQL("JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = {}").format(
+                 sql.Literal(sub))))
 
     def ready() -> bool:
         out = instance.psql(c, query, db=db, step=f"wait for {sub}").split()

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-from docker.models.containers import Container
+from typing import TYPE_CHECKING
 
 from pgtopo import runtime
 from pgtopo.errors import OperationFailed
 from pgtopo.render import CONF_DIR, PASSFILE
 
+if TYPE_CHECKING:  # only runtime.py imports docker at run time
+    from docker.models.containers import Container
+
 PGDATA = "/var/lib/postgresql/data"
 READY_MARKER = "/var/lib/postgresql/pgtopo.ready"
+# Written with the first ready marker and never removed: this data directory once served.
+RELEASED_MARKER = "/var/lib/postgresql/pgtopo.released"
 SOCKET_DIR = "/var/run/postgresql"
 # pgtopo's own statements (roles, slots, subscriptions) never wait for a synchronous standby:
 # during `up` the standbys that synchronous_standby_names names do not exist yet.
@@ -83,9 +87,14 @@ def is_initialised(container: Container) -> bool:
     return runtime.exec_in(container, ["test", "-f", READY_MARKER]).rc == 0
 
 
+def was_released(container: Container) -> bool:
+    """PostgreSQL once ran on this volume (unlike a clone or initdb that failed halfway)."""
+    return runtime.exec_in(container, ["test", "-f", RELEASED_MARKER]).rc == 0
+
+
 def release(container: Container) -> None:
     """Let the entrypoint start PostgreSQL on the data directory now in place."""
-    run(container, "start postgres", ["touch", READY_MARKER])
+    run(container, "start postgres", ["touch", RELEASED_MARKER, READY_MARKER])
 
 
 def wait_until(container: Container, step: str, check: Callable[[], bool], *, timeout: float,

@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 from psycopg import sql
 
+from pgtopo.errors import InputError
 from pgtopo.topology import PG_PORT, PublishedTable, Topology, endpoint, read_schema, slot_name
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -51,7 +52,7 @@ def _conf_value(value: str | int | float | bool) -> str:
         return "on" if value else "off"
     if isinstance(value, int | float):
         return str(value)
-    return "'" + value.replace("'", "''") + "'"
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def synchronous_standby_names(topo: Topology, cluster: str) -> str:
@@ -276,11 +277,14 @@ def render_all(topo: Topology, *, topo_path: Path) -> list[NodeFiles]:
 
 def write(rendered: list[NodeFiles], out_dir: Path) -> list[Path]:
     written = []
-    for nf in rendered:
-        d = out_dir / nf.node
-        d.mkdir(parents=True, exist_ok=True)
-        for name, text in sorted(nf.files.items()):
-            p = d / name
-            p.write_text(text)
-            written.append(p)
+    try:
+        for nf in rendered:
+            d = out_dir / nf.node
+            d.mkdir(parents=True, exist_ok=True)
+            for name, text in sorted(nf.files.items()):
+                p = d / name
+                p.write_text(text)
+                written.append(p)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot write there ({exc.strerror}: {exc.filename})") from None
     return written

@@ -277,7 +277,14 @@ def find(topology: str, name: str) -> Container | None:
 
 
 def status(container: Container) -> str:
-    container.reload()
+    """running, exited, paused, created... or missing when it was removed meanwhile."""
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return "missing"
+    except docker.errors.APIError as exc:
+        raise OperationFailed(str(exc.explanation or exc), node=container.labels.get(LABEL_NODE),
+                              step="inspect container") from None
     return str(container.status)
 
 

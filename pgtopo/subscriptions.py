@@ -247,8 +247,8 @@ def _connections(topo: Topology, *pairs: tuple[str, str]) -> Iterator[list[Conn]
 def add_subscription(path: Path, req: AddRequest, *, dry_run: bool = False, progress: Progress = _quiet,
                      timeout: float = READY_TIMEOUT_S) -> AddResult:
     """Plan, rehearse, then create the channel and record it in ``path`` (``dry_run``: plan only)."""
+    topo = topology.load(path)  # first: a missing or unreadable file is bad input (exit 2)
     text = path.read_text()
-    topo = topology.load(path)
     intent = read_intent(topo, req, primaries=deploy.current_primaries(topo), path=path)
     schema = read_schema(path, topo.clusters[intent.subscriber_cluster].databases[intent.subscriber_db])
     with _connections(topo, (intent.publisher, intent.publisher_db), (intent.subscriber, intent.subscriber_db)) as (pub, sub):
@@ -404,8 +404,8 @@ def _probe_handover(conn: Conn, after: Topology, *, cluster: str, publisher: str
 
 def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progress: Progress = _quiet) -> RemoveResult:
     """Drop the subscription (and with it its slot on the publisher) and remove it from the file."""
-    text = path.read_text()
     topo = topology.load(path)
+    text = path.read_text()
     plan = plan_remove(topo, text=text, name=name, path=path)
     if dry_run:
         return RemoveResult(plan=plan, dry_run=True)

@@ -60,6 +60,18 @@ RESERVED_SETTINGS = frozenset(
         "synchronized_standby_slots",
         "wal_level",
         "password_encryption",
+        # Replication and rejoin depend on these; include directives would bypass every check.
+        "sync_replication_slots",
+        "hot_standby",
+        "hot_standby_feedback",
+        "wal_log_hints",
+        "full_page_writes",
+        "max_wal_senders",
+        "max_replication_slots",
+        "recovery_target_timeline",
+        "include",
+        "include_dir",
+        "include_if_exists",
     }
 )
 
@@ -386,7 +398,12 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a topology file")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
     try:
         data = YAML(typ="safe").load(text)
     except MarkedYAMLError as exc:
@@ -432,6 +449,9 @@ def _semantic_problems(topo: Topology, path: Path) -> list[str]:
                 text = read_schema(path, db)
             except OSError as exc:
                 p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({exc.strerror})")
+                text = None
+            except UnicodeDecodeError:
+                p.append(f"{base}.databases.{dname}.schema_file: '{db.schema_file}' is not UTF-8 text")
                 text = None
             schemas[(cname, dname)] = schema_tables(text) if text is not None else None
         for nname, node in cluster.nodes.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -137,7 +138,7 @@ def _parse_size(text: str) -> int:
         value = float(num)
     except ValueError:
         value = -1
-    if unit not in units or value < 0:
+    if unit not in units or not math.isfinite(value) or value < 0:
         raise errors.InputError(f"--max-retained: '{text}' is not a size (examples: 64MiB, 1GB, 1048576)")
     return int(value * units[unit])
 
@@ -173,8 +174,8 @@ def verify(
     with handled():
         from pgtopo import verify as v
 
-        if timeout <= 0:
-            raise errors.InputError(f"--timeout must be positive (got {timeout:g})")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise errors.InputError(f"--timeout must be a positive number of seconds (got {timeout:g})")
         limit = _parse_size(max_retained)
         topo = _load(file)
         report = v.run(topo, topo_path=file, timeout=timeout, max_retained=limit)

@@ -119,3 +119,22 @@ def test_docker_unreachable_is_one_line(runner: CliRunner, monkeypatch: pytest.M
     assert res.exit_code == 1
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Docker daemon")
+
+
+def test_unreadable_inputs_are_exit_2(runner: CliRunner, tmp_path: Path) -> None:
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    res = runner.invoke(app, ["validate", str(binary)])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {binary}: not a UTF-8 text file (byte 6)"
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["render", GLOBAL, "--out", str(blocker)])
+    assert res.exit_code == 2
+    assert res.output.strip().startswith(f"error: --out {blocker}: cannot write there")
+
+    res = runner.invoke(app, ["add-subscription", str(tmp_path / "nope.yaml"), "--subscriber", "x",
+                              "--publication", "p"])
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {tmp_path / 'nope.yaml'}: no such file"

@@ -415,7 +415,7 @@ def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch
     (["status", str(GLOBAL_PATH), "--watch", "0"], "error: the refresh interval must be positive (got 0)"),
     (["verify", str(GLOBAL_PATH), "--max-retained", "lots"],
      "error: --max-retained: 'lots' is not a size (examples: 64MiB, 1GB, 1048576)"),
-    (["verify", str(GLOBAL_PATH), "--timeout", "0"], "error: --timeout must be positive (got 0)"),
+    (["verify", str(GLOBAL_PATH), "--timeout", "0"], "error: --timeout must be a positive number of seconds (got 0)"),
 ])
 def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     from typer.testing import CliRunner
