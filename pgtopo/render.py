@@ -15,7 +15,14 @@ from psycopg import sql
 from pgtopo.errors import InputError
 from pgtopo.topology import PG_PORT, PublishedTable, Topology, endpoint, read_schema, slot_name
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+def _templates() -> Path:
+    # A checkout (editable install) has templates/ beside the package; a wheel has it inside.
+    here = Path(__file__).resolve().parent
+    inside = here / "templates"
+    return inside if (inside / "postgresql.conf.j2").exists() else here.parent / "templates"
+
+
+TEMPLATES = _templates()
 CONF_DIR = "/etc/pgtopo"
 PASSFILE = f"{CONF_DIR}/pgpass"
 PROBE_SCHEMA = "pgtopo"
