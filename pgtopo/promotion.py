@@ -285,12 +285,16 @@ def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: 
     progress(cand, f"waiting to replay {old}'s shutdown checkpoint at {fmt_lsn(final)}")
     try:
         _wait_replayed(topo, cand, past=final)
-    except PgtopoError:
-        _restart(c_old)
+        out.steps.append(("candidate caught up", time.monotonic() - started))
+        _prepare_candidate(topo, plan, out, progress)
+        _promote_and_write(topo, plan, out, started=started, progress=progress)
+    except BaseException:
+        # Failed or interrupted (Ctrl-C) before the switch completed: the old primary comes back
+        # only if the candidate is certainly still a standby; otherwise it stays stopped (never
+        # two writable nodes) and `pgtopo status` / `rejoin` take it from there.
+        if _still_standby(topo, cand):
+            _restart(c_old)
         raise
-    out.steps.append(("candidate caught up", time.monotonic() - started))
-    _prepare_candidate(topo, plan, out, progress)
-    _promote_and_write(topo, plan, out, started=started, progress=progress)
     out.loss = Loss(bytes=0, commits=0, fork_lsn=final, old_end_lsn=final, exact=True,
                     source=f"{cand} replayed {old}'s shutdown checkpoint {fmt_lsn(final)} before promotion")
     progress(old, f"restarting as a replica of {cand}")
@@ -312,6 +316,14 @@ def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: 
         out.replicas.insert(0, f"{old}: {res.method}, streaming from {cand}")
     _finish(topo, plan, out)
     return out
+
+
+def _still_standby(topo: Topology, node: str) -> bool:
+    try:
+        rows = query(topo, node, "SELECT pg_is_in_recovery()", step="check the candidate")
+    except (PgtopoError, psycopg.Error):
+        return False
+    return bool(rows and rows[0][0])
 
 
 def _wait_sync_ready(topo: Topology, node: str, slot: str, timeout: float = 60) -> None:
