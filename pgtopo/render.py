@@ -15,6 +15,7 @@ from psycopg import sql
 from pgtopo.errors import InputError
 from pgtopo.topology import PG_PORT, PublishedTable, Topology, endpoint, read_schema, slot_name
 
+
 def _templates() -> Path:
     # A checkout (editable install) has templates/ beside the package; a wheel has it inside.
     here = Path(__file__).resolve().parent
