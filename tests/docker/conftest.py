@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from pgtopo import image, runtime
+from pgtopo import deploy, image, runtime
 from pgtopo.errors import DockerUnavailable
+from pgtopo.topology import load
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +54,21 @@ def copy_topology(dest: Path, source: str, *, name: str, replace: dict[str, str]
     return out
 
 
-def wait_for(check: Callable[[], bool], *, timeout: float = 30, what: str = "condition") -> None:
+@contextmanager
+def running(tmp: Path, source: str, *, name: str) -> Iterator[Path]:
+    """A copy of a shipped topology, up for the duration, with its own state directory."""
+    path = copy_topology(tmp, source, name=name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
+        deploy.down(name, volumes=True)  # whatever an interrupted earlier run left behind
+        try:
+            deploy.up(load(path), topo_path=path, progress=lambda *a: None)
+            yield path
+        finally:
+            deploy.down(name, volumes=True)
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

@@ -20,7 +20,7 @@ from pgtopo import connect, deploy
 from pgtopo.app import app
 from pgtopo.topology import load
 
-from .conftest import copy_topology, wait_for
+from .conftest import running, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -66,21 +66,13 @@ def objects(*subscribers: str) -> dict[str, list[Any]]:
 
 @pytest.fixture(scope="module")
 def topo_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    tmp = tmp_path_factory.mktemp("addsub")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
-        path = copy_topology(tmp, "global-saas.yaml", name=NAME)
-        deploy.down(NAME, volumes=True)  # whatever an interrupted run left behind
-        try:
-            deploy.up(load(path), topo_path=path, progress=lambda _s, _m: None)
-            with connect.connect(NAME, "pg-us", dbname="production") as conn:
-                conn.execute("INSERT INTO products (sku, name, price_cents) "
-                             "SELECT 'sku-' || g, 'product ' || g, g FROM generate_series(1, 100) g")
-                conn.execute(f"INSERT INTO orders (product_id, quantity) "
-                             f"SELECT 1 + g % 100, g FROM generate_series(1, {ORDERS}) g")
-            yield path
-        finally:
-            deploy.down(NAME, volumes=True)
+    with running(tmp_path_factory.mktemp("addsub"), "global-saas.yaml", name=NAME) as path:
+        with connect.connect(NAME, "pg-us", dbname="production") as conn:
+            conn.execute("INSERT INTO products (sku, name, price_cents) "
+                         "SELECT 'sku-' || g, 'product ' || g, g FROM generate_series(1, 100) g")
+            conn.execute(f"INSERT INTO orders (product_id, quantity) "
+                         f"SELECT 1 + g % 100, g FROM generate_series(1, {ORDERS}) g")
+        yield path
 
 
 def test_dry_run_prints_sql_and_diff_and_changes_nothing(topo_path: Path) -> None:

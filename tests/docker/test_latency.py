@@ -23,10 +23,10 @@ import pytest
 from typer.testing import CliRunner
 
 import pgtopo.cli  # noqa: F401  (registers the commands on app)
-from pgtopo import connect, deploy, latency, runtime, state, topology
+from pgtopo import connect, latency, runtime, state, topology
 from pgtopo.app import app
 from pgtopo.topology import Topology
-from tests.docker.conftest import copy_topology, wait_for
+from tests.docker.conftest import running, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -42,17 +42,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("latency")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
-        path = copy_topology(tmp, "global-saas.yaml", name=NAME)
-        topo = topology.load(path)
-        deploy.down(NAME, volumes=True)  # whatever an interrupted earlier run left
-        try:
-            deploy.up(topo, topo_path=path, progress=lambda _s, _m: None)
-            yield Env(topo, path)
-        finally:
-            deploy.down(NAME, volumes=True)
+    with running(tmp_path_factory.mktemp("latency"), "global-saas.yaml", name=NAME) as path:
+        yield Env(topology.load(path), path)
 
 
 def close_to(measured: float, expected: float) -> bool:

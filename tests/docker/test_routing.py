@@ -17,32 +17,23 @@ import pytest
 from typer.testing import CliRunner
 
 import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo import connect, deploy, endpoints, runtime, ryw, state
+from pgtopo import connect, endpoints, runtime, ryw, state
 from pgtopo.app import app
 from pgtopo.routing import CommitUnknown, Router, Session
 from pgtopo.topology import Topology, load
 
+from .conftest import running
+
 pytestmark = pytest.mark.docker
 
 NAME = "t-routing"
-REPO = Path(__file__).resolve().parents[2]
 DECLARED_RTT_MS = 80.0  # us-east <-> eu-west in global-saas.yaml
 
 
 @pytest.fixture(scope="module")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Topology, Path]]:
-    tmp = tmp_path_factory.mktemp("routing")
-    path = tmp / "global-saas.yaml"
-    path.write_text((REPO / "topologies" / "global-saas.yaml").read_text().replace(
-        "name: global-saas", f"name: {NAME}", 1))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
-        t = load(path)
-        try:
-            deploy.up(t, topo_path=path, progress=lambda _s, _m: None)
-            yield t, path
-        finally:
-            deploy.down(NAME, volumes=True)
+    with running(tmp_path_factory.mktemp("routing"), "global-saas.yaml", name=NAME) as path:
+        yield load(path), path
 
 
 def median_ms(conn: psycopg.Connection[tuple[object, ...]], query: str = "SELECT 1", n: int = 9) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +21,19 @@ import pgtopo.cli  # noqa: F401  (registers every command)
 from pgtopo import connect, deploy, render, runtime, snapshot, status
 from pgtopo.app import app
 from pgtopo.commands import observe
-from pgtopo.errors import DockerUnavailable
 from pgtopo.topology import Topology, load
+
+from .conftest import running, wait_for
 
 pytestmark = pytest.mark.docker
 
 NAME = "t-status"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def topo_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    try:
-        runtime.client()
-    except DockerUnavailable as exc:
-        pytest.skip(f"Docker is not available: {exc.message}")
-    tmp = tmp_path_factory.mktemp("status")
-    path = tmp / "global-saas.yaml"
-    path.write_text((REPO / "topologies" / "global-saas.yaml").read_text().replace(
-        "name: global-saas", f"name: {NAME}", 1))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
-        deploy.down(NAME, volumes=True)  # leftovers of an interrupted run
-        try:
-            deploy.up(load(path), topo_path=path, progress=lambda *a: None)
-            yield path
-        finally:
-            deploy.down(NAME, volumes=True)
+    with running(tmp_path_factory.mktemp("status"), "global-saas.yaml", name=NAME) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +56,6 @@ def sql(node: str, query: str, *, db: str = "postgres") -> list[tuple[Any, ...]]
         return cur.fetchall() if cur.description else []
 
 
-def wait_for(check: Callable[[], bool], *, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_healthy(topo: Topology) -> None:

@@ -22,6 +22,7 @@ GLOBAL = load(GLOBAL_PATH)
 FOUR = load(REPO / "topologies" / "four-regions.yaml")
 FILE_PRIMARIES = {"main": "pg-us", "billing": "pg-billing"}
 EU_TO_US = GLOBAL.relay_port("eu-west", "pg-us")
+AP_TO_US = GLOBAL.relay_port("ap-south", "pg-us")
 CONNINFO_US = (f"host=pgtopo-relay port={EU_TO_US} user=replicator dbname=postgres application_name=pg-eu "
                "passfile=/etc/pgtopo/pgpass connect_timeout=5")
 
@@ -36,7 +37,7 @@ def downstream(name: str, *, lag: int = 0, replay_lag: float | None = None, sync
 def subscription(**kw: Any) -> SubscriptionState:
     base: dict[str, Any] = dict(
         name="inventory_sub", database="production", enabled=True, publications=("inventory_pub", "pgtopo_probe"),
-        conninfo=f"host=pgtopo-relay port={GLOBAL.relay_port('ap-south', 'pg-us')}", slot_name="inventory_sub", failover=True, worker_running=True,
+        conninfo=f"host=pgtopo-relay port={AP_TO_US}", slot_name="inventory_sub", failover=True, worker_running=True,
         tables_ready=2, tables_total=2, received_lsn="0/3000100", latest_end_time_lag_s=1.0, apply_errors=0,
         sync_errors=0, last_error=None)
     base.update(kw)
