@@ -110,6 +110,10 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
             progress(name, "removing an incomplete container from an earlier attempt")
             runtime.remove_container(c, volume=True)
 
+    for name, c in existing.items():
+        if name not in stopped and name in rendered and _converge_config(c, rendered[name], progress=progress):
+            result.created_any = True
+
     t2 = time.monotonic()
     done = set(existing)
     already = set(existing)
@@ -162,6 +166,26 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
                                             created=nname not in already))
     result.phases["total"] = time.monotonic() - t0
     return result
+
+
+CONVERGED_FILES = ("postgresql.conf", "pg_hba.conf")
+
+
+def _converge_config(c: Container, files: render.NodeFiles, *, progress: Progress) -> bool:
+    """A running node whose rendered configuration changed in the file: install it and reload."""
+    node = instance.node_of(c)
+    changed = [f for f in CONVERGED_FILES
+               if runtime.read_file(c, f"{render.CONF_DIR}/{f}") != files.files[f]]
+    if not changed:
+        return False
+    runtime.put_files(c, {f: (files.files[f], 0o644) for f in CONVERGED_FILES}, directory=render.CONF_DIR)
+    instance.psql(c, "SELECT pg_reload_conf()", step="reload configuration")
+    time.sleep(0.5)  # the postmaster applies a reload asynchronously
+    pending = instance.psql(c, "SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart",
+                            step="check pending restart")
+    note = f"; restart needed for {pending} (docker restart {c.name})" if pending else ""
+    progress(node, f"{' and '.join(changed)} changed in the file: installed and reloaded{note}")
+    return True
 
 
 def _upstream(topo: Topology, node: str, primaries: dict[str, str]) -> str | None:

@@ -90,6 +90,19 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         snap = snapshot.collect(load(path))
         assert snap.nodes["pg-eu2"].upstream == "pg-eu"
         assert count(name, "pg-eu2", "SELECT count(*) FROM products WHERE sku = 'sku-e2e'") == 1
+
+        # A setting changed in the file: up installs the re-rendered file and reloads that node.
+        path.write_text(path.read_text().replace(
+            "        failover_priority: 100\n",
+            "        failover_priority: 100\n        settings:\n          work_mem: 24MB\n", 1))
+        res = runner.invoke(app, ["up", str(path)])
+        assert res.exit_code == 0, res.output
+        assert "pg-eu" in res.output and "postgresql.conf changed in the file: installed and reloaded" in res.output
+        with connect.connect(name, "pg-eu") as conn:
+            row = conn.execute("SHOW work_mem").fetchone()
+        assert row is not None and row[0] == "24MB"
+        res = runner.invoke(app, ["up", str(path)])
+        assert "is already up; nothing changed" in res.output
     finally:
         res = runner.invoke(app, ["down", str(path), "--volumes"])
     assert res.exit_code == 0, res.output
