@@ -1,7 +1,7 @@
 """The topology file: its model, loading and every validation rule.
 
 Loading is two passes. Pydantic checks structure (unknown keys refused, types, name syntax);
-``_semantic_problems`` then checks how the parts refer to each other. Every problem of both
+``pgtopo.rules`` then checks how the parts refer to each other. Every problem of both
 passes is reported at once as ``path.to.field: message``.
 """
 
