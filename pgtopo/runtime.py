@@ -91,7 +91,7 @@ def run_oneshot(image: str, command: list[str], **kwargs: Any) -> tuple[int, str
             rc = int(c.wait(timeout=60)["StatusCode"])
             out = c.logs().decode(errors="replace")
         finally:
-            c.remove(force=True)
+            c.remove(force=True, v=True)
     return rc, out
 
 
@@ -369,7 +369,9 @@ def remove_topology(topology: str, *, volumes: bool) -> dict[str, int]:
     removed = {"containers": 0, "networks": 0, "volumes": 0}
     for c in containers(topology):
         with docker_errors(step=f"remove container {c.name}"):
-            c.remove(force=True)
+            # v: also the anonymous volumes an image's VOLUME line made (the official postgres
+            # image declares /var/lib/postgresql/data); they carry no label to find them later.
+            c.remove(force=True, v=volumes)
         removed["containers"] += 1
     for net in networks(topology):
         with docker_errors(step=f"remove network {net.name}"):
@@ -390,7 +392,7 @@ def volumes(topology: str) -> list[str]:
 def remove_container(container: Container, *, volume: bool) -> None:
     vols = [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
     with docker_errors(step=f"remove container {container.name}"):
-        container.remove(force=True)
+        container.remove(force=True, v=volume)
         if volume:
             for v in vols:
                 client().volumes.get(v).remove(force=True)
