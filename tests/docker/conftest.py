@@ -36,7 +36,10 @@ def docker_ready() -> None:
 
 
 def copy_topology(dest: Path, source: str, *, name: str, replace: dict[str, str] | None = None) -> Path:
-    """A copy of a shipped topology under another name, so test modules never collide."""
+    """A copy of a shipped topology under another name, so test modules never collide.
+
+    Whatever an interrupted earlier run left under that name is removed first (by label)."""
+    deploy.down(name, volumes=True)
     src = REPO / "topologies" / source
     text = src.read_text()
     first = text.split("name: ", 1)[1].split("\n", 1)[0]
@@ -60,7 +63,6 @@ def running(tmp: Path, source: str, *, name: str) -> Iterator[Path]:
     path = copy_topology(tmp, source, name=name)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
-        deploy.down(name, volumes=True)  # whatever an interrupted earlier run left behind
         try:
             deploy.up(load(path), topo_path=path, progress=lambda *a: None)
             yield path
