@@ -83,10 +83,15 @@ def up(file: TopologyFile) -> None:
 
         topo = _load(file)
         result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
-        rows = [[s.node, s.cluster, s.region, s.role, f"127.0.0.1:{s.port}" if s.port else "-",
+        def url(cluster: str, port: int | None) -> str:
+            db = next(iter(topo.clusters[cluster].databases), "postgres")
+            return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
+
+        rows = [[s.node, s.cluster, s.region, s.role, url(s.cluster, s.port),
                  "created" if s.created else "already running"] for s in result.summaries]
-        output.table(None, ["node", "cluster", "region", "role", "address", "this run"], rows)
-        output.info(f"connection strings with passwords: pgtopo env {file} --region REGION")
+        output.table(None, ["node", "cluster", "region", "role", "connection (published on 127.0.0.1 only)",
+                            "this run"], rows)
+        output.info(f"passwords and per-region URLs (through the simulated WAN): pgtopo env {file} --region REGION")
         if result.created_any:
             output.success(f"topology '{topo.name}' is up in {result.phases['total']:.1f} s")
         else:
@@ -119,6 +124,9 @@ def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         data = deploy.running()
         if as_json:
             output.as_json(data)
+            return
+        if not data:
+            output.info("no topology is up")
             return
         rows = [[n, f"{d['running']}/{d['nodes']}", str(d["file"] or "-")] for n, d in data.items()]
         output.table(None, ["topology", "nodes running", "file"], rows)
