@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,13 @@ from psycopg import sql
 
 from pgtopo import image, instance, latency, render, runtime, state
 from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.progress import Progress
 from pgtopo.topology import PG_PORT, Topology, endpoint, slot_name
 
 if TYPE_CHECKING:  # only runtime.py imports docker at run time
     from docker.models.containers import Container
     from docker.models.networks import Network
 
-Progress = Callable[[str, str], None]
 PG_PORT_KEY = f"{PG_PORT}/tcp"
 RELAY_SOURCE = Path(__file__).resolve().parent / "relay.py"
 START_SCRIPT = render.TEMPLATES / "start.sh"

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from pgtopo import instance, runtime, state
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
-from pgtopo.replication import Progress, now, query
+from pgtopo.progress import Progress
+from pgtopo.replication import now, query
 from pgtopo.topology import Topology
 
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime

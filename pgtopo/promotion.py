@@ -23,10 +23,10 @@ from pgtopo.dataloss import Loss, fork_point, measure_loss
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.failover import Plan
 from pgtopo.fencing import FENCE_STOP_TIMEOUT, Fence, fence, leave_stopped, unfence
+from pgtopo.progress import Progress
 from pgtopo.rejoin import rejoin
 from pgtopo.replication import (
     RELOAD,
-    Progress,
     alter_system,
     container,
     converge_primary,

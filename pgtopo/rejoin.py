@@ -15,8 +15,8 @@ from pgtopo import deploy, instance, render, runtime, snapshot
 from pgtopo.candidates import configured_upstream
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.fencing import leave_stopped, unfence
+from pgtopo.progress import Progress
 from pgtopo.replication import (
-    Progress,
     converge_primary,
     create_slot,
     drop_slot,

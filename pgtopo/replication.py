@@ -9,7 +9,7 @@ failovers and switchovers with them, ``pgtopo.rejoin`` brings a node back.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, LiteralString
 
@@ -24,7 +24,6 @@ from pgtopo.topology import Topology, endpoint, slot_name
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
     from docker.models.containers import Container
 
-Progress = Callable[[str, str], None]
 Query = LiteralString | sql.SQL | sql.Composed
 
 STREAM_TIMEOUT = 60.0

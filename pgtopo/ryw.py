@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -25,10 +25,10 @@ from psycopg import sql
 
 from pgtopo.endpoints import AppEndpoints
 from pgtopo.errors import InputError
+from pgtopo.progress import Progress
 from pgtopo.routing import STRATEGIES, Router, Strategy, default_max_wait_s
 from pgtopo.topology import Topology
 
-Progress = Callable[[str, str], None]
 BENCH_DATABASE = "postgres"
 BENCH_USER = "pgtopo"
 MAX_RTT_MS = 10_000.0

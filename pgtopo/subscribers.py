@@ -15,7 +15,8 @@ from psycopg import sql
 from pgtopo import deploy, render
 from pgtopo.errors import OperationFailed
 from pgtopo.failover import SubscriberMove
-from pgtopo.replication import Progress, container, drop_slot, query, run_all
+from pgtopo.progress import Progress
+from pgtopo.replication import container, drop_slot, query, run_all
 from pgtopo.topology import Topology, endpoint
 
 

@@ -10,7 +10,7 @@ created, in reverse order, before the error is reported.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,9 +23,9 @@ from pgtopo import connect, deploy, render, runtime, topofile, topology
 from pgtopo.channel_plan import AddPlan, Column, Snapshot, Step, Table, decide, subscription_step
 from pgtopo.channel_request import AddRequest, Intent, read_intent
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
+from pgtopo.progress import Progress, quiet
 from pgtopo.topology import Topology, read_schema
 
-Progress = Callable[[str, str], None]
 Conn = psycopg.Connection[tuple[Any, ...]]
 READY_TIMEOUT_S = 300.0
 # The table sync worker retries a failed copy every wal_retrieve_retry_interval (1 s here):
@@ -36,10 +36,6 @@ SYNC_ERROR_LIMIT = 3
 # A statement timeout interrupts it (seen on 17).
 STATEMENT_TIMEOUT = "30s"
 DROP_TIMEOUT = "15s"
-
-
-def _quiet(subject: str, message: str) -> None:
-    return None
 
 
 # -- the live snapshot ------------------------------------------------------------------------------
@@ -244,7 +240,7 @@ def _connections(topo: Topology, *pairs: tuple[str, str]) -> Iterator[list[Conn]
         yield [stack.enter_context(_connect(topo, node, db=db)) for node, db in pairs]
 
 
-def add_subscription(path: Path, req: AddRequest, *, dry_run: bool = False, progress: Progress = _quiet,
+def add_subscription(path: Path, req: AddRequest, *, dry_run: bool = False, progress: Progress = quiet,
                      timeout: float = READY_TIMEOUT_S) -> AddResult:
     """Plan, rehearse, then create the channel and record it in ``path`` (``dry_run``: plan only)."""
     topo = topology.load(path)  # first: a missing or unreadable file is bad input (exit 2)
@@ -402,7 +398,7 @@ def _probe_handover(conn: Conn, after: Topology, *, cluster: str, publisher: str
     return None
 
 
-def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progress: Progress = _quiet) -> RemoveResult:
+def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progress: Progress = quiet) -> RemoveResult:
     """Drop the subscription (and with it its slot on the publisher) and remove it from the file."""
     topo = topology.load(path)
     text = path.read_text()
