@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgtopo import netem, relay, runtime, state
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
+from pgtopo.latency_probe import measure_latency
 from pgtopo.topology import PG_PORT, Link, Topology
 
 if TYPE_CHECKING:
@@ -270,9 +271,8 @@ def _live_links(container: Container) -> dict[str, dict[str, Any]] | None:
 
 def report(topo: Topology, *, measure_links: bool = True) -> Report:
     """``pgtopo latency FILE``: declared, in effect and measured round trips per region pair."""
-    # Imported here: deploy and status (through snapshot) import this module.
+    # Imported here: deploy imports this module.
     from pgtopo.deploy import relay_image
-    from pgtopo.status import measure_latency
 
     container = relay_container(topo) if topo.uses_relay() else None
     running = container is not None or (not topo.uses_relay() and any(

@@ -35,30 +35,30 @@ text (``0/3000060``); a value that is unknown or does not apply is ``null``.
 
 from __future__ import annotations
 
-import json
-import statistics
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 from pgtopo import runtime, snapshot
-from pgtopo.errors import OperationFailed, PgtopoError
-from pgtopo.relay import RELAY_SCRIPT_PATH
-from pgtopo.snapshot import NodeSnapshot, Snapshot
-from pgtopo.topology import PG_PORT, Topology
+from pgtopo.errors import OperationFailed
+from pgtopo.expectations import (
+    DEFAULT_MAX_RETAINED,
+    configured_upstream,
+    expected_subscriptions,
+    expected_upstream,
+    held_back,
+    slot_is_mirror,
+    subscription_issues,
+)
+from pgtopo.latency_probe import Pair, measure_latency, region_pairs
+from pgtopo.snapshot import Snapshot
+from pgtopo.topology import Topology
 
 SCHEMA_VERSION = 1
-DEFAULT_MAX_RETAINED = 64 * 1024 * 1024
 LATENCY_TOLERANCE = 0.20  # measured RTT may differ from the expected one by 20 % ...
 LATENCY_SLACK_MS = 10.0  # ... or by 10 ms, whichever is larger
-PROBE_COUNT = 3
-
-Pair = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -172,90 +172,6 @@ class Assessment:
 
 def _fields(obj: Any) -> dict[str, Any]:
     return dict(obj.__dict__)
-
-
-# -- what the file (and recorded failovers) expect ---------------------------------------------
-
-def expected_upstream(topo: Topology, node: str, primaries: Mapping[str, str]) -> str | None:
-    """The node ``node`` should stream from: the file's upstream, moved by a recorded failover.
-
-    A replica that named the old primary follows the new one, and a demoted primary becomes
-    a replica of the new one (the rule ``deploy`` applies when it creates nodes).
-    """
-    cluster = topo.cluster_of(node)
-    current = primaries.get(cluster, topo.clusters[cluster].primary_name)
-    if node == current:
-        return None
-    upstream = topo.node(node).upstream
-    if upstream is None or upstream == topo.clusters[cluster].primary_name:
-        return current
-    return upstream
-
-
-def failed_over(topo: Topology, primaries: Mapping[str, str]) -> set[str]:
-    """Clusters whose current primary is not the file's."""
-    return {c for c, cl in topo.clusters.items() if primaries.get(c, cl.primary_name) != cl.primary_name}
-
-
-@dataclass(frozen=True)
-class ExpectedSubscription:
-    name: str
-    cluster: str
-    node: str  # the subscribing cluster's current primary
-    database: str
-    publisher_cluster: str
-    publisher_node: str
-    publisher_database: str
-    publication: str
-
-
-def expected_subscriptions(topo: Topology, primaries: Mapping[str, str]) -> list[ExpectedSubscription]:
-    out = []
-    for cname, cl in topo.clusters.items():
-        for sname, sub in cl.subscriptions.items():
-            pub = topo.clusters[sub.publisher].publications[sub.publication]
-            out.append(ExpectedSubscription(
-                name=sname, cluster=cname, node=primaries.get(cname, cl.primary_name),
-                database=sub.database or pub.database, publisher_cluster=sub.publisher,
-                publisher_node=primaries.get(sub.publisher, topo.clusters[sub.publisher].primary_name),
-                publisher_database=pub.database, publication=sub.publication))
-    return out
-
-
-def configured_upstream(topo: Topology, ns: NodeSnapshot) -> str | None:
-    """The node primary_conninfo points at (whether or not the receiver manages to stream)."""
-    raw = ns.settings.get("primary_conninfo") or ""
-    if not raw:
-        return None
-    try:
-        info = conninfo_to_dict(raw)
-        port = int(info.get("port") or PG_PORT)
-    except (ValueError, psycopg.Error):
-        return None
-    host = info.get("host")
-    return snapshot.resolve_sender(topo, host=str(host) if host else None, port=port)
-
-
-def held_back(ns: NodeSnapshot) -> tuple[list[str], list[str]]:
-    """On a writable node: (standby slots in synchronized_standby_slots that are missing or
-    inactive, failover logical slots that therefore get no changes). Empty when nothing waits.
-
-    PostgreSQL 17 makes logical walsenders of failover slots wait until every listed standby
-    slot confirms the WAL: a standby that is down stalls logical replication too.
-    """
-    if not ns.reachable or ns.in_recovery:
-        return [], []
-    raw = ns.settings.get("synchronized_standby_slots") or ""
-    listed = [n.strip().strip('"') for n in raw.split(",") if n.strip()]
-    slots = {s.name: s for s in ns.slots}
-    waiting = [n for n in listed if n not in slots or not slots[n].active]
-    held = [s.name for s in ns.slots if s.slot_type == "logical" and s.failover]
-    return (waiting, held) if waiting and held else ([], [])
-
-
-def slot_is_mirror(ns: NodeSnapshot, slot: snapshot.Slot) -> bool:
-    """A failover slot synced onto a standby: inactive by design, it mirrors the primary's."""
-    return slot.synced and bool(ns.in_recovery)
 
 
 # -- the pure assessment ------------------------------------------------------------------------
@@ -426,27 +342,6 @@ def _subscriptions(topo: Topology, snap: Snapshot, primaries: Mapping[str, str],
     return tuple(rows)
 
 
-def subscription_issues(node: str, s: snapshot.SubscriptionState) -> list[tuple[str, str]]:
-    """(severity, message) for one subscription; verify treats every one as a failure."""
-    out = []
-    tail = f": {s.last_error}" if s.last_error else ""
-    if not s.enabled:
-        out.append(("error", f"subscription {s.name} on {node} is disabled{tail}"))
-    elif not s.worker_running:
-        out.append(("error", f"subscription {s.name} on {node}: apply worker not running{tail}"))
-    if s.tables_ready < s.tables_total:
-        out.append(("warning", f"subscription {s.name} on {node}: {s.tables_ready}/{s.tables_total} tables ready"))
-    if s.apply_errors or s.sync_errors:
-        out.append(("warning", f"subscription {s.name} on {node}: {s.apply_errors} apply and {s.sync_errors} "
-                               f"sync errors since its statistics were reset{tail}"))
-    return out
-
-
-def region_pairs(topo: Topology) -> list[Pair]:
-    regions = list(topo.regions)
-    return [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
-
-
 def latency_ok(expected_ms: float, measured_ms: float) -> bool:
     return abs(measured_ms - expected_ms) <= max(LATENCY_SLACK_MS, LATENCY_TOLERANCE * expected_ms)
 
@@ -470,59 +365,6 @@ def _links(topo: Topology, latency: Mapping[Pair, float | None], overrides: Mapp
         rows.append(LinkRow(a=a, b=b, declared_ms=declared.rtt_ms if declared else None, expected_ms=expected,
                             measured_ms=measured, ok=ok))
     return tuple(rows)
-
-
-# -- live measurement -------------------------------------------------------------------------------
-
-def measure_latency(topo: Topology, *, count: int = PROBE_COUNT) -> dict[Pair, float | None]:
-    """Median round trip in ms for each region pair (a, b) in file order, measured by the relay.
-
-    Inside the relay container, ``relay.py probe`` times an SSLRequest through the listener
-    for (a, node in b) — both directions pay the simulated delay. Pairs run in parallel; a pair
-    falls back to other nodes, then to the opposite direction; None when nothing answered or the
-    pair is partitioned (``pgtopo partition``). Each probe waits at most 2 s plus twice the RTT.
-    """
-    from pgtopo import state
-
-    pairs = region_pairs(topo)
-    relays = [c for c in runtime.containers(topo.name, kind="relay") if runtime.status(c) == "running"]
-    if not pairs or not relays:
-        return {p: None for p in pairs}
-    relay = relays[0]
-    rt = state.load_runtime(topo.name)
-    # A partitioned region or node blackholes its listeners: probing it would only time out.
-    cut = set(rt.get("partitioned") or [])
-    overrides = rt.get("links") or {}
-
-    def probe(src: str, target: str) -> float | None:
-        dst = topo.node(target).region
-        if cut & {src, dst, target}:
-            return None
-        link = topo.link(src, dst)
-        rtt_ms = float((overrides.get("|".join(sorted((src, dst)))) or {}).get("rtt_ms", link.rtt_ms if link else 0))
-        cmd = ["python3", RELAY_SCRIPT_PATH, "probe", "--host", "127.0.0.1", "--port",
-               str(topo.relay_port(src, target)), "--count", str(count), "--timeout", f"{2 + 2 * rtt_ms / 1000:g}"]
-        try:
-            res = runtime.exec_in(relay, cmd, user="root")
-            if res.rc != 0:
-                return None
-            samples = json.loads(res.stdout)["samples_ms"]
-            return float(statistics.median(samples))
-        except (PgtopoError, ValueError, KeyError, TypeError):
-            return None
-
-    def one(pair: Pair) -> float | None:
-        a, b = pair
-        tries = [(a, n) for n in topo.node_names() if topo.node(n).region == b]
-        tries += [(b, n) for n in topo.node_names() if topo.node(n).region == a]
-        for src, target in tries:
-            ms = probe(src, target)
-            if ms is not None:
-                return ms
-        return None
-
-    with ThreadPoolExecutor(max_workers=min(8, len(pairs))) as pool:
-        return dict(zip(pairs, pool.map(one, pairs), strict=True))
 
 
 def observe(topo: Topology, *, max_retained: int = DEFAULT_MAX_RETAINED, measure: bool = True) -> Assessment:

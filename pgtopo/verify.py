@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,38 +37,18 @@ import psycopg
 from psycopg import sql
 
 from pgtopo import connect, render, runtime, snapshot
+from pgtopo.config_drift import config_checks
 from pgtopo.errors import OperationFailed, PgtopoError
-from pgtopo.snapshot import NodeSnapshot, Snapshot
-from pgtopo.status import (
-    DEFAULT_MAX_RETAINED,
-    configured_upstream,
-    expected_subscriptions,
-    expected_upstream,
-    failed_over,
-    held_back,
-    slot_is_mirror,
-    subscription_issues,
-)
+from pgtopo.expectations import DEFAULT_MAX_RETAINED, expected_subscriptions, expected_upstream
+from pgtopo.health_checks import Check, snapshot_checks
+from pgtopo.snapshot import Snapshot
 from pgtopo.topology import Topology
 
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT = 10.0
 POLL_INTERVAL = 0.005
 CONF_FILES = ("postgresql.conf", "pg_hba.conf")
-FAILOVER_SETTINGS = frozenset({"primary_conninfo", "primary_slot_name", "synchronous_standby_names",
-                               "synchronized_standby_slots", "sync_replication_slots"})
-LIVE_SETTINGS = ("cluster_name", "wal_level", "hba_file", "primary_conninfo", "primary_slot_name",
-                 "synchronous_standby_names", "synchronized_standby_slots", "sync_replication_slots",
-                 "hot_standby_feedback", "wal_log_hints")
 PROBE = render.PROBE
-
-
-@dataclass(frozen=True)
-class Check:
-    check: str
-    subject: str
-    passed: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -133,236 +113,6 @@ class Report:
                        "propagation_seconds": sec(e.propagation_s), "since_commit_seconds": sec(e.since_commit_s),
                        "passed": e.passed, "reason": e.reason} for e in self.edges],
         }
-
-
-# -- pure: checks on a frozen snapshot ------------------------------------------------------------
-
-def _mib(n: int) -> str:
-    return f"{n / 1048576:.1f} MiB"
-
-
-def snapshot_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, str],
-                    max_retained: int = DEFAULT_MAX_RETAINED, before: Snapshot | None = None) -> list[Check]:
-    """Every check decided from the snapshot alone.
-
-    With ``before`` (a snapshot taken before the probes), subscription error counters are
-    judged by what changed during this run: a reconnect caused earlier by a partition, a
-    relay restart or a failover stays in the cumulative counters but is not a failure now.
-    """
-    out: list[Check] = []
-    for name in topo.node_names():
-        ns = snap.nodes.get(name)
-        if ns is None or not ns.reachable:
-            out.append(Check("reachable", name, False, f"down: {ns.error if ns else 'not in the snapshot'}"))
-        else:
-            out.append(Check("reachable", name, True, f"{'replica' if ns.in_recovery else 'writable'}, "
-                                                      f"timeline {ns.timeline}"))
-    for cluster, cl in topo.clusters.items():
-        out.extend(_cluster_checks(snap, cluster, primaries.get(cluster, cl.primary_name)))
-    for name in topo.node_names():
-        if expected_upstream(topo, name, primaries) is not None:
-            out.append(_upstream_check(topo, snap, name, expected_upstream(topo, name, primaries)))
-    for ns in snap.nodes.values():
-        for s in ns.slots if ns.reachable else ():
-            out.append(_slot_check(ns, s, max_retained))
-        if ns.reachable and not ns.in_recovery and ns.settings.get("synchronized_standby_slots"):
-            waiting, held = held_back(ns)
-            out.append(Check("standby-slots", ns.node, not waiting,
-                             f"failover slot(s) {', '.join(held)} get no changes: synchronized_standby_slots waits "
-                             f"for {', '.join(waiting)} (missing or inactive)" if waiting else
-                             f"synchronized_standby_slots {ns.settings['synchronized_standby_slots']} active"))
-    out.extend(_subscription_checks(topo, snap, primaries, before))
-    return out
-
-
-def _cluster_checks(snap: Snapshot, cluster: str, primary: str) -> list[Check]:
-    out = []
-    writable = snap.writable(cluster)
-    if writable == [primary]:
-        out.append(Check("primary", cluster, True, f"one writable node, {primary}"))
-    elif len(writable) > 1:
-        out.append(Check("primary", cluster, False, f"split brain: {', '.join(writable)} are all writable"))
-    elif writable:
-        out.append(Check("primary", cluster, False, f"{writable[0]} is writable, but {primary} is the primary"))
-    else:
-        out.append(Check("primary", cluster, False, f"no writable node (the primary {primary} is down or in "
-                                                    "recovery)"))
-    members = [n for n in snap.cluster_nodes(cluster)]
-    up = [n for n in members if n.reachable]
-    if len(members) > 1:
-        note = "" if len(up) == len(members) else f" ({len(up)} of {len(members)} nodes reachable)"
-        ids = {n.system_identifier for n in up}
-        out.append(Check("identity", cluster, len(ids) <= 1,
-                         f"system identifier {ids.pop()}{note}" if len(ids) == 1 else
-                         "nothing to compare" + note if not ids else
-                         "system identifiers differ: " + ", ".join(f"{n.node} {n.system_identifier}" for n in up)))
-        tlis = {n.timeline for n in up}
-        out.append(Check("timeline", cluster, len(tlis) <= 1,
-                         f"timeline {tlis.pop()}{note}" if len(tlis) == 1 else
-                         "nothing to compare" + note if not tlis else
-                         "timelines differ: " + ", ".join(f"{n.node} {n.timeline}" for n in up)))
-    return out
-
-
-def _upstream_check(topo: Topology, snap: Snapshot, name: str, expected: str | None) -> Check:
-    ns = snap.nodes.get(name)
-    if ns is None or not ns.reachable:
-        return Check("upstream", name, False, f"down, expected to stream from {expected}")
-    if not ns.in_recovery:
-        return Check("upstream", name, False, f"writable, expected to be a replica of {expected}")
-    if ns.receiver_status != "streaming":
-        configured = configured_upstream(topo, ns)
-        where = "" if configured == expected else f"; primary_conninfo points at {configured or 'an unknown host'}"
-        return Check("upstream", name, False, f"not streaming (WAL receiver {ns.receiver_status or 'not running'}), "
-                                              f"expected from {expected}{where}")
-    if ns.upstream != expected:
-        return Check("upstream", name, False, f"streams from {ns.upstream or ns.upstream_raw}, expected {expected}")
-    return Check("upstream", name, True, f"streams from {expected}")
-
-
-def _slot_check(ns: NodeSnapshot, s: snapshot.Slot, max_retained: int) -> Check:
-    subject = f"{ns.node}/{s.name}"
-    retained = s.retained_bytes or 0
-    if s.wal_status == "lost":
-        return Check("slot", subject, False, f"{s.slot_type} slot lost WAL it needed (wal_status lost)")
-    if slot_is_mirror(ns, s):
-        return Check("slot", subject, True, "failover slot synced from the primary")
-    if not s.active and retained > max_retained:
-        return Check("slot", subject, False, f"inactive {s.slot_type} slot retains {_mib(retained)} of WAL "
-                                             f"(limit {_mib(max_retained)}, wal_status {s.wal_status})")
-    state = "active" if s.active else "inactive"
-    return Check("slot", subject, True, f"{state} {s.slot_type} slot, retains {_mib(retained)}")
-
-
-def _subscription_checks(topo: Topology, snap: Snapshot, primaries: Mapping[str, str],
-                         before: Snapshot | None) -> list[Check]:
-    out = []
-
-    def earlier(node: str, name: str) -> snapshot.SubscriptionState | None:
-        ns = before.nodes.get(node) if before else None
-        return next((s for s in ns.subscriptions if s.name == name), None) if ns else None
-
-    expected = {(e.node, e.name): e for e in expected_subscriptions(topo, primaries)}
-    for (node, name), e in expected.items():
-        ns = snap.nodes.get(node)
-        if ns is None or not ns.reachable:
-            out.append(Check("subscription", name, False, f"cannot check: {node} is down"))
-            continue
-        found = next((s for s in ns.subscriptions if s.name == name), None)
-        if found is None:
-            out.append(Check("subscription", name, False, f"missing on {node} (database {e.database}, publication "
-                                                          f"{e.publication} of {e.publisher_cluster})"))
-            continue
-        out.append(_subscription_check(node, found, earlier(node, name)))
-    for ns in snap.nodes.values():
-        if ns.reachable and not ns.in_recovery:
-            out.extend(_subscription_check(ns.node, s, earlier(ns.node, s.name))
-                       for s in ns.subscriptions if (ns.node, s.name) not in expected)
-    return out
-
-
-def _subscription_check(node: str, s: snapshot.SubscriptionState,
-                        before: snapshot.SubscriptionState | None = None) -> Check:
-    old_errors = ""
-    if before is not None and (s.apply_errors, s.sync_errors) == (before.apply_errors, before.sync_errors) \
-            and (s.apply_errors or s.sync_errors):
-        # Counted before this run; the probe through this channel decides whether it works now.
-        old_errors = f" (no new error during this run; {s.apply_errors} apply and {s.sync_errors} sync errors earlier)"
-        s = replace(s, apply_errors=0, sync_errors=0, last_error=None)
-    issues = subscription_issues(node, s)
-    if issues:
-        return Check("subscription", s.name, False, "; ".join(msg for _sev, msg in issues))
-    return Check("subscription", s.name, True, f"on {node}: enabled, worker running, "
-                                               f"{s.tables_ready}/{s.tables_total} tables ready, no errors{old_errors}")
-
-
-# -- pure: configuration ---------------------------------------------------------------------------
-
-def parse_conf(text: str) -> dict[str, str]:
-    """``name = value`` lines of a postgresql.conf, comments dropped, quotes removed."""
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if value.startswith("'"):
-            end = 1
-            chars = []
-            while end < len(value):
-                if value[end] == "'" and value[end + 1:end + 2] == "'":
-                    chars.append("'")
-                    end += 2
-                elif value[end] == "'":
-                    break
-                else:
-                    chars.append(value[end])
-                    end += 1
-            value = "".join(chars)
-        else:
-            value = value.split("#", 1)[0].strip()
-        out[key.strip().lower()] = value
-    return out
-
-
-def _hba_lines(text: str) -> list[str]:
-    return [" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-
-
-def config_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, str],
-                  rendered: Mapping[str, Mapping[str, str]],
-                  on_disk: Mapping[str, Mapping[str, str | None]]) -> list[Check]:
-    """Files in /etc/pgtopo against ``render.render_node`` and live settings against both."""
-    out = []
-    moved = failed_over(topo, primaries)
-    for name in topo.node_names():
-        skip = FAILOVER_SETTINGS if topo.cluster_of(name) in moved else frozenset()
-        want = parse_conf(rendered[name]["postgresql.conf"])
-        disk = on_disk.get(name, {})
-        conf = disk.get("postgresql.conf")
-        if conf is None:
-            out.append(Check("config", f"{name}/postgresql.conf", False, f"cannot read {render.CONF_DIR}/postgresql.conf"))
-        else:
-            have = parse_conf(conf)
-            diffs = [f"{k} = {have.get(k, '(unset)')!r}, rendered {want.get(k, '(unset)')!r}"
-                     for k in sorted(set(want) | set(have)) if k not in skip and want.get(k) != have.get(k)]
-            out.append(Check("config", f"{name}/postgresql.conf", not diffs,
-                             "; ".join(diffs) if diffs else "matches the rendered file"))
-        hba = disk.get("pg_hba.conf")
-        if hba is None:
-            out.append(Check("config", f"{name}/pg_hba.conf", False, f"cannot read {render.CONF_DIR}/pg_hba.conf"))
-        else:
-            same = _hba_lines(hba) == _hba_lines(rendered[name]["pg_hba.conf"])
-            out.append(Check("config", f"{name}/pg_hba.conf", same,
-                             "matches the rendered file" if same else "differs from the rendered file"))
-        ns = snap.nodes.get(name)
-        if ns is not None and ns.reachable:
-            out.append(_settings_check(topo, ns, want, skip))
-    return out
-
-
-def _settings_check(topo: Topology, ns: NodeSnapshot, want: Mapping[str, str], skip: frozenset[str]) -> Check:
-    expected = {k: want[k] for k in LIVE_SETTINGS if k in want}
-    expected.setdefault("primary_conninfo", "")
-    expected.setdefault("primary_slot_name", "")
-    if not want.get("primary_conninfo"):
-        expected["primary_slot_name"] = ""  # only meaningful with a primary_conninfo
-    expected["config_file"] = f"{render.CONF_DIR}/postgresql.conf"
-    diffs = []
-    for key, value in sorted(expected.items()):
-        live = ns.settings.get(key)
-        if key in skip or live is None or live == value:
-            continue
-        if key == "primary_conninfo":
-            now = configured_upstream(topo, ns) or live or "(unset)"
-            diffs.append(f"primary_conninfo points at {now}, rendered: {topo.node(ns.node).upstream or '(unset)'}")
-        else:
-            diffs.append(f"{key} = {live!r}, rendered {value!r}")
-    if ns.pending_restart:
-        diffs.append(f"changed on disk, waiting for a restart: {', '.join(ns.pending_restart)}")
-    return Check("settings", ns.node, not diffs, "; ".join(diffs) if diffs else
-                 f"{len(expected) - len(skip & set(expected))} key settings as rendered")
 
 
 # -- pure: which probe reaches which node ----------------------------------------------------------

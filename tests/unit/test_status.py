@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pgtopo import runtime, state, status
+from pgtopo import expectations, latency_probe, runtime, state, status
 from pgtopo.relay import RELAY_SCRIPT_PATH
 from pgtopo.runtime import ExecResult
 from pgtopo.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
@@ -312,19 +312,19 @@ def test_latency_ok_is_20_percent_or_10_ms(expected: float, measured: float, ok:
 
 def test_expected_upstream_follows_failovers() -> None:
     file = {"main": "pg-use"}
-    assert [status.expected_upstream(FOUR, n, file) for n in ("pg-use", "pg-use2", "pg-euw", "pg-euc")] == [
+    assert [expectations.expected_upstream(FOUR, n, file) for n in ("pg-use", "pg-use2", "pg-euw", "pg-euc")] == [
         None, "pg-use", "pg-use", "pg-euw"]
     moved = {"main": "pg-euw"}
-    assert [status.expected_upstream(FOUR, n, moved) for n in ("pg-use", "pg-use2", "pg-euw", "pg-euc")] == [
+    assert [expectations.expected_upstream(FOUR, n, moved) for n in ("pg-use", "pg-use2", "pg-euw", "pg-euc")] == [
         "pg-euw", "pg-euw", None, "pg-euw"]
-    assert status.failed_over(FOUR, moved) == {"main"}
+    assert expectations.failed_over(FOUR, moved) == {"main"}
 
 
 def test_configured_upstream() -> None:
     ns = replica("pg-eu", "main", "eu-west", upstream="pg-us")
-    assert status.configured_upstream(GLOBAL, ns) == "pg-us"
-    assert status.configured_upstream(GLOBAL, dataclasses.replace(ns, settings={"primary_conninfo": "host="})) is None
-    assert status.configured_upstream(GLOBAL, dataclasses.replace(ns, settings={})) is None
+    assert expectations.configured_upstream(GLOBAL, ns) == "pg-us"
+    assert expectations.configured_upstream(GLOBAL, dataclasses.replace(ns, settings={"primary_conninfo": "host="})) is None
+    assert expectations.configured_upstream(GLOBAL, dataclasses.replace(ns, settings={})) is None
 
 
 def test_json_schema_is_stable() -> None:
@@ -376,19 +376,19 @@ def test_measure_latency_falls_back_to_the_other_direction(monkeypatch: pytest.M
     monkeypatch.setattr(runtime, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
     monkeypatch.setattr(runtime, "status", lambda _c: "running")
     monkeypatch.setattr(runtime, "exec_in", exec_in)
-    assert status.measure_latency(topo) == {
+    assert latency_probe.measure_latency(topo) == {
         ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): 201.0, ("eu-west", "ap-south"): 121.0}
     assert sorted(calls) == sorted([*answers])
 
     # A partitioned region is not probed at all (the relay would blackhole the probe).
     state.update_runtime(topo.name, partitioned=["ap-south"])
     calls.clear()
-    assert status.measure_latency(topo) == {
+    assert latency_probe.measure_latency(topo) == {
         ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): None, ("eu-west", "ap-south"): None}
     assert sorted(calls) == sorted([topo.relay_port("us-east", "pg-eu"), topo.relay_port("eu-west", "pg-us")])
 
     monkeypatch.setattr(runtime, "containers", lambda _t, kind=None: [])
-    assert status.measure_latency(topo) == dict.fromkeys(status.region_pairs(topo))
+    assert latency_probe.measure_latency(topo) == dict.fromkeys(latency_probe.region_pairs(topo))
 
 
 def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -404,7 +404,7 @@ def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runtime, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
     monkeypatch.setattr(runtime, "status", lambda _c: "running")
     monkeypatch.setattr(runtime, "exec_in", exec_in)
-    status.measure_latency(GLOBAL)
+    latency_probe.measure_latency(GLOBAL)
     assert timeouts[GLOBAL.relay_port("us-east", "pg-eu")] == "8"  # 2 s + twice the 3 s set at run time
     assert timeouts[GLOBAL.relay_port("us-east", "pg-billing")] == "2.4"  # 2 s + twice the declared 200 ms
 

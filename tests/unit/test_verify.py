@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 
-from pgtopo import render, verify
+from pgtopo import config_drift, health_checks, render, verify
 from pgtopo.commands.observe import _parse_size
 from pgtopo.errors import InputError
+from pgtopo.expectations import DEFAULT_MAX_RETAINED
+from pgtopo.health_checks import Check
 from pgtopo.snapshot import NodeSnapshot, Slot
-from pgtopo.status import DEFAULT_MAX_RETAINED
-from pgtopo.verify import Check, Edge, ProbePlan, Target
+from pgtopo.verify import Edge, ProbePlan, Target
 
 from .test_status import (
     FILE_PRIMARIES,
@@ -27,7 +28,7 @@ from .test_status import (
 
 
 def checks(nodes: dict[str, NodeSnapshot], *, max_retained: int = DEFAULT_MAX_RETAINED) -> list[Check]:
-    return verify.snapshot_checks(GLOBAL, snap(nodes), primaries=FILE_PRIMARIES, max_retained=max_retained)
+    return health_checks.snapshot_checks(GLOBAL, snap(nodes), primaries=FILE_PRIMARIES, max_retained=max_retained)
 
 
 def failed(found: list[Check]) -> list[tuple[str, str, str]]:
@@ -110,8 +111,8 @@ def rendered() -> dict[str, dict[str, str]]:
 
 
 def live_settings(node: str) -> dict[str, str]:
-    want = verify.parse_conf(rendered()[node]["postgresql.conf"])
-    live = {k: want[k] for k in verify.LIVE_SETTINGS if k in want}
+    want = config_drift.parse_conf(rendered()[node]["postgresql.conf"])
+    live = {k: want[k] for k in config_drift.LIVE_SETTINGS if k in want}
     live.setdefault("primary_conninfo", "")
     live.setdefault("primary_slot_name", "")
     if not want.get("primary_conninfo"):
@@ -126,12 +127,12 @@ def configured() -> dict[str, NodeSnapshot]:
 
 def config(nodes: dict[str, NodeSnapshot], on_disk: dict[str, dict[str, str | None]],
            primaries: dict[str, str] = FILE_PRIMARIES) -> list[Check]:
-    return verify.config_checks(GLOBAL, snap(nodes), primaries=primaries, rendered=rendered(), on_disk=on_disk)
+    return config_drift.config_checks(GLOBAL, snap(nodes), primaries=primaries, rendered=rendered(), on_disk=on_disk)
 
 
 def test_parse_conf() -> None:
     text = "# c\nwal_level = 'logical'   # why\nport = 5432\nx = 'it''s # not a comment'\n\nFoo=on\n"
-    assert verify.parse_conf(text) == {"wal_level": "logical", "port": "5432", "x": "it's # not a comment",
+    assert config_drift.parse_conf(text) == {"wal_level": "logical", "port": "5432", "x": "it's # not a comment",
                                        "foo": "on"}
 
 
@@ -257,7 +258,7 @@ def _with_sub_errors(apply_errors: int) -> dict[str, NodeSnapshot]:
 
 def test_errors_counted_before_this_run_do_not_fail() -> None:
     before, after = snap(_with_sub_errors(2)), snap(_with_sub_errors(2))
-    found = verify.snapshot_checks(GLOBAL, after, primaries=FILE_PRIMARIES, before=before)
+    found = health_checks.snapshot_checks(GLOBAL, after, primaries=FILE_PRIMARIES, before=before)
     sub = next(c for c in found if c.check == "subscription")
     assert sub.passed
     assert sub.reason.endswith("(no new error during this run; 2 apply and 0 sync errors earlier)")
@@ -265,7 +266,7 @@ def test_errors_counted_before_this_run_do_not_fail() -> None:
 
 def test_errors_during_this_run_fail() -> None:
     before, after = snap(_with_sub_errors(2)), snap(_with_sub_errors(3))
-    found = verify.snapshot_checks(GLOBAL, after, primaries=FILE_PRIMARIES, before=before)
+    found = health_checks.snapshot_checks(GLOBAL, after, primaries=FILE_PRIMARIES, before=before)
     sub = next(c for c in found if c.check == "subscription")
     assert not sub.passed
     assert "3 apply and 0 sync errors" in sub.reason
