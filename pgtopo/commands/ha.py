@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -68,6 +69,18 @@ def _confirm(question: str) -> float:
     return time.monotonic() - t
 
 
+def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
+               execute: Callable[[float], Outcome]) -> None:
+    """Show the plan; stop on --dry-run; confirm unless --yes (time spent waiting for the answer is
+    not counted in the recovery time); execute and show the outcome."""
+    output.show(plan_screen(plan))
+    if dry_run:
+        output.info("dry run: nothing changed")
+        return
+    waited = 0.0 if yes else _confirm(question)
+    output.show(outcome_screen(execute(waited)))
+
+
 @command()
 def failover(
     file: TopologyFile,
@@ -86,14 +99,9 @@ def failover(
         started = time.monotonic()
         topo = _load(file)
         plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-        output.show(plan_screen(plan))
-        if dry_run:
-            output.info("dry run: nothing changed")
-            return
-        if not yes:
-            started += _confirm(f"fence {plan.old_primary} and promote {plan.candidate}?")
-        result = promotion.execute_failover(topo, plan, started=started, progress=output.StepPrinter())
-        output.show(outcome_screen(result))
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
+                                                                     progress=output.StepPrinter()))
 
 
 @command()
@@ -111,14 +119,9 @@ def switchover(
         started = time.monotonic()
         topo = _load(file)
         plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-        output.show(plan_screen(plan))
-        if dry_run:
-            output.info("dry run: nothing changed")
-            return
-        if not yes:
-            started += _confirm(f"stop {plan.old_primary} and promote {plan.candidate}?")
-        result = promotion.execute_switchover(topo, plan, started=started, progress=output.StepPrinter())
-        output.show(outcome_screen(result))
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
+                                                                       progress=output.StepPrinter()))
 
 
 @command()
