@@ -362,6 +362,12 @@ def down(name: str, *, volumes: bool) -> dict[str, int]:
     return removed
 
 
+def require_running(topo: Topology) -> None:
+    """Commands that act on a running topology say so plainly when it is not up."""
+    if not runtime.containers(topo.name, kind="node"):
+        raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
+
+
 def running() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, cs in sorted(runtime.topologies().items()):

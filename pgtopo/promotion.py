@@ -139,6 +139,7 @@ class Outcome:
 def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None, max_lag: int = failover.DEFAULT_MAX_LAG,
               force: bool = False) -> Plan:
     """Snapshot every node and plan (InputError when refused: nothing changed)."""
+    deploy.require_running(topo)
     snap = snapshot.collect(topo)
     primaries = deploy.current_primaries(topo)
     if mode == "switchover":

@@ -41,8 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pgtopo import runtime, snapshot
-from pgtopo.errors import OperationFailed
+from pgtopo import snapshot
 from pgtopo.expectations import (
     DEFAULT_MAX_RETAINED,
     configured_upstream,
@@ -371,8 +370,7 @@ def observe(topo: Topology, *, max_retained: int = DEFAULT_MAX_RETAINED, measure
     """Snapshot and latency measurement in parallel, then ``assess``."""
     from pgtopo import deploy, state
 
-    if not runtime.containers(topo.name, kind="node"):
-        raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
+    deploy.require_running(topo)
     primaries = deploy.current_primaries(topo)
     links = state.load_runtime(topo.name).get("links") or {}
     overrides = {k: float(v["rtt_ms"]) for k, v in links.items() if isinstance(v, dict) and "rtt_ms" in v}

@@ -38,7 +38,7 @@ from psycopg import sql
 
 from pgtopo import connect, render, runtime, snapshot
 from pgtopo.config_drift import config_checks
-from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.errors import PgtopoError
 from pgtopo.expectations import DEFAULT_MAX_RETAINED, expected_subscriptions, expected_upstream
 from pgtopo.health_checks import Check, snapshot_checks
 from pgtopo.snapshot import Snapshot
@@ -260,8 +260,7 @@ def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
     """Collect, check, probe every edge; never raises for a failed check."""
     from pgtopo import deploy
 
-    if not runtime.containers(topo.name, kind="node"):
-        raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
+    deploy.require_running(topo)
     names = topo.node_names()
     primaries = deploy.current_primaries(topo)
     rendered = {n: render.render_node(topo, node=n, topo_path=topo_path).files for n in names}

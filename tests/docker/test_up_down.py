@@ -181,3 +181,12 @@ def test_up_after_failover_never_makes_a_second_primary(tmp_path: Path, state_di
     finally:
         deploy.down(name, volumes=True)
     assert labelled(name) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("command", [["status"], ["verify"], ["failover", "--dry-run"], ["switchover", "--to", "pg-eu"]])
+def test_commands_on_a_topology_that_is_not_up(tmp_path: Path, state_dir: Path, command: list[str]) -> None:
+    path = copy_topology(tmp_path, "global-saas.yaml", name="t-not-up")
+    res = CliRunner().invoke(app, [command[0], str(path), *command[1:]])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == (
+        "error: topology 't-not-up' is not running (no containers); start it with `pgtopo up`")
