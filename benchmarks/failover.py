@@ -32,10 +32,16 @@ from typing import Any
 
 import psycopg
 
+from pgtopo.model import loader
+from pgtopo.runtime import state
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pgtopo import connect, deploy, fencing, promotion, rejoin, topology  # noqa: E402
+from pgtopo.ha import fencing, promotion, rejoin  # noqa: E402
+from pgtopo.lifecycle import deploy  # noqa: E402
+from pgtopo.model import topology  # noqa: E402
+from pgtopo.postgres import connect  # noqa: E402
 
 BARE = """
 name: bench-promote
@@ -67,7 +73,7 @@ class Writer(threading.Thread):
         while not self.halt.is_set():
             try:
                 if conn is None:
-                    node = deploy.current_primaries(self.topo)["main"]
+                    node = state.current_primaries(self.topo)["main"]
                     conn = psycopg.connect(connect.dsn(self.topo.name, node, dbname="production"), autocommit=True)
                 i = self.next_id
                 self.next_id += 1
@@ -86,7 +92,7 @@ class Writer(threading.Thread):
 
 
 def failover_round(topo: topology.Topology, start_id: int) -> dict[str, Any]:
-    old = deploy.current_primaries(topo)["main"]
+    old = state.current_primaries(topo)["main"]
     writer = Writer(topo, start_id)
     writer.start()
     time.sleep(2)
@@ -110,7 +116,7 @@ def failover_round(topo: topology.Topology, start_id: int) -> dict[str, Any]:
 
 
 def bare_round(path: Path) -> float:
-    topo = topology.load(path)
+    topo = loader.load(path)
     deploy.down(topo.name, volumes=True)
     deploy.up(topo, topo_path=path, progress=quiet)  # bench-b is a fresh clone of bench-a
     with connect.connect(topo.name, "bench-a") as conn:
@@ -138,7 +144,7 @@ def main() -> int:
                                                                                  "name: bench-failover", 1))
     bare = work / "bench-promote.yaml"
     bare.write_text(BARE)
-    topo = topology.load(ref)
+    topo = loader.load(ref)
     rows: list[dict[str, Any]] = []
     try:
         print("bringing up bench-failover ...", file=sys.stderr)

@@ -33,8 +33,12 @@ from typing import Any
 import psycopg
 from docker.models.containers import Container
 
-from pgtopo import connect, deploy, latency, runtime, topology
-from pgtopo.snapshot import lsn_to_int
+from pgtopo.lifecycle import deploy
+from pgtopo.model import loader
+from pgtopo.network import latency
+from pgtopo.observe.snapshot import lsn_to_int
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway
 
 MB = 1024 * 1024
 ROWS_PER_INSERT = 100_000
@@ -110,7 +114,7 @@ def one_round(name: str, mb: int, relay: Container | None) -> Round:
             p.execute(f"INSERT INTO bench SELECT g, repeat('x', {PAD}) FROM generate_series(1, {ROWS_PER_INSERT}) g")
         target = lsn(p, "SELECT pg_current_wal_lsn()")
         backlog = target - lsn(r, "SELECT pg_last_wal_replay_lsn()")
-        cpu0 = runtime.stats_cpu_seconds(relay) if relay is not None else None
+        cpu0 = gateway.stats_cpu_seconds(relay) if relay is not None else None
 
         r.execute("ALTER SYSTEM RESET primary_conninfo")
         r.execute("SELECT pg_reload_conf()")
@@ -124,7 +128,7 @@ def one_round(name: str, mb: int, relay: Container | None) -> Round:
             if replay >= target:
                 break
             time.sleep(0.02)
-        cpu1 = runtime.stats_cpu_seconds(relay) if relay is not None else None
+        cpu1 = gateway.stats_cpu_seconds(relay) if relay is not None else None
         p.execute("TRUNCATE bench")
     return Round(backlog=backlog, receive_mb_s=_rate(samples, 1, base, target),
                  replay_mb_s=_rate(samples, 2, base, target),
@@ -152,7 +156,7 @@ def main() -> int:
     topos = {}
     for name, text in FILES.items():
         (workdir / f"{name}.yaml").write_text(text)
-        topos[name] = topology.load(workdir / f"{name}.yaml")
+        topos[name] = loader.load(workdir / f"{name}.yaml")
     results: dict[str, list[Round]] = {name: [] for name in FILES}
     load_before = os.getloadavg()[0]
     try:

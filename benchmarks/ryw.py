@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Read-your-writes under simulated WAN latency, for every routing strategy, as Markdown.
 
-    python benchmarks/ryw.py [FILE] [--region R] [--sessions N] [--ops N] [--slow-link MS ...] [--keep]
+    python benchmarks/routing_bench.py [FILE] [--region R] [--sessions N] [--ops N] [--slow-link MS ...] [--keep]
 
 Runs against the topology if it is up; otherwise brings it up and, unless --keep, removes it
 afterwards. One table at the file's latency, then one per --slow-link value (the RTT between
@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from pgtopo import deploy, ryw
+from pgtopo.apps import routing_bench
+from pgtopo.apps.routing import STRATEGIES
 from pgtopo.errors import PgtopoError
-from pgtopo.routing import STRATEGIES
-from pgtopo.topology import load
+from pgtopo.lifecycle import deploy
+from pgtopo.model.loader import load
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# Read-your-writes benchmark ({time.strftime('%Y-%m-%d')}, {platform.system()}, "
                   f"Python {platform.python_version()})\n")
             for slow in [None, *(args.slow_link or [200.0])]:
-                result = ryw.run(topo, region=args.region, strategies=list(STRATEGIES), sessions=args.sessions,
+                result = routing_bench.run(topo, region=args.region, strategies=list(STRATEGIES), sessions=args.sessions,
                                  ops=args.ops, slow_link_ms=slow, progress=progress)
-                print(ryw.markdown(result) + "\n", flush=True)
+                print(routing_bench.markdown(result) + "\n", flush=True)
         finally:
             if started and not args.keep:
                 deploy.down(topo.name, volumes=True)

@@ -19,8 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pgtopo import deploy, latency, render, state
-from pgtopo.topology import Topology, endpoint, load, slot_name
+from pgtopo.lifecycle import deploy
+from pgtopo.model import render
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology, endpoint, slot_name
+from pgtopo.network import latency, relay_container
+from pgtopo.runtime import state
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -62,10 +66,10 @@ def baseline(topo: Topology, path: Path, workdir: Path) -> dict[str, float]:
     first, *rest = list(topo.regions)
     conf = latency.relay_config(topo)
     sh("docker", "create", "--name", relay, "--label", label, "--network", f"{name}-{first}",
-       "--network-alias", latency.RELAY_ALIAS, topo.image, "python3", "/etc/pgtopo/relay.py", "serve",
-       latency.RELAY_CONF)
+       "--network-alias", relay_container.RELAY_ALIAS, topo.image, "python3", "/etc/pgtopo/relay.py", "serve",
+       relay_container.RELAY_CONF)
     for region in rest:
-        sh("docker", "network", "connect", "--alias", latency.RELAY_ALIAS, f"{name}-{region}", relay)
+        sh("docker", "network", "connect", "--alias", relay_container.RELAY_ALIAS, f"{name}-{region}", relay)
     rd = workdir / "relay"
     rd.mkdir()
     (rd / "relay.json").write_text(json.dumps(conf))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo.app import app
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 GLOBAL = str(REPO / "topologies" / "global-saas.yaml")
@@ -107,15 +107,15 @@ def test_usage_error_is_exit_2(runner: CliRunner) -> None:
 
 
 def test_docker_unreachable_is_one_line(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pgtopo import runtime
+    from pgtopo.runtime import gateway
 
-    runtime.client.cache_clear()
+    gateway.client.cache_clear()
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
     try:
         res = runner.invoke(app, ["down", GLOBAL])
     finally:
-        runtime.client.cache_clear()
+        gateway.client.cache_clear()
     assert res.exit_code == 1
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Docker daemon")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo import state
-from pgtopo.app import app
-from pgtopo.channel_request import default_name
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.cli.app import app
+from pgtopo.logical.channel_request import default_name
+from pgtopo.runtime import state
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = "is not a plain PostgreSQL identifier (lower-case letters, digits, _ and $, not starting with a digit)"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pgtopo import deploy, image, runtime
 from pgtopo.errors import DockerUnavailable
-from pgtopo.topology import load
+from pgtopo.lifecycle import deploy
+from pgtopo.model.loader import load
+from pgtopo.runtime import gateway, image
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def docker_ready() -> None:
     """Docker and the image must be there; in CI (PGTOPO_REQUIRE_DOCKER=1) their absence fails."""
     try:
-        runtime.client()
+        gateway.client()
         image.ensure("pgtopo/postgres:17", version=17, progress=lambda m: None)
     except DockerUnavailable as exc:
         if os.environ.get("PGTOPO_REQUIRE_DOCKER"):

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo import connect, deploy
-from pgtopo.app import app
-from pgtopo.topology import load
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.cli.app import app
+from pgtopo.lifecycle import deploy
+from pgtopo.model.loader import load
+from pgtopo.postgres import connect
 
 from .conftest import running, wait_for
 

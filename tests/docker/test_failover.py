@@ -26,11 +26,15 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401
-from pgtopo import connect, deploy, runtime, snapshot, state
-from pgtopo.app import app
+import pgtopo.cli.main  # noqa: F401
+from pgtopo.cli.app import app
 from pgtopo.errors import PgtopoError
-from pgtopo.topology import Topology, load
+from pgtopo.lifecycle import deploy
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
+from pgtopo.observe import snapshot
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway, state
 
 from .conftest import copy_topology, wait_for
 
@@ -95,7 +99,7 @@ class Writer(threading.Thread):
         while not self.halt.is_set():
             try:
                 if conn is None:
-                    node = deploy.current_primaries(self.topo)[self.cluster]
+                    node = state.current_primaries(self.topo)[self.cluster]
                     conn = psycopg.connect(connect.dsn(self.topo.name, node, dbname=self.db), autocommit=True)
                 i = self.next_id
                 self.next_id += 1
@@ -144,13 +148,13 @@ def layout(topo: Topology) -> dict[str, tuple[str, int | None, str | None]]:
 
 
 def unchanged(topo: Topology, before: dict[str, tuple[str, int | None, str | None]], primaries: dict[str, str]) -> None:
-    assert deploy.current_primaries(topo) == primaries
+    assert state.current_primaries(topo) == primaries
     assert layout(topo) == before
 
 
 def all_streaming(topo: Topology, cluster: str) -> bool:
     snap = snapshot.collect(topo)
-    primary = deploy.current_primaries(topo)[cluster]
+    primary = state.current_primaries(topo)[cluster]
     return all(n.reachable and (n.node == primary or n.receiver_status == "streaming")
                for n in snap.cluster_nodes(cluster))
 
@@ -211,7 +215,7 @@ def test_refusals_change_nothing(saas: tuple[Topology, Path]) -> None:
     topo, path = saas
     f = str(path)
     wait_synced_slot(topo, "pg-eu", "inventory_sub")
-    primaries = deploy.current_primaries(topo)
+    primaries = state.current_primaries(topo)
     before = layout(topo)
 
     for args, message in [
@@ -227,17 +231,17 @@ def test_refusals_change_nothing(saas: tuple[Topology, Path]) -> None:
     unchanged(topo, before, primaries)
 
     # A replica that is down.
-    c = runtime.find(topo.name, "pg-eu2")
+    c = gateway.find(topo.name, "pg-eu2")
     assert c is not None
-    runtime.stop(c)
+    gateway.stop(c)
     try:
         code, out = cli("failover", f, "--yes", "--to", "pg-eu2")
         assert code == 2, out
         assert "error: --to pg-eu2: cannot be promoted: down (container exited)" in out
-        assert runtime.status(c) == "exited"
-        assert deploy.current_primaries(topo) == primaries
+        assert gateway.status(c) == "exited"
+        assert state.current_primaries(topo) == primaries
     finally:
-        runtime.start(c)
+        gateway.start(c)
     wait_for(lambda: all_streaming(topo, "main"), what="pg-eu2 streaming again")
 
     # Lag above --max-lag: pg-eu stops receiving (its cascade too), the primary writes on.
@@ -258,7 +262,7 @@ def test_refusals_change_nothing(saas: tuple[Topology, Path]) -> None:
                          r"--max-lag 0 B", out), out
         assert "--force promotes the best of them anyway (data at risk)" in out
         assert layout(topo) == before_lag
-        assert deploy.current_primaries(topo) == primaries
+        assert state.current_primaries(topo) == primaries
     finally:
         with connect.connect(topo.name, "pg-eu") as conn:
             conn.execute("ALTER SYSTEM RESET primary_conninfo")
@@ -284,7 +288,7 @@ def test_failover_after_kill(saas: tuple[Topology, Path]) -> None:
     finally:
         writer.stop()
 
-    assert deploy.current_primaries(topo)["main"] == "pg-eu"
+    assert state.current_primaries(topo)["main"] == "pg-eu"
     snap = snapshot.collect(topo)
     assert snap.writable("main") == ["pg-eu"]
     assert snap.nodes["pg-us"].container == "exited"
@@ -356,7 +360,7 @@ def test_switchover_there_and_back(saas: tuple[Topology, Path]) -> None:
     snap = snapshot.collect(topo)
     assert snap.writable("main") == ["pg-us"]
     assert snap.nodes["pg-eu"].upstream == "pg-us" and snap.nodes["pg-eu2"].upstream == "pg-eu"
-    assert deploy.current_primaries(topo)["main"] == "pg-us"
+    assert state.current_primaries(topo)["main"] == "pg-us"
     # Zero loss: every acknowledged row is on the primary and, through the moved subscription, on billing.
     on_primary = ids(topo, "pg-us", "production")
     assert set(writer.acked) <= on_primary
@@ -369,11 +373,11 @@ def test_switchover_there_and_back(saas: tuple[Topology, Path]) -> None:
 def test_sync_refusal_when_a_sync_standby_is_missing(sync: tuple[Topology, Path]) -> None:
     """ANY 1 (pg-b, pg-c): with pg-a dead and pg-c down, pg-b may lack commits only pg-c acknowledged."""
     topo, path = sync
-    primaries = deploy.current_primaries(topo)
-    c = runtime.find(topo.name, "pg-c")
-    a = runtime.find(topo.name, "pg-a")
+    primaries = state.current_primaries(topo)
+    c = gateway.find(topo.name, "pg-c")
+    a = gateway.find(topo.name, "pg-a")
     assert c is not None and a is not None
-    runtime.stop(c)
+    gateway.stop(c)
     try:
         code, out = cli("kill", str(path), "pg-a")
         assert code == 0, out
@@ -390,8 +394,8 @@ def test_sync_refusal_when_a_sync_standby_is_missing(sync: tuple[Topology, Path]
         assert "error: --to pg-b: not safe to promote: pg-c (synchronous) unavailable" in out
         unchanged(topo, before, primaries)
     finally:
-        runtime.start(a)
-        runtime.start(c)
+        gateway.start(a)
+        gateway.start(c)
     wait_for(lambda: all_streaming(topo, "main"), timeout=60, what="pg-a back, pg-b and pg-c streaming")
 
 
@@ -410,7 +414,7 @@ def test_sync_failover_loses_nothing_and_rejoins(sync: tuple[Topology, Path]) ->
         wait_for(lambda: len(writer.acked) > n + 200, what="writes on the new primary")
     finally:
         writer.stop()
-    new = deploy.current_primaries(topo)["main"]
+    new = state.current_primaries(topo)["main"]
     other = ({"pg-b", "pg-c"} - {new}).pop()
     snap = snapshot.collect(topo)
     assert snap.writable("main") == [new]
@@ -430,19 +434,19 @@ def test_sync_failover_loses_nothing_and_rejoins(sync: tuple[Topology, Path]) ->
 def test_paused_primary_is_fenced_off_the_network_then_rejoins(sync: tuple[Topology, Path]) -> None:
     """A frozen primary cannot be stopped cleanly: it is cut off every network, then rejoined."""
     topo, path = sync
-    old = deploy.current_primaries(topo)["main"]
+    old = state.current_primaries(topo)["main"]
     with connect.connect(topo.name, old, dbname="app") as conn:
         conn.execute("INSERT INTO products VALUES (-1, 'before-pause', 'marker', 0)")
     wait_for(lambda: all(-1 in ids_all(topo, n) for n in ("pg-a", "pg-b", "pg-c") if n != old), what="the marker row")
-    c = runtime.find(topo.name, old)
+    c = gateway.find(topo.name, old)
     assert c is not None
-    runtime.pause(c)
+    gateway.pause(c)
     code, out = cli("failover", str(path), "--yes")
     print(out)
     assert code == 0, out
     assert f"fenced {old}: disconnected (container paused, removed from t-failsync-dc1)" in out
-    assert runtime.network_names(c) == []
-    new = deploy.current_primaries(topo)["main"]
+    assert gateway.network_names(c) == []
+    new = state.current_primaries(topo)["main"]
     assert new != old
     snap = snapshot.collect(topo)
     assert snap.writable("main") == [new]
@@ -451,7 +455,7 @@ def test_paused_primary_is_fenced_off_the_network_then_rejoins(sync: tuple[Topol
     code, out = cli("rejoin", str(path), old)
     print(out)
     assert code == 0, out
-    assert runtime.network_names(c) == ["t-failsync-dc1"]
+    assert gateway.network_names(c) == ["t-failsync-dc1"]
     wait_for(lambda: all_streaming(topo, "main"), what="every node streaming")
     snap = snapshot.collect(topo)
     assert snap.writable("main") == [new]
@@ -468,7 +472,7 @@ def test_kill_failover_again_on_a_later_timeline(sync: tuple[Topology, Path]) ->
     """The replicas' WAL receivers stop with the primary: their timeline must still read as the live one
     (not their last restartpoint's), or every candidate would look 'behind the timeline'."""
     topo, path = sync
-    old = deploy.current_primaries(topo)["main"]
+    old = state.current_primaries(topo)["main"]
     tl = snapshot.collect(topo).nodes[old].timeline
     assert tl is not None and tl >= 3
     code, out = cli("kill", str(path), old)

@@ -22,10 +22,13 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers the commands on app)
-from pgtopo import connect, latency, runtime, state, topology
-from pgtopo.app import app
-from pgtopo.topology import Topology
+import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
+from pgtopo.cli.app import app
+from pgtopo.model import loader
+from pgtopo.model.topology import Topology
+from pgtopo.network import latency
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway, state
 from tests.docker.conftest import running, wait_for
 
 pytestmark = pytest.mark.docker
@@ -43,7 +46,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with running(tmp_path_factory.mktemp("latency"), "global-saas.yaml", name=NAME) as path:
-        yield Env(topology.load(path), path)
+        yield Env(loader.load(path), path)
 
 
 def close_to(measured: float, expected: float) -> bool:
@@ -54,7 +57,7 @@ def from_region(env: Env, region: str, node: str) -> psycopg.Connection[Any]:
     """A client in ``region``: the relay's published port for (region, node), as pgtopo."""
     relay = latency.relay_container(env.topo)
     assert relay is not None
-    port = runtime.published_port(relay, f"{env.topo.relay_port(region, node)}/tcp")
+    port = gateway.published_port(relay, f"{env.topo.relay_port(region, node)}/tcp")
     assert port is not None
     return psycopg.connect(host="127.0.0.1", port=port, user="pgtopo", password=state.passwords(NAME)["pgtopo"],
                            dbname="postgres", autocommit=True, connect_timeout=10)

@@ -16,11 +16,14 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo import connect, endpoints, runtime, ryw, state
-from pgtopo.app import app
-from pgtopo.routing import CommitUnknown, Router, Session
-from pgtopo.topology import Topology, load
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.apps import endpoints, routing_bench
+from pgtopo.apps.routing import CommitUnknown, Router, Session
+from pgtopo.cli.app import app
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway, state
 
 from .conftest import running
 
@@ -145,7 +148,7 @@ def test_write_retries_only_when_nothing_can_have_committed(topo: tuple[Topology
 
 def test_bench_replica_only_is_stale_lsn_never(topo: tuple[Topology, Path]) -> None:
     t, path = topo
-    result = ryw.run(t, region="eu-west", strategies=["replica-only", "lsn", "time-window"], sessions=3, ops=30,
+    result = routing_bench.run(t, region="eu-west", strategies=["replica-only", "lsn", "time-window"], sessions=3, ops=30,
                      slow_link_ms=100)
     stats = {s.strategy: s for s in result.stats}
     assert result.setup.link == ("us-east", "eu-west")
@@ -186,9 +189,9 @@ def test_router_follows_a_manual_promotion(topo: tuple[Topology, Path]) -> None:
         s.write("INSERT INTO routing_failover VALUES (1)")
         assert s.read("SELECT count(*) FROM routing_failover") == [(1,)]
 
-        old = runtime.find(NAME, "pg-us")
+        old = gateway.find(NAME, "pg-us")
         assert old is not None
-        runtime.stop(old)
+        gateway.stop(old)
         with connect.connect(NAME, "pg-eu") as conn:
             assert conn.execute("SELECT pg_promote()").fetchone() == (True,)
 

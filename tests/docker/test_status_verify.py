@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pgtopo.commands import observe
 from typer.testing import CliRunner, Result
 
-import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo import connect, deploy, render, runtime, snapshot, status
-from pgtopo.app import app
-from pgtopo.commands import observe
-from pgtopo.topology import Topology, load
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.cli.app import app
+from pgtopo.lifecycle import deploy
+from pgtopo.model import render
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
+from pgtopo.observe import snapshot, status
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway, state
 
 from .conftest import running, wait_for
 
@@ -166,9 +171,9 @@ def test_verify_healthy(topo_file: Path, topo: Topology) -> None:
 # -- one failure at a time -------------------------------------------------------------------------------
 
 def test_stopped_replica(topo_file: Path, topo: Topology) -> None:
-    container = runtime.find(NAME, "pg-eu")
+    container = gateway.find(NAME, "pg-eu")
     assert container is not None
-    runtime.stop(container)
+    gateway.stop(container)
     try:
         res = cli("status", str(topo_file), "--json")
         assert res.exit_code == 1
@@ -183,7 +188,7 @@ def test_stopped_replica(topo_file: Path, topo: Topology) -> None:
         [edge] = [e for e in data["edges"] if e["target"] == "pg-eu"]
         assert edge["reason"] == "pg-eu is down: container exited"
     finally:
-        runtime.start(container)
+        gateway.start(container)
         wait_healthy(topo)
 
 
@@ -204,10 +209,10 @@ def test_dropped_subscription(topo_file: Path, topo: Topology) -> None:
         assert check["reason"] == "missing on pg-billing (database production, publication inventory_pub of main)"
         assert "subscription inventory_sub" in ver.stderr
     finally:
-        billing = runtime.find(NAME, "pg-billing")
+        billing = gateway.find(NAME, "pg-billing")
         assert billing is not None
         sql("pg-billing", "TRUNCATE products", db="production")  # the re-created subscription copies again
-        deploy.create_subscriptions(topo, {"pg-billing": billing}, deploy.current_primaries(topo),
+        deploy.create_subscriptions(topo, {"pg-billing": billing}, state.current_primaries(topo),
                                     progress=lambda *a: None)
         wait_healthy(topo)
     assert cli("verify", str(topo_file), "--timeout", "5").exit_code == 0

@@ -9,17 +9,20 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401
-from pgtopo import connect, deploy, runtime, snapshot, state
-from pgtopo.app import app
+import pgtopo.cli.main  # noqa: F401
+from pgtopo.cli.app import app
 from pgtopo.errors import OperationFailed
-from pgtopo.topology import load
+from pgtopo.lifecycle import deploy
+from pgtopo.model.loader import load
+from pgtopo.observe import snapshot
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway, state
 
 from .conftest import copy_topology, wait_for
 
 
 def labelled(name: str) -> tuple[int, int, int]:
-    c = runtime.client()
+    c = gateway.client()
     f = {"label": f"pgtopo.topology={name}"}
     return len(c.containers.list(all=True, filters=f)), len(c.networks.list(filters=f)), len(c.volumes.list(filters=f))
 
@@ -46,7 +49,7 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         assert state.passwords(name)["app"] not in path.read_text()
 
         # Every container, network and volume is labelled and named <topology>-<thing>.
-        names = sorted(c.name for c in runtime.containers(name))
+        names = sorted(c.name for c in gateway.containers(name))
         assert names == [f"{name}-pg-billing", f"{name}-pg-eu", f"{name}-pg-us", f"{name}-relay"]
 
         # A row written on the primary reaches the EU replica and, through inventory_pub, billing.
@@ -72,16 +75,16 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         res = runner.invoke(app, ["up", str(path)])
         assert res.exit_code == 0, res.output
         assert "is already up; nothing changed" in res.output
-        assert sorted(c.name for c in runtime.containers(name)) == names
+        assert sorted(c.name for c in gateway.containers(name)) == names
 
         # A node added to the file: up adds just that node (a cascading replica of pg-eu).
-        before = {c.name: c.id for c in runtime.containers(name, kind="node")}
+        before = {c.name: c.id for c in gateway.containers(name, kind="node")}
         path.write_text(path.read_text().replace(
             "        failover_priority: 100\n",
             "        failover_priority: 100\n      pg-eu2:\n        region: eu-west\n        upstream: pg-eu\n", 1))
         res = runner.invoke(app, ["up", str(path)])
         assert res.exit_code == 0, res.output
-        after = {c.name: c.id for c in runtime.containers(name, kind="node")}
+        after = {c.name: c.id for c in gateway.containers(name, kind="node")}
         assert set(after) - set(before) == {f"{name}-pg-eu2"}
         assert all(after[k] == v for k, v in before.items())  # existing nodes untouched
         # The relay was re-created with listeners for the new node; replication resumes through it.
@@ -163,9 +166,9 @@ def test_up_after_failover_never_makes_a_second_primary(tmp_path: Path, state_di
         assert runner.invoke(app, ["kill", str(path), "pg-us"]).exit_code == 0
         res = runner.invoke(app, ["failover", str(path), "--yes"])
         assert res.exit_code == 0, res.output
-        old = runtime.find(name, "pg-us")
+        old = gateway.find(name, "pg-us")
         assert old is not None
-        runtime.remove_container(old, volume=True)
+        gateway.remove_container(old, volume=True)
 
         res = runner.invoke(app, ["up", str(path)])
         assert res.exit_code == 0, res.output

@@ -10,12 +10,13 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers every command)
-from pgtopo import endpoints
-from pgtopo.app import app
-from pgtopo.endpoints import PortMap
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.apps import endpoints
+from pgtopo.apps.endpoints import PortMap
+from pgtopo.cli.app import app
 from pgtopo.errors import InputError, PgtopoError
-from pgtopo.topology import Topology, load
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 GLOBAL = REPO / "topologies" / "global-saas.yaml"
@@ -153,7 +154,7 @@ def test_cli_not_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
 
 
 def test_cli_prints_the_live_endpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, saas: Topology) -> None:
-    from pgtopo import state
+    from pgtopo.runtime import state
 
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
     pw = state.passwords(saas.name)["app"]

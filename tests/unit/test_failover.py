@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from pgtopo import failover as F
-from pgtopo.dataloss import parse_waldump
 from pgtopo.errors import InputError
-from pgtopo.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
-from pgtopo.standby import auto_conf_text
-from pgtopo.synchronous import SyncConfig, intended_sync, parse_sync
-from pgtopo.topology import Topology, load
-from pgtopo.wal import fmt_bytes, fmt_lsn
+from pgtopo.ha import failover as F
+from pgtopo.ha.dataloss import parse_waldump
+from pgtopo.ha.standby import auto_conf_text
+from pgtopo.ha.synchronous import SyncConfig, intended_sync, parse_sync
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
+from pgtopo.observe.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
+from pgtopo.postgres.lsn import fmt_bytes, fmt_lsn
 
 SAAS = """
 name: t-unit

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pgtopo import image
 from pgtopo.errors import InputError
+from pgtopo.runtime import image
 
 
 def test_build_command_uses_the_release_that_packages_the_version() -> None:

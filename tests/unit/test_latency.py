@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli  # noqa: F401  (registers the commands on app)
-from pgtopo import latency as L
-from pgtopo import netem, state
-from pgtopo import relay as R
-from pgtopo.app import app
+import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
+from pgtopo.cli.app import app
 from pgtopo.errors import InputError, OperationFailed
-from pgtopo.topology import Topology, load
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
+from pgtopo.network import latency as L
+from pgtopo.network import netem, relay_container
+from pgtopo.network import relay as R
+from pgtopo.runtime import state
 
 REPO = Path(__file__).resolve().parents[2]
 GLOBAL_SAAS = REPO / "topologies" / "global-saas.yaml"
@@ -53,7 +55,7 @@ def test_parse_duration_rejects(text: str) -> None:
 # -- relay config --------------------------------------------------------------------------------
 
 def test_relay_config_is_valid_for_the_relay(topo: Topology) -> None:
-    conf = L.relay_config(topo)
+    conf = relay_container.relay_config(topo)
     parsed = R.RelayConfig.from_json(conf)
     # 3 regions, one node each: every region reaches the 2 nodes of the other regions.
     assert len(parsed.listeners) == 6
@@ -62,12 +64,12 @@ def test_relay_config_is_valid_for_the_relay(topo: Topology) -> None:
     assert all(x.port == topo.relay_port(x.src, x.target_node) and x.target_port == 5432 for x in parsed.listeners)
     assert parsed.link("eu-west", "us-east") == R.Link(80.0, 2.0, None)
     assert parsed.partitioned == frozenset()
-    assert L.link_key("us-east", "eu-west") == R.link_key("us-east", "eu-west") == "eu-west|us-east"
+    assert R.link_key("us-east", "eu-west") == "eu-west|us-east"
 
 
 def test_relay_config_overrides_and_partitions(topo: Topology) -> None:
     override = {"eu-west|us-east": {"rtt_ms": 200.0, "jitter_ms": 0.0, "bandwidth_kbps": None}}
-    conf = L.relay_config(topo, links=override, partitioned=["eu-west", "eu-west"],
+    conf = relay_container.relay_config(topo, links=override, partitioned=["eu-west", "eu-west"],
                           peers={"172.30.0.5": "pg-eu"})
     parsed = R.RelayConfig.from_json(conf)
     assert parsed.link("us-east", "eu-west") == R.Link(200.0, 0.0, None)
@@ -80,7 +82,7 @@ def test_relay_config_overrides_and_partitions(topo: Topology) -> None:
 
 
 def test_node_partition_cuts_its_listeners_and_its_own_connections(topo: Topology) -> None:
-    parsed = R.RelayConfig.from_json(L.relay_config(topo, partitioned=["pg-eu"], peers={"172.30.0.5": "pg-eu"}))
+    parsed = R.RelayConfig.from_json(relay_container.relay_config(topo, partitioned=["pg-eu"], peers={"172.30.0.5": "pg-eu"}))
     to_us = next(x for x in parsed.listeners if (x.src, x.target_node) == ("eu-west", "pg-us"))
     assert parsed.is_cut(to_us, "172.30.0.5")  # pg-eu's own WAL receiver
     assert not parsed.is_cut(to_us, "172.30.0.9")  # another client in eu-west
@@ -90,7 +92,7 @@ def test_node_partition_cuts_its_listeners_and_its_own_connections(topo: Topolog
 # -- matrix --------------------------------------------------------------------------------------
 
 def test_matrix_declared_in_effect_measured(topo: Topology) -> None:
-    in_effect = L.relay_config(topo, links={"eu-west|us-east": {"rtt_ms": 150, "jitter_ms": 0,
+    in_effect = relay_container.relay_config(topo, links={"eu-west|us-east": {"rtt_ms": 150, "jitter_ms": 0,
                                                                "bandwidth_kbps": None}})["links"]
     rows = L.matrix(topo, in_effect=in_effect, partitioned=["ap-south"],
                     measured={("us-east", "eu-west"): 151.26, ("us-east", "ap-south"): None})
@@ -239,7 +241,7 @@ def test_cli_single_region_has_nothing_to_partition(tmp_path: Path, monkeypatch:
 # -- state and relay updates, with the relay replaced by a recorder --------------------------------
 
 class FakeRelay:
-    """Stands in for ``deploy.update_relay``: records the config it would have pushed."""
+    """Stands in for ``relay_container.update_relay``: records the config it would have pushed."""
 
     def __init__(self, fail: bool = False) -> None:
         self.pushed: list[dict[str, Any]] = []
@@ -249,16 +251,15 @@ class FakeRelay:
         if self.fail:
             raise OperationFailed("relay gone", step="update relay")
         rt = state.load_runtime(topo.name)
-        self.pushed.append(L.relay_config(topo, links=rt.get("links"), partitioned=rt.get("partitioned")))
+        self.pushed.append(relay_container.relay_config(topo, links=rt.get("links"), partitioned=rt.get("partitioned")))
 
 
 @pytest.fixture
 def fake_relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRelay:
-    from pgtopo import deploy
 
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
     fake = FakeRelay()
-    monkeypatch.setattr(deploy, "update_relay", fake)
+    monkeypatch.setattr(relay_container, "update_relay", fake)
     monkeypatch.setattr(L, "_require_relay", lambda topo: object())
     return fake
 
@@ -283,7 +284,7 @@ def test_set_and_reset_update_state_and_relay(topo: Topology, fake_relay: FakeRe
         "eu-west|us-east": {"rtt_ms": 150.0, "jitter_ms": 3.0, "bandwidth_kbps": None}}
     assert fake_relay.pushed[-1]["links"]["eu-west|us-east"]["rtt_ms"] == 150.0
     assert L.reset(topo) == ["eu-west|us-east"]
-    assert fake_relay.pushed[-1]["links"] == L.relay_config(topo)["links"]
+    assert fake_relay.pushed[-1]["links"] == relay_container.relay_config(topo)["links"]
 
 
 def test_a_failed_relay_update_leaves_the_state_as_it_was(topo: Topology, fake_relay: FakeRelay) -> None:

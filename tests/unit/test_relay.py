@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pgtopo import relay as R
+from pgtopo.network import relay as R
 
 RELAY_PY = Path(R.__file__)
 SRC, DST = "eu-west", "us-east"

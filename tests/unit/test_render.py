@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pgtopo import render
-from pgtopo.topology import load
+from pgtopo.model import render
+from pgtopo.model.loader import load
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"

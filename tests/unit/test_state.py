@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pgtopo import state
 from pgtopo.errors import OperationFailed
+from pgtopo.runtime import state
 
 
 @pytest.fixture(autouse=True)

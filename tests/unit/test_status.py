@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
-from pgtopo import expectations, latency_probe, runtime, state, status
-from pgtopo.relay import RELAY_SCRIPT_PATH
-from pgtopo.runtime import ExecResult
-from pgtopo.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
-from pgtopo.status import Problem
-from pgtopo.topology import Topology, load
+from pgtopo.model.loader import load
+from pgtopo.model.topology import Topology
+from pgtopo.network import probe
+from pgtopo.network.relay import RELAY_SCRIPT_PATH
+from pgtopo.observe import expectations, status
+from pgtopo.observe.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
+from pgtopo.observe.status import Problem
+from pgtopo.runtime import gateway, state
+from pgtopo.runtime.gateway import ExecResult
 
 REPO = Path(__file__).resolve().parents[2]
 GLOBAL_PATH = REPO / "topologies" / "global-saas.yaml"
@@ -373,22 +376,22 @@ def test_measure_latency_falls_back_to_the_other_direction(monkeypatch: pytest.M
             return ExecResult(1, "", "probe: closed before answering")
         return ExecResult(0, json.dumps({"samples_ms": [ms - 1, ms, ms + 5], "median_ms": ms, "min_ms": ms - 1}), "")
 
-    monkeypatch.setattr(runtime, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
-    monkeypatch.setattr(runtime, "status", lambda _c: "running")
-    monkeypatch.setattr(runtime, "exec_in", exec_in)
-    assert latency_probe.measure_latency(topo) == {
+    monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
+    monkeypatch.setattr(gateway, "status", lambda _c: "running")
+    monkeypatch.setattr(gateway, "exec_in", exec_in)
+    assert probe.measure_latency(topo) == {
         ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): 201.0, ("eu-west", "ap-south"): 121.0}
     assert sorted(calls) == sorted([*answers])
 
     # A partitioned region is not probed at all (the relay would blackhole the probe).
     state.update_runtime(topo.name, partitioned=["ap-south"])
     calls.clear()
-    assert latency_probe.measure_latency(topo) == {
+    assert probe.measure_latency(topo) == {
         ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): None, ("eu-west", "ap-south"): None}
     assert sorted(calls) == sorted([topo.relay_port("us-east", "pg-eu"), topo.relay_port("eu-west", "pg-us")])
 
-    monkeypatch.setattr(runtime, "containers", lambda _t, kind=None: [])
-    assert latency_probe.measure_latency(topo) == dict.fromkeys(latency_probe.region_pairs(topo))
+    monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [])
+    assert probe.measure_latency(topo) == dict.fromkeys(probe.region_pairs(topo))
 
 
 def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -401,10 +404,10 @@ def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch
         timeouts[int(cmd[cmd.index("--port") + 1])] = cmd[cmd.index("--timeout") + 1]
         return ExecResult(1, "", "probe: timed out")
 
-    monkeypatch.setattr(runtime, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
-    monkeypatch.setattr(runtime, "status", lambda _c: "running")
-    monkeypatch.setattr(runtime, "exec_in", exec_in)
-    latency_probe.measure_latency(GLOBAL)
+    monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
+    monkeypatch.setattr(gateway, "status", lambda _c: "running")
+    monkeypatch.setattr(gateway, "exec_in", exec_in)
+    probe.measure_latency(GLOBAL)
     assert timeouts[GLOBAL.relay_port("us-east", "pg-eu")] == "8"  # 2 s + twice the 3 s set at run time
     assert timeouts[GLOBAL.relay_port("us-east", "pg-billing")] == "2.4"  # 2 s + twice the declared 200 ms
 
@@ -421,8 +424,8 @@ def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch
 def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     from typer.testing import CliRunner
 
-    import pgtopo.cli  # noqa: F401  (registers every command)
-    from pgtopo.app import app
+    import pgtopo.cli.main  # noqa: F401  (registers every command)
+    from pgtopo.cli.app import app
 
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output

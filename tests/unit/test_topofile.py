@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pgtopo import topofile
 from pgtopo.errors import InputError, OperationFailed, ValidationFailed
-from pgtopo.topology import PublishedTable
+from pgtopo.model import topofile
+from pgtopo.model.topology import PublishedTable
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from pgtopo.errors import InputError, ValidationFailed
-from pgtopo.topology import endpoint, load, schema_tables, slot_name
+from pgtopo.model.loader import load
+from pgtopo.model.schema_file import schema_tables
+from pgtopo.model.topology import endpoint, slot_name
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,13 +6,14 @@ import dataclasses
 
 import pytest
 
-from pgtopo import config_drift, health_checks, render, verify
-from pgtopo.commands.observe import _parse_size
+from pgtopo.cli.observe import _parse_size
 from pgtopo.errors import InputError
-from pgtopo.expectations import DEFAULT_MAX_RETAINED
-from pgtopo.health_checks import Check
-from pgtopo.snapshot import NodeSnapshot, Slot
-from pgtopo.verify import Edge, ProbePlan, Target
+from pgtopo.model import render
+from pgtopo.observe import config_drift, health_checks, verify
+from pgtopo.observe.expectations import DEFAULT_MAX_RETAINED
+from pgtopo.observe.health_checks import Check
+from pgtopo.observe.snapshot import NodeSnapshot, Slot
+from pgtopo.observe.verify import Edge, ProbePlan, Target
 
 from .test_status import (
     FILE_PRIMARIES,

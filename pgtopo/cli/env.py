@@ -1,0 +1,38 @@
+"""`pgtopo env`: the URLs an application in a region uses (PRIMARY_DATABASE_URL and friends)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from pgtopo.cli import output
+from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import load_topology as _load
+
+
+class EnvFormat(StrEnum):
+    shell = "shell"
+    json = "json"
+    dotenv = "dotenv"
+
+
+@command()
+def env(
+    file: TopologyFile,
+    region: Annotated[str, typer.Option("--region", "-r", help="Where the application runs.", show_default=False)],
+    fmt: Annotated[EnvFormat, typer.Option("--format", "-f", help="shell (export lines), json or dotenv")] = EnvFormat.shell,
+    cluster: Annotated[str | None, typer.Option("--cluster", "-c",
+                                                help="Default: the first cluster with replicas.")] = None,
+) -> None:
+    """Print PRIMARY_DATABASE_URL, LOCAL_READ_REPLICA_URL and DATABASE_URL_MULTIHOST as seen from REGION.
+
+    Nodes in other regions are reached through the latency relay, so the application pays the
+    declared round trip. Use: eval "$(pgtopo env FILE --region eu-west)".
+    """
+    with handled():
+        from pgtopo.apps import endpoints
+
+        ep = endpoints.app_endpoints(_load(file), region=region, cluster=cluster)
+        output.info(endpoints.render(ep, fmt=fmt.value))

@@ -1,0 +1,159 @@
+"""High availability: `failover`, `switchover`, `rejoin` and `kill` (a crash, for drills)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pgtopo.cli import output
+from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.output import Block, Line, TableData
+from pgtopo.errors import InputError
+from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
+
+if TYPE_CHECKING:
+    from pgtopo.ha.failover import Plan
+    from pgtopo.ha.promotion import Outcome
+
+ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="The cluster (default: the only one with replicas).")]
+
+
+def plan_screen(plan: Plan) -> list[Block]:
+    blocks: list[Block] = [TableData(f"candidates for cluster {plan.cluster}", RANKING_COLUMNS, ranking_rows(plan))]
+    for i, line in enumerate(plan.lines()):
+        style = "warning" if "warning:" in line or "RE-SYNCHRONISE" in line else ("info" if i == 0 else "")
+        blocks.append(Line(line, style))
+    return blocks
+
+
+def outcome_screen(o: Outcome) -> list[Block]:
+    p = o.plan
+    blocks: list[Block] = [Line(
+        f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
+        f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: {o.promote_s:.2f} s)",
+        "success")]
+    if o.fence is not None:
+        blocks.append(Line(f"fenced {o.fence.node}: {o.fence.method} ({o.fence.detail})"))
+    if o.loss is not None:
+        style = "warning" if o.loss.bytes else ""
+        blocks.append(Line(f"data lost: {o.loss.text()}", style))
+        if o.loss.commits and p.sync_before is not None and not p.forced:
+            blocks.append(Line(f"  {p.candidate} was a synchronous standby: those commits were written on "
+                               f"{p.old_primary} but never acknowledged to their clients (they waited for a standby)"))
+    blocks.extend(Line(r) for r in o.replicas)
+    for s in o.subscribers:
+        style = "alarm" if s.action in ("resynced", "failed") else ""
+        blocks.append(Line(f"subscription {s.subscription} on {s.node}: {s.action}: {s.detail}", style))
+    sync = o.sync_after.text() if o.sync_after else "''"
+    blocks.append(Line(f"{p.candidate}: synchronous_standby_names = {sync}; synchronized_standby_slots = "
+                       f"{', '.join(o.standby_slots) or '-'}"))
+    blocks.append(TableData("timings (s since the command started)", ["step", "s"],
+                            [[name, f"{t:.2f}"] for name, t in o.steps]))
+    blocks.extend(Line(f"warning: {w}", "warning") for w in o.warnings if w not in p.warnings)
+    return blocks
+
+
+def _confirm(question: str) -> float:
+    """Ask; returns the seconds spent waiting for the answer (not counted in the recovery time)."""
+    t = time.monotonic()
+    try:
+        ok = typer.confirm(question, default=False)
+    except typer.Abort:
+        ok = False
+    if not ok:
+        raise InputError("not confirmed: nothing changed (--yes skips the question)")
+    return time.monotonic() - t
+
+
+def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
+               execute: Callable[[float], Outcome]) -> None:
+    """Show the plan; stop on --dry-run; confirm unless --yes (time spent waiting for the answer is
+    not counted in the recovery time); execute and show the outcome."""
+    output.show(plan_screen(plan))
+    if dry_run:
+        output.info("dry run: nothing changed")
+        return
+    waited = 0.0 if yes else _confirm(question)
+    output.show(outcome_screen(execute(waited)))
+
+
+@command()
+def failover(
+    file: TopologyFile,
+    cluster: ClusterOpt = None,
+    to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ranking and the plan; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
+    max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
+    = DEFAULT_MAX_LAG,
+) -> None:
+    """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest."""
+    with handled():
+        from pgtopo.ha import promotion
+
+        started = time.monotonic()
+        topo = _load(file)
+        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
+                                                                     progress=output.StepPrinter()))
+
+
+@command()
+def switchover(
+    file: TopologyFile,
+    to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False)],
+    cluster: ClusterOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Planned change of primary with zero loss; the old primary becomes a replica of the new one."""
+    with handled():
+        from pgtopo.ha import promotion
+
+        started = time.monotonic()
+        topo = _load(file)
+        plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
+                                                                       progress=output.StepPrinter()))
+
+
+@command()
+def rejoin(
+    file: TopologyFile,
+    node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.")],
+    reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
+) -> None:
+    """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
+    with handled():
+        from pgtopo.ha import rejoin as rj
+
+        topo = _load(file)
+        res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+        if res.method == "already streaming":
+            output.success(f"{res.detail}: nothing to do")
+            return
+        sync = res.sync_after.text() if res.sync_after else "''"
+        output.success(f"{node} streams from {res.upstream} ({res.method}: {res.detail}) in {res.seconds:.1f} s; "
+                       f"synchronous_standby_names on {res.primary} = {sync}")
+
+
+@command()
+def kill(
+    file: TopologyFile,
+    node: Annotated[str, typer.Argument(help="The node to crash.")],
+) -> None:
+    """Crash a node (SIGKILL to its container), for failover drills."""
+    with handled():
+        from pgtopo.ha import fencing
+
+        topo = _load(file)
+        last = fencing.kill_node(topo, node)
+        where = f" (its last position was {last})" if last else ""
+        output.success(f"killed {node} with SIGKILL{where}")

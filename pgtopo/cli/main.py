@@ -1,0 +1,34 @@
+"""The command line entry point. Commands live in the modules of ``pgtopo.cli``; each translates only.
+
+Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected error
+(traceback written to the log file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from pgtopo import errors
+from pgtopo.cli import bench, core, env, ha, network, observe, output, subscription
+from pgtopo.cli.app import app
+from pgtopo.runtime import state
+
+COMMAND_MODULES = (bench, core, env, ha, network, observe, subscription)  # importing them registers their commands
+
+
+def main() -> None:
+    """Entry point: run the app; unexpected errors are logged to a file, not shown as tracebacks."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:
+        log = state.state_root() / "crash.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # tracebacks may hold values
+        with os.fdopen(fd, "a") as fh:
+            fh.write(traceback.format_exc() + "\n")
+        output.error_lines([f"unexpected error: {exc.__class__.__name__}: {exc}", f"traceback written to {log}"])
+        raise SystemExit(errors.EXIT_UNEXPECTED) from None
+

@@ -1,0 +1,133 @@
+"""Simulated network: the latency matrix, changing a link, partitions and heals."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pgtopo.cli import output
+from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import load_topology as _load
+from pgtopo.errors import InputError
+
+if TYPE_CHECKING:
+    from pgtopo.network.latency import LinkSetting
+
+PANEL = "Network simulation"
+ACTIONS = {"set": "set REGION_A REGION_B RTT [--jitter J]", "reset": "reset [REGION_A REGION_B]"}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} ms"
+
+
+def _setting(s: LinkSetting | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s.rtt_ms:g} ms" + (f" ±{s.jitter_ms:g}" if s.jitter_ms else "")
+
+
+def _show(file: TopologyFile, *, as_json: bool) -> None:
+    from pgtopo.network import latency
+
+    rep = latency.report(_load(file))
+    if as_json:
+        output.as_json(rep.to_json())
+        return
+    rows = []
+    for r in rep.rows:
+        effect = _setting(r.in_effect) + (" (override)" if r.overridden else "")
+        state = f"partitioned ({', '.join(r.cut)})" if r.cut else ("" if rep.running else "not running")
+        rows.append([f"{r.a} <-> {r.b}", _setting(r.declared), effect if rep.running else "-",
+                     _ms(r.measured_ms), state])
+    output.table(f"latency of '{rep.topology}' (round trip)",
+                 ["regions", "declared", "in effect", "measured", "state"], rows)
+    output.info(f"mechanism: {rep.mechanism.describe()}")
+    if rep.partitioned:
+        output.info(f"partitioned: {', '.join(rep.partitioned)} (heal with `pgtopo heal FILE`)")
+    for note in rep.notes:
+        output.warn(note)
+
+
+@command(rich_help_panel=PANEL)
+def latency(
+    file: TopologyFile,
+    action: Annotated[str | None, typer.Argument(
+        metavar="ACTION", help="Nothing: show the matrix. 'set A B RTT': change a link of the running "
+        "topology (e.g. set us-east eu-west 120ms). 'reset [A B]': the file's values again.",
+        show_default=False)] = None,
+    args: Annotated[list[str] | None, typer.Argument(metavar="ARGS", hidden=True, show_default=False)] = None,
+    jitter: Annotated[str | None, typer.Option(
+        "--jitter", help="With set: +/- range of each one-way delay, e.g. 5ms (default 0).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Show the matrix as JSON.")] = False,
+) -> None:
+    """Region-pair round trips: declared (file), in effect (relay) and measured (relay probe)."""
+    with handled():
+        from pgtopo.network import latency as lat
+
+        rest = args or []
+        if action is None:
+            if jitter is not None:
+                raise InputError("--jitter goes with `set`")
+            _show(file, as_json=as_json)
+            return
+        if as_json:
+            raise InputError("--json goes with showing the matrix, not with set or reset")
+        if action not in ACTIONS:
+            raise InputError(f"unknown action '{action}' (use: {'; '.join(ACTIONS.values())})")
+        if action == "set":
+            if len(rest) != 3:
+                raise InputError(f"usage: pgtopo latency FILE {ACTIONS['set']}")
+            topo = _load(file)
+            s = lat.set_link(topo, rest[0], rest[1], rtt=rest[2], jitter=jitter)
+            output.success(f"{rest[0]} <-> {rest[1]}: round trip {_setting(s)} in effect on '{topo.name}'")
+        else:
+            if len(rest) not in (0, 2) or jitter is not None:
+                raise InputError(f"usage: pgtopo latency FILE {ACTIONS['reset']}")
+            topo = _load(file)
+            done = lat.reset(topo, (rest[0], rest[1]) if rest else None)
+            what = ", ".join(k.replace("|", " <-> ") for k in done) or "nothing was overridden"
+            output.success(f"the file's latencies are in effect on '{topo.name}' (reset: {what})")
+        output.info("measure with `pgtopo latency FILE`")
+
+
+@command(rich_help_panel=PANEL)
+def partition(
+    file: TopologyFile,
+    name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False)],
+) -> None:
+    """Cut all cross-region traffic of a region or node (blackhole: sockets stay open, nothing passes)."""
+    with handled():
+        from pgtopo.network import latency
+
+        topo = _load(file)
+        ch = latency.partition(topo, name)
+        for path in ch.paths:
+            output.info(f"  cut: {path}")
+        if ch.changed:
+            output.success(f"{ch.kind} {name} is partitioned from the other regions of '{topo.name}'; PostgreSQL "
+                           "notices within about 5-10 s (wal_sender/wal_receiver_timeout 5 s)")
+        else:
+            output.success(f"{ch.kind} {name} was already partitioned; nothing changed")
+
+
+@command(rich_help_panel=PANEL)
+def heal(
+    file: TopologyFile,
+    name: Annotated[str | None, typer.Argument(help="The region or node to heal (default: every partition).",
+                                               show_default=False)] = None,
+) -> None:
+    """Restore the traffic a partition cut; blackholed connections are reset so clients reconnect."""
+    with handled():
+        from pgtopo.network import latency
+
+        topo = _load(file)
+        ch = latency.heal(topo, name)
+        for path in ch.paths:
+            output.info(f"  restored: {path}")
+        if not ch.changed:
+            output.success(f"nothing was partitioned in '{topo.name}'")
+        else:
+            left = f"; still partitioned: {', '.join(ch.partitioned)}" if ch.partitioned else ""
+            output.success(f"healed {name or 'every partition'} in '{topo.name}'{left}")

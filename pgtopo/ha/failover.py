@@ -1,0 +1,406 @@
+"""Who becomes primary, and what else has to move: pure decisions on a frozen snapshot.
+
+``plan_failover`` and ``plan_switchover`` read a ``Snapshot`` (and the file) and return a
+frozen ``Plan``: the ranked candidates with the reason for each verdict (``pgtopo.candidates``),
+the choice, how to fence the old primary, where every other replica and every subscriber of the
+cluster goes, and the synchronous settings the new primary needs. They never touch a database;
+refusals are ``InputError`` (nothing changed). ``pgtopo.promotion`` carries a plan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgtopo.errors import InputError
+from pgtopo.ha.candidates import (
+    Candidate,
+    Context,
+    Reference,
+    candidate,
+    configured_upstream,
+    context,
+    down_state,
+    position,
+    rank_key,
+    reference,
+    sync_risks,
+    why_chosen,
+)
+from pgtopo.ha.synchronous import SyncConfig, intended_sync
+from pgtopo.model import render
+from pgtopo.model.topology import Topology, slot_name
+from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
+from pgtopo.postgres.lsn import fmt_bytes, fmt_lsn
+
+DEFAULT_MAX_LAG = 1 << 20  # Patroni's maximum_lag_on_failover
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReplicaMove:
+    """What happens to a node of the cluster other than the new primary."""
+
+    node: str
+    action: str  # repoint, stay, demote, down, rejoin
+    upstream: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class SubscriberMove:
+    """A subscription to the cluster's publications, on another cluster's primary."""
+
+    subscription: str
+    cluster: str
+    node: str
+    database: str
+    slot: str
+    action: str  # move, resync, unreachable
+    reason: str
+    ready: bool = True  # False: the synced slot is still temporary; a switchover waits for it
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # failover or switchover
+    cluster: str
+    old_primary: str
+    old_state: str
+    old_container: str
+    fence: str  # stop, disconnect, none
+    candidate: str
+    ranking: tuple[Candidate, ...]
+    why: tuple[str, ...]
+    reference_lsn: int | None
+    reference: str
+    max_lag: int
+    forced: bool
+    at_risk_bytes: int
+    timeline: int | None
+    replicas: tuple[ReplicaMove, ...]
+    subscribers: tuple[SubscriberMove, ...]
+    sync_before: SyncConfig | None
+    sync_after: SyncConfig | None
+    synchronized_standby_slots: tuple[str, ...]
+    slot_sync_standbys: tuple[str, ...]
+    stale_slots: tuple[str, ...]  # physical slots on the new primary nobody will use
+    warnings: tuple[str, ...] = field(default=())
+
+    def chosen(self) -> Candidate:
+        return next(c for c in self.ranking if c.node == self.candidate)
+
+    def direct_standbys(self) -> list[str]:
+        return [m.node for m in self.replicas if m.upstream == self.candidate and m.action in ("repoint", "stay", "demote")]
+
+    def lines(self) -> list[str]:
+        """The plan in words, for the terminal."""
+        out = [f"{self.mode} of cluster {self.cluster}: {self.old_primary} ({self.old_state}) -> {self.candidate}"]
+        out.extend(f"  why: {w}" for w in self.why)
+        out.append(f"  lag measured against {self.reference}")
+        fence = {"stop": f"stop {self.old_primary} (fast shutdown; killed if it does not stop)",
+                 "disconnect": f"disconnect {self.old_primary} from every network (it cannot be stopped: "
+                               f"{self.old_container})",
+                 "none": f"none needed: {self.old_primary} is {self.old_state}"}[self.fence]
+        out.append(f"  fence: {fence}")
+        for m in self.replicas:
+            out.append(f"  {m.node}: {m.action}" + (f" -> {m.upstream}" if m.upstream else "") + f" ({m.reason})")
+        for s in self.subscribers:
+            loud = "RE-SYNCHRONISE (truncate + full copy)" if s.action == "resync" else s.action
+            out.append(f"  subscription {s.subscription} on {s.node}: {loud} ({s.reason})")
+        after = self.sync_after.text() if self.sync_after else "''"
+        if self.sync_before is not None or self.sync_after is not None:
+            out.append(f"  synchronous_standby_names on {self.candidate}: {after}")
+        if self.synchronized_standby_slots:
+            out.append(f"  synchronized_standby_slots on {self.candidate}: {', '.join(self.synchronized_standby_slots)}")
+        if self.stale_slots:
+            out.append(f"  drop stale slots on {self.candidate}: {', '.join(self.stale_slots)}")
+        out.extend(f"  warning: {w}" for w in self.warnings)
+        return out
+
+
+def ranking_rows(plan: Plan) -> list[list[str]]:
+    rows = []
+    for c in plan.ranking:
+        rows.append([
+            ("-> " if c.node == plan.candidate else "") + c.node, c.region, c.state,
+            "-" if c.timeline is None else str(c.timeline), fmt_lsn(c.receive_lsn), fmt_lsn(c.replay_lsn),
+            fmt_bytes(c.lag_bytes), c.sync or "-", str(c.priority), c.upstream or "-", c.verdict,
+        ])
+    return rows
+
+
+RANKING_COLUMNS = ["node", "region", "state", "TL", "received", "replayed", "lag", "sync", "priority", "upstream",
+                   "verdict"]
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+def choose_cluster(topo: Topology, *, cluster: str | None, to: str | None) -> str:
+    if to is not None and to not in topo.node_names():
+        raise InputError(f"--to {to}: unknown node (known: {', '.join(topo.node_names())})")
+    if cluster is not None:
+        if cluster not in topo.clusters:
+            raise InputError(f"--cluster {cluster}: unknown cluster (known: {', '.join(topo.clusters)})")
+        if to is not None and topo.cluster_of(to) != cluster:
+            raise InputError(f"--to {to}: not in cluster {cluster} (it is in cluster {topo.cluster_of(to)})")
+        return cluster
+    if to is not None:
+        return topo.cluster_of(to)
+    with_replicas = [c for c, cl in topo.clusters.items() if len(cl.nodes) > 1]
+    if len(with_replicas) == 1:
+        return with_replicas[0]
+    if not with_replicas:
+        raise InputError("no cluster has a replica to promote")
+    raise InputError(f"several clusters have replicas ({', '.join(with_replicas)}): choose one with --cluster")
+
+
+def _old_primary_state(n: NodeSnapshot | None) -> tuple[str, str, str]:
+    """(state, container status, fencing action)."""
+    if n is None:
+        return "unknown", "missing", "none"
+    if n.container in ("exited", "dead", "missing", "created"):
+        return down_state(n), n.container, "none"
+    if n.container == "paused":
+        return "down (container paused)", n.container, "disconnect"
+    if not n.reachable:
+        return down_state(n), n.container, "stop"
+    if n.in_recovery:
+        return "a replica", n.container, "stop"
+    return "writable", n.container, "stop"
+
+
+def _replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[ReplicaMove]:
+    topo, snap = ctx.topo, ctx.snap
+    cand_pos = position(snap.nodes[cand])
+    file_primary = topo.clusters[ctx.cluster].primary_name
+    moves: dict[str, ReplicaMove] = {}
+    for n in snap.cluster_nodes(ctx.cluster):
+        if n.node in (cand, ctx.old):
+            continue
+        up = configured_upstream(topo, n)
+        if not n.reachable:
+            moves[n.node] = ReplicaMove(n.node, "down", None,
+                                        f"{down_state(n)}: `pgtopo rejoin` points it at {cand} when it is back")
+            continue
+        pos = position(n)
+        if not ctx.old_alive and pos is not None and cand_pos is not None and pos > cand_pos:
+            moves[n.node] = ReplicaMove(n.node, "rejoin", None,
+                                        f"ahead of {cand} by {fmt_bytes(pos - cand_pos)}: it cannot follow the new "
+                                        "timeline; run `pgtopo rejoin` for it after the failover")
+        elif up == cand:
+            moves[n.node] = ReplicaMove(n.node, "stay", cand, f"already streams from {cand}")
+        elif switchover and up == ctx.old and topo.node(n.node).upstream == ctx.old != file_primary:
+            moves[n.node] = ReplicaMove(n.node, "stay", ctx.old, f"cascaded behind {ctx.old} as the file says: follows "
+                                        f"it once it is a replica of {cand}")
+        elif up is None or up == ctx.old:
+            why = f"streamed from {ctx.old}" if up else "its upstream is unknown"
+            moves[n.node] = ReplicaMove(n.node, "repoint", cand, why)
+        else:
+            moves[n.node] = ReplicaMove(n.node, "stay", up,
+                                        f"cascaded behind {up}, which is alive: follows the new timeline through it")
+    # A cascade stays only if its upstream keeps streaming; otherwise it goes to the new primary.
+    changed = True
+    while changed:
+        changed = False
+        for name, m in list(moves.items()):
+            if m.action == "stay" and m.upstream not in (cand, None) and not (switchover and m.upstream == ctx.old):
+                up_move = moves.get(m.upstream)
+                if up_move is None or up_move.action in ("down", "rejoin"):
+                    moves[name] = ReplicaMove(name, "repoint", cand, f"its upstream {m.upstream} will not stream")
+                    changed = True
+    out = [moves[n] for n in topo.clusters[ctx.cluster].nodes if n in moves]
+    if switchover:
+        out.insert(0, ReplicaMove(ctx.old, "demote", cand, "the old primary becomes a replica of the new one"))
+    return out
+
+
+def _subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, switchover: bool) -> list[SubscriberMove]:
+    topo, snap = ctx.topo, ctx.snap
+    cand_slots = {s.name: s for s in snap.nodes[cand].slots}
+    out = []
+    for cname, cl in topo.clusters.items():
+        for sname, sub in cl.subscriptions.items():
+            if sub.publisher != ctx.cluster:
+                continue
+            pub = topo.clusters[sub.publisher].publications[sub.publication]
+            db = sub.database or pub.database
+            node = primaries.get(cname, cl.primary_name)
+            ns = snap.nodes.get(node)
+            state = next((s for s in ns.subscriptions if s.name == sname), None) if ns else None
+            slot = (state.slot_name if state and state.slot_name else sname)
+            if ns is None or not ns.reachable:
+                out.append(SubscriberMove(sname, cname, node, db, slot, "unreachable",
+                                          f"{node} is down: move the subscription by hand when it is back"))
+                continue
+            if state is None:
+                out.append(SubscriberMove(sname, cname, node, db, slot, "unreachable",
+                                          f"no subscription {sname} on {node}"))
+                continue
+            s = cand_slots.get(slot)
+            synced = s is not None and s.slot_type == "logical" and s.synced and s.failover
+            if synced and s is not None and not s.temporary:
+                out.append(SubscriberMove(sname, cname, node, db, slot, "move",
+                                          f"failover slot {slot} is synced on {cand}: continues with no gap"))
+                continue
+            if synced and switchover:
+                out.append(SubscriberMove(sname, cname, node, db, slot, "move",
+                                          f"failover slot {slot} on {cand} is not sync-ready yet: the switchover waits "
+                                          "for it", ready=False))
+                continue
+            if synced:
+                why = f"slot {slot} on {cand} is not sync-ready yet (temporary: promotion drops it)"
+            elif topo.postgres.version < 17:
+                why = f"PostgreSQL {topo.postgres.version} has no failover slots"
+            elif s is None:
+                why = f"no slot {slot} on {cand}" + ("" if state.failover else " (the subscription has failover = false)")
+            else:
+                why = f"slot {slot} on {cand} is not a synced failover slot"
+            out.append(SubscriberMove(sname, cname, node, db, slot, "resync", why))
+    return out
+
+
+def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate], why: list[str], ref: Reference,
+            max_lag: int, forced: bool, primaries: dict[str, str], warnings: list[str]) -> Plan:
+    topo, snap = ctx.topo, ctx.snap
+    old_state, old_container, fence = _old_primary_state(ctx.old_snap)
+    replicas = _replica_moves(ctx, cand.node, switchover=mode == "switchover")
+    direct = [m.node for m in replicas if m.upstream == cand.node and m.action in ("repoint", "stay", "demote")]
+    sync_after = intended_sync(topo, ctx.cluster, primary=cand.node, available=set(direct))
+    file_sync = topo.clusters[ctx.cluster].synchronous
+    if file_sync is not None and sync_after is None:
+        warnings.append(f"no synchronous standby left for {cand.node}: cluster {ctx.cluster} runs asynchronously "
+                        "until a standby rejoins")
+    elif file_sync is not None and sync_after is not None and len(sync_after.standbys) < len(file_sync.standbys):
+        warnings.append(f"synchronous_standby_names on {cand.node} keeps only the standbys that will stream from it: "
+                        f"{sync_after.text()}")
+    publishing = topo.postgres.version >= 17 and render.publishes(topo, ctx.cluster)
+    sss = tuple(slot_name(n) for n in direct) if publishing else ()
+    keep = {slot_name(m.node) for m in replicas if m.upstream == cand.node}
+    keep |= {slot_name(m.node) for m in replicas if m.action == "down"
+             and configured_upstream(topo, snap.nodes[m.node]) == cand.node}
+    stale = tuple(s.name for s in snap.nodes[cand.node].slots
+                  if s.slot_type == "physical" and not s.active and s.name not in keep)
+    for m in replicas:
+        if m.action == "rejoin":
+            warnings.append(f"{m.node} {m.reason}")
+    subs = _subscriber_moves(ctx, cand.node, primaries, switchover=mode == "switchover")
+    for s in subs:
+        if s.action == "resync":
+            warnings.append(f"subscription {s.subscription} on {s.node} will be RE-SYNCHRONISED: {s.reason}; its tables "
+                            "are truncated and copied again")
+        elif s.action == "unreachable":
+            warnings.append(f"subscription {s.subscription}: {s.reason}")
+    at_risk = max(0, ref.lsn - (cand.receive_lsn or 0)) if ref.lsn is not None else 0
+    return Plan(
+        mode=mode, cluster=ctx.cluster, old_primary=ctx.old, old_state=old_state, old_container=old_container,
+        fence=fence, candidate=cand.node, ranking=tuple(ranking), why=tuple(why), reference_lsn=ref.lsn,
+        reference=ref.description, max_lag=max_lag, forced=forced, at_risk_bytes=at_risk, timeline=cand.timeline,
+        replicas=tuple(replicas), subscribers=tuple(subs), sync_before=ctx.sync, sync_after=sync_after,
+        synchronized_standby_slots=sss, slot_sync_standbys=tuple(direct) if publishing else (),
+        stale_slots=stale, warnings=tuple(warnings),
+    )
+
+
+def _global_checks(ctx: Context) -> None:
+    cl = ctx.topo.clusters[ctx.cluster]
+    if len(cl.nodes) < 2:
+        raise InputError(f"cluster {ctx.cluster} has no replica to promote")
+    others = [n for n in ctx.snap.writable(ctx.cluster) if n != ctx.old]
+    if others:
+        raise InputError(f"cluster {ctx.cluster} already has a writable node other than {ctx.old}: "
+                         f"{', '.join(others)}; resolve that first (`pgtopo rejoin` the one to keep as a replica)")
+
+
+def plan_failover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: str | None,
+                  max_lag: int = DEFAULT_MAX_LAG, force: bool = False,
+                  old_primary_last_lsn: tuple[int, int | None] | None = None,
+                  primaries: dict[str, str] | None = None, recorded_sync: SyncConfig | None = None) -> Plan:
+    """Choose the node to promote, or refuse (InputError) when none is safe.
+
+    ``primaries`` is cluster -> current primary (the state's, after earlier failovers);
+    ``old_primary_last_lsn`` is (LSN, timeline) of the old primary last time it was seen, used
+    when it is unreachable now; ``recorded_sync`` is its synchronous setting as last applied.
+    """
+    if max_lag < 0:
+        raise InputError(f"--max-lag {max_lag}: must be 0 or more bytes")
+    cluster = choose_cluster(topo, cluster=cluster, to=to)
+    primaries = {c: (primaries or {}).get(c, cl.primary_name) for c, cl in topo.clusters.items()}
+    old = primaries[cluster]
+    ctx = context(topo, snap, cluster, old, recorded_sync)
+    if to == old:
+        raise InputError(f"--to {to}: it is the current primary of cluster {cluster}")
+    _global_checks(ctx)
+    ref = reference(ctx, old_primary_last_lsn)
+    cands = [candidate(ctx, n, ref=ref, max_lag=max_lag)
+             for n in snap.cluster_nodes(cluster) if n.node != old]
+    ranking = sorted(sync_risks(ctx, cands), key=rank_key)
+    warnings: list[str] = []
+    if topo.clusters[cluster].synchronous is not None and ctx.sync is None:
+        warnings.append(f"{old} ran without a synchronous standby: acknowledged commits may be lost")
+    if ctx.old_alive:
+        warnings.append(f"{old} is alive and writable: it is stopped first (for a planned change with zero loss use "
+                        "`pgtopo switchover`)")
+    if to is not None:
+        chosen = next(c for c in ranking if c.node == to)
+        if chosen.blockers:
+            raise InputError(f"--to {to}: cannot be promoted: {'; '.join(chosen.blockers)}")
+        if chosen.risks and not force:
+            raise InputError(f"--to {to}: not safe to promote: {'; '.join(chosen.risks)}",
+                             details=["--force promotes it anyway"])
+        why = [f"chosen with --to {to}"]
+        best = ranking[0]
+        if best.node != to and best.eligible and (best.receive_lsn or 0) > (chosen.receive_lsn or 0):
+            warnings.append(f"{best.node} has {fmt_bytes((best.receive_lsn or 0) - (chosen.receive_lsn or 0))} more WAL "
+                            f"than {to}: that WAL is lost and {best.node} needs `pgtopo rejoin`")
+    else:
+        safe = [c for c in ranking if c.eligible]
+        if safe:
+            chosen = safe[0]
+        else:
+            forcible = [c for c in ranking if not c.blockers]
+            details = [f"{c.node}: {c.verdict}" for c in ranking]
+            if not forcible:
+                raise InputError(f"no candidate can be promoted in cluster {cluster}", details=details)
+            if not force:
+                raise InputError(f"no safe candidate in cluster {cluster}",
+                                 details=[*details, "--force promotes the best of them anyway (data at risk)"])
+            chosen = forcible[0]
+        why = why_chosen(ctx, chosen, ranking)
+    if chosen.risks:
+        at_risk = max(0, (ref.lsn or 0) - (chosen.receive_lsn or 0))
+        warnings.insert(0, f"--force: promoting {chosen.node} although {'; '.join(chosen.risks)}; data at risk: "
+                           f"{fmt_bytes(at_risk)} ({at_risk} bytes) of WAL behind {ref.who}")
+    return _finish(ctx, mode="failover", cand=chosen, ranking=ranking, why=why, ref=ref,
+                   max_lag=max_lag, forced=bool(chosen.risks), primaries=primaries, warnings=warnings)
+
+
+def plan_switchover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: str,
+                    primaries: dict[str, str] | None = None) -> Plan:
+    """A planned change of primary with zero loss: the old primary must be up and writable."""
+    cluster = choose_cluster(topo, cluster=cluster, to=to)
+    primaries = {c: (primaries or {}).get(c, cl.primary_name) for c, cl in topo.clusters.items()}
+    old = primaries[cluster]
+    if to == old:
+        raise InputError(f"--to {to}: it is already the primary of cluster {cluster}")
+    ctx = context(topo, snap, cluster, old, None)
+    _global_checks(ctx)
+    if not ctx.old_alive:
+        state, _c, _f = _old_primary_state(ctx.old_snap)
+        raise InputError(f"switchover needs a running primary: {old} is {state}; use `pgtopo failover`")
+    ref = reference(ctx, None)
+    cands = [candidate(ctx, n, ref=ref, max_lag=1 << 62)
+             for n in snap.cluster_nodes(cluster) if n.node != old]
+    ranking = sorted(cands, key=rank_key)
+    chosen = next(c for c in ranking if c.node == to)
+    if chosen.blockers:
+        raise InputError(f"--to {to}: cannot be promoted: {'; '.join(chosen.blockers)}")
+    target = snap.nodes[to]
+    if target.receiver_status != "streaming":
+        raise InputError(f"--to {to}: not streaming ({target.receiver_status or 'no WAL receiver'}); a switchover "
+                         "waits for it to receive the last WAL")
+    if chosen.risks:
+        raise InputError(f"--to {to}: {'; '.join(chosen.risks)}")
+    why = [f"chosen with --to {to}; {old} stops cleanly and {to} receives its last WAL before promotion: no loss"]
+    return _finish(ctx, mode="switchover", cand=chosen, ranking=ranking, why=why, ref=ref, max_lag=0, forced=False,
+                   primaries=primaries, warnings=[])

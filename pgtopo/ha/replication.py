@@ -1,0 +1,208 @@
+"""Physical replication on live nodes: the primitives failover, switchover and rejoin share.
+
+SQL as pgtopo over the nodes' published ports (every failure names the node and the step), the
+replication settings a node gets by ALTER SYSTEM, physical slots, re-pointing a replica to
+another upstream, and the synchronous settings of a primary. ``pgtopo.promotion`` carries out
+failovers and switchovers with them, ``pgtopo.rejoin`` brings a node back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, LiteralString
+
+import psycopg
+from psycopg import sql
+
+from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.ha import synchronous
+from pgtopo.ha.synchronous import SyncConfig
+from pgtopo.model import render
+from pgtopo.model.topology import Topology, endpoint, slot_name
+from pgtopo.postgres import connect
+from pgtopo.runtime import gateway, state
+
+if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
+    from docker.models.containers import Container
+
+Query = LiteralString | sql.SQL | sql.Composed
+
+STREAM_TIMEOUT = 60.0
+MANAGED_SETTINGS = ("primary_conninfo", "primary_slot_name", "sync_replication_slots", "synchronous_standby_names",
+                    "synchronized_standby_slots")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+# -- SQL on a node ---------------------------------------------------------------------------------
+
+def query(topo: Topology, node: str, stmt: Query, params: Sequence[Any] | None = None, *, db: str = "postgres",
+          step: str, autocommit: bool = True) -> list[tuple[Any, ...]]:
+    """One statement on ``node`` as pgtopo; psycopg errors become OperationFailed(node, step)."""
+    try:
+        with connect.connect(topo.name, node, dbname=db, autocommit=autocommit) as conn:
+            cur = conn.execute(stmt, params)
+            return list(cur.fetchall()) if cur.description else []
+    except psycopg.Error as exc:
+        raise OperationFailed(first_line(exc), node=node, step=step) from None
+
+
+def run_all(topo: Topology, node: str, stmts: Sequence[Query], *, db: str = "postgres", step: str) -> None:
+    """Several statements on one connection, in order (autocommit: ALTER SYSTEM, subscriptions)."""
+    try:
+        with connect.connect(topo.name, node, dbname=db) as conn:
+            for stmt in stmts:
+                conn.execute(stmt)
+    except psycopg.Error as exc:
+        raise OperationFailed(first_line(exc), node=node, step=step) from None
+
+
+def alter_system(name: str, value: str) -> sql.Composed:
+    return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+
+
+def rendered_settings(topo: Topology, node: str) -> dict[str, str]:
+    """The replication settings the file renders into the node's postgresql.conf."""
+    spec = topo.node(node)
+    cluster = topo.cluster_of(node)
+    is_primary = spec.role == "primary"
+    slot_standbys = render.failover_slot_standbys(topo, cluster)
+    return {
+        "synchronous_standby_names": render.synchronous_standby_names(topo, cluster) if is_primary else "",
+        "synchronized_standby_slots": ", ".join(slot_name(s) for s in slot_standbys) if is_primary else "",
+        "sync_replication_slots": "on" if node in slot_standbys else "off",
+        "primary_conninfo": replica_conninfo(topo, node=node, upstream=spec.upstream) if spec.upstream else "",
+        "primary_slot_name": slot_name(node) if spec.upstream else "",
+    }
+
+
+def setting(topo: Topology, node: str, name: str, value: str) -> sql.Composed:
+    """ALTER SYSTEM SET, or RESET when the file renders that very value: a layout back to the
+    file's is back to the rendered configuration, with nothing left in postgresql.auto.conf."""
+    if rendered_settings(topo, node).get(name) == value:
+        return sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name))
+    return alter_system(name, value)
+
+
+RELOAD: Query = "SELECT pg_reload_conf()"
+
+
+def publishing(topo: Topology, cluster: str) -> bool:
+    """Failover slots are kept in sync on the primary's direct standbys (PostgreSQL 17)."""
+    return topo.postgres.version >= 17 and render.publishes(topo, cluster)
+
+
+def replica_conninfo(topo: Topology, *, node: str, upstream: str) -> str:
+    ep = endpoint(topo, from_region=topo.node(node).region, node=upstream)
+    return render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node, dbname="postgres")
+
+
+def container(topo: Topology, node: str) -> Container:
+    c = gateway.find(topo.name, node)
+    if c is None:
+        raise OperationFailed("no container", node=node, step="find container")
+    return c
+
+
+# -- replicas ----------------------------------------------------------------------------------------
+
+def create_slot(topo: Topology, *, on: str, slot: str) -> None:
+    """A physical slot on the new upstream, reserving WAL now (idempotent)."""
+    query(topo, on, sql.SQL(
+        "SELECT pg_create_physical_replication_slot({}, true) WHERE NOT EXISTS "
+        "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(sql.Literal(slot), sql.Literal(slot)),
+        step=f"create slot {slot}")
+
+
+def drop_slot(topo: Topology, *, on: str, slot: str) -> None:
+    query(topo, on, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+          "WHERE slot_name = %s AND NOT active", (slot,), step=f"drop slot {slot}")
+
+
+def repoint(topo: Topology, *, node: str, upstream: str, slot_sync: bool | None) -> None:
+    """ALTER SYSTEM primary_conninfo / primary_slot_name and reload: the WAL receiver reconnects."""
+    stmts: list[Query] = [
+        setting(topo, node, "primary_conninfo", replica_conninfo(topo, node=node, upstream=upstream)),
+        setting(topo, node, "primary_slot_name", slot_name(node)),
+    ]
+    if slot_sync is not None and topo.postgres.version >= 17:
+        stmts.append(setting(topo, node, "sync_replication_slots", "on" if slot_sync else "off"))
+    stmts.append(RELOAD)
+    run_all(topo, node, stmts, step=f"re-point to {upstream}")
+
+
+def set_slot_sync(topo: Topology, node: str) -> None:
+    """A direct standby of the primary keeps failover slots in sync."""
+    rows = query(topo, node, "SELECT setting FROM pg_settings WHERE name = 'sync_replication_slots'",
+                 step="read sync_replication_slots")
+    if rows and rows[0][0] != "on":
+        run_all(topo, node, [setting(topo, node, "sync_replication_slots", "on"), RELOAD], step="sync_replication_slots")
+
+
+def wait_streaming(topo: Topology, node: str, *, timeline: int | None, timeout: float = STREAM_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no WAL receiver"
+    while time.monotonic() < deadline:
+        try:
+            rows = query(topo, node, "SELECT status, received_tli FROM pg_stat_wal_receiver", step="wait for streaming")
+        except PgtopoError as exc:
+            rows, last = [], exc.message
+        if rows:
+            status, tli = rows[0]
+            last = f"{status} on timeline {tli}"
+            if status == "streaming" and (timeline is None or tli == timeline):
+                return
+        time.sleep(0.2)
+    raise OperationFailed(f"not streaming after {timeout:.0f} s ({last})", node=node, step="wait for streaming")
+
+
+# -- the primary's synchronous settings --------------------------------------------------------------
+
+def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str]) -> None:
+    stmts: list[Query] = [setting(topo, node, "synchronous_standby_names", sync.text() if sync else "")]
+    if topo.postgres.version >= 17:
+        stmts.append(setting(topo, node, "synchronized_standby_slots", ", ".join(standby_slots)))
+    stmts.append(RELOAD)
+    run_all(topo, node, stmts, step="synchronous settings")
+
+
+def streaming_standbys(topo: Topology, node: str) -> list[str]:
+    rows = query(topo, node, "SELECT application_name FROM pg_stat_replication WHERE state IN ('streaming', 'catchup')",
+                 step="read standbys")
+    names = {str(r[0]) for r in rows}
+    return [n for n in topo.node_names() if n in names]
+
+
+def converge_primary(topo: Topology, cluster: str, primary: str) -> tuple[SyncConfig | None, tuple[str, ...]]:
+    """Synchronous settings from the standbys really streaming from ``primary``; records them."""
+    direct = [n for n in streaming_standbys(topo, primary) if topo.cluster_of(n) == cluster]
+    sync = synchronous.intended_sync(topo, cluster, primary=primary, available=set(direct))
+    slots = {str(r[0]) for r in query(topo, primary, "SELECT slot_name FROM pg_replication_slots "
+                                      "WHERE slot_type = 'physical'", step="read slots")}
+    standby_slots = tuple(slot_name(n) for n in direct if slot_name(n) in slots) if publishing(topo, cluster) else ()
+    set_primary_settings(topo, primary, sync=sync, standby_slots=standby_slots)
+    if publishing(topo, cluster):
+        for n in direct:
+            set_slot_sync(topo, n)
+    recorded = dict(state.load_runtime(topo.name).get("synchronous", {}))
+    recorded[cluster] = None if sync is None else {"method": sync.method, "count": sync.count,
+                                                   "standbys": list(sync.standbys)}
+    state.update_runtime(topo.name, synchronous=recorded)
+    return sync, standby_slots
+
+
+def recorded_sync(topo: Topology, cluster: str) -> SyncConfig | None:
+    rec = state.load_runtime(topo.name).get("synchronous", {})
+    if cluster not in rec or rec[cluster] is None:
+        return None
+    r = rec[cluster]
+    return SyncConfig(method=r["method"], count=int(r["count"]), standbys=tuple(r["standbys"]), source="state")

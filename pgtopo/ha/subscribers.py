@@ -1,0 +1,116 @@
+"""A cluster's subscribers follow its new primary: moved onto the synced failover slot, else re-synchronised.
+
+Each subscription to the promoted cluster's publications lives on another cluster's primary;
+``pgtopo.failover`` decided per subscription whether it can move (its failover slot is synced
+on the new primary) or must be dropped, emptied and copied again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from pgtopo.errors import OperationFailed
+from pgtopo.ha.failover import SubscriberMove
+from pgtopo.ha.replication import container, drop_slot, query, run_all
+from pgtopo.model import render
+from pgtopo.model.topology import Topology, endpoint
+from pgtopo.postgres import instance
+from pgtopo.progress import Progress
+
+
+@dataclass(frozen=True)
+class SubscriberResult:
+    subscription: str
+    node: str
+    action: str  # moved, resynced, skipped
+    detail: str
+
+
+def _sub_conninfo(topo: Topology, m: SubscriberMove, *, publisher_node: str) -> str:
+    ep = endpoint(topo, from_region=topo.node(m.node).region, node=publisher_node)
+    pub = topo.clusters[topo.clusters[m.cluster].subscriptions[m.subscription].publisher]
+    sub = topo.clusters[m.cluster].subscriptions[m.subscription]
+    return render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=m.subscription,
+                           dbname=pub.publications[sub.publication].database)
+
+
+def _usable_failover_slot(topo: Topology, node: str, slot: str) -> str | None:
+    """None when ``slot`` on the (promoted) node can carry the subscription on; else why not."""
+    rows = query(topo, node, "SELECT slot_type, temporary, invalidation_reason, failover FROM pg_replication_slots "
+                 "WHERE slot_name = %s", (slot,), step="check failover slot")
+    if not rows:
+        return f"slot {slot} is not on {node}"
+    slot_type, temporary, invalid, fo = rows[0]
+    if slot_type != "logical" or temporary or invalid or not fo:
+        return f"slot {slot} on {node} is not usable (type {slot_type}, temporary {temporary}, invalid {invalid})"
+    return None
+
+
+def move_subscriber(topo: Topology, m: SubscriberMove, *, new_primary: str, progress: Progress) -> SubscriberResult:
+    if m.action == "unreachable":
+        return SubscriberResult(m.subscription, m.node, "skipped", m.reason)
+    ident = sql.Identifier(m.subscription)
+    why = m.reason if m.action == "resync" else _usable_failover_slot(topo, new_primary, m.slot)
+    if why is None:
+        progress(m.node, f"subscription {m.subscription}: DISABLE, CONNECTION to {new_primary}, ENABLE")
+        run_all(topo, m.node, [
+            sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident),
+            sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
+                ident, sql.Literal(_sub_conninfo(topo, m, publisher_node=new_primary))),
+            sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident),
+        ], db=m.database, step=f"move subscription {m.subscription}")
+        _wait_subscription_streaming(topo, m, publisher=new_primary)
+        return SubscriberResult(m.subscription, m.node, "moved",
+                                f"continues from failover slot {m.slot} on {new_primary}: no gap, no duplicate")
+    progress(m.node, f"subscription {m.subscription}: RE-SYNCHRONISING ({why})")
+    tables = resync_subscription(topo, m, new_primary=new_primary)
+    return SubscriberResult(m.subscription, m.node, "resynced",
+                            f"RE-SYNCHRONISED because {why}: truncated and re-copied {', '.join(tables)}")
+
+
+def _wait_subscription_streaming(topo: Topology, m: SubscriberMove, *, publisher: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = query(topo, publisher, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (m.slot,),
+                     step="wait for the subscription")
+        if rows and rows[0][0]:
+            return
+        time.sleep(0.2)
+    raise OperationFailed(f"subscription {m.subscription} did not connect to slot {m.slot} on {publisher} within "
+                          f"{timeout:.0f} s", node=m.node, step="move subscription")
+
+
+def resync_subscription(topo: Topology, m: SubscriberMove, *, new_primary: str) -> list[str]:
+    """No usable failover slot: drop the subscription, empty its tables and copy them again."""
+    ident = sql.Identifier(m.subscription)
+    rows = query(topo, m.node, "SELECT s.subpublications, s.subfailover, n.nspname, c.relname FROM pg_subscription s "
+                 "LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid LEFT JOIN pg_class c ON c.oid = r.srrelid "
+                 "LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE s.subname = %s", (m.subscription,),
+                 db=m.database, step=f"read subscription {m.subscription}")
+    if not rows:
+        raise OperationFailed(f"no subscription {m.subscription}", node=m.node, step="re-synchronise")
+    pubs = list(rows[0][0])
+    fo = bool(rows[0][1])
+    tables = [(str(r[2]), str(r[3])) for r in rows if r[3] is not None]
+    run_all(topo, m.node, [
+        sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident),
+        sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident),
+        sql.SQL("DROP SUBSCRIPTION {}").format(ident),
+    ], db=m.database, step=f"drop subscription {m.subscription}")
+    if tables:
+        run_all(topo, m.node, [sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier(s, t)
+                                                                                for s, t in tables))],
+                db=m.database, step=f"truncate the tables of {m.subscription}")
+    drop_slot(topo, on=new_primary, slot=m.slot)
+    opts: list[sql.Composable] = [sql.SQL("copy_data = true")]
+    if topo.postgres.version >= 17:
+        opts.append(sql.SQL("failover = {}").format(sql.SQL("true" if fo else "false")))
+    run_all(topo, m.node, [sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
+        ident, sql.Literal(_sub_conninfo(topo, m, publisher_node=new_primary)),
+        sql.SQL(", ").join(sql.Identifier(p) for p in pubs), sql.SQL(", ").join(opts))],
+        db=m.database, step=f"re-create subscription {m.subscription}")
+    instance.wait_subscription_ready(container(topo, m.node), m.subscription, db=m.database)
+    return [f"{s}.{t}" for s, t in tables]

@@ -1,0 +1,307 @@
+"""`up` and `down`: bring a topology to life in Docker, and remove it again.
+
+Nodes are prepared in waves: every cluster's primary first (in parallel), then each replica
+as soon as its upstream streams (siblings in parallel), then subscriptions. Nodes already
+running are left alone, so ``up`` is idempotent and adds only what the file gained.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.model import render
+from pgtopo.model.topology import PG_PORT, Topology, endpoint, slot_name
+from pgtopo.network import relay_container
+from pgtopo.postgres import instance
+from pgtopo.progress import Progress
+from pgtopo.runtime import gateway, image, state
+
+if TYPE_CHECKING:  # only gateway.py imports docker at run time
+    from docker.models.containers import Container
+    from docker.models.networks import Network
+
+PG_PORT_KEY = f"{PG_PORT}/tcp"
+START_SCRIPT = render.TEMPLATES / "start.sh"
+
+
+@dataclass
+class NodeSummary:
+    node: str
+    cluster: str
+    region: str
+    role: str
+    port: int | None
+    created: bool
+
+
+@dataclass
+class UpResult:
+    summaries: list[NodeSummary] = field(default_factory=list)
+    created_any: bool = False
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def password_env(pw: dict[str, str]) -> dict[str, str]:
+    return {f"PGTOPO_PASSWORD_{role.upper()}": value for role, value in pw.items()}
+
+
+def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
+    result = UpResult()
+    t0 = time.monotonic()
+    pw = state.passwords(topo.name)
+    rendered = {nf.node: nf for nf in render.render_all(topo, topo_path=topo_path)}
+    progress("image", f"checking {topo.image}")
+    image.ensure(topo.image, version=topo.postgres.version, progress=lambda m: progress("image", m))
+    if topo.uses_relay():
+        image.ensure(relay_container.relay_image(topo), version=17, progress=lambda m: progress("image", m))
+    result.phases["image"] = time.monotonic() - t0
+
+    t1 = time.monotonic()
+    nets = {r: gateway.ensure_network(topo.name, r, subnet=spec.subnet) for r, spec in topo.regions.items()}
+    if topo.uses_relay():
+        relay_container.ensure_relay(topo, nets, progress=progress)
+    result.phases["networks"] = time.monotonic() - t1
+
+    existing: dict[str, Container] = {}
+    stopped: set[str] = set()
+    for c in gateway.containers(topo.name, kind="node"):
+        name = c.labels.get(gateway.LABEL_NODE, "")
+        cstate = gateway.status(c)
+        if cstate == "created":
+            # Never started (a failed `up`): nothing can be in its volume yet.
+            progress(name, "removing a container that never started (an earlier `up` failed)")
+            gateway.remove_container(c, volume=True)
+            continue
+        if cstate != "running":
+            # Stopped, crashed or fenced: its data is precious; `up` never recreates or starts it.
+            progress(name, f"left alone: the container is {cstate} (a former primary comes back with "
+                           f"`pgtopo rejoin`)")
+            existing[name] = c
+            stopped.add(name)
+            continue
+        if instance.is_initialised(c):
+            existing[name] = c
+        elif instance.was_released(c):
+            # PostgreSQL stopped inside a live container (an interrupted switchover or rejoin):
+            # the data directory is real, so never wipe it.
+            progress(name, "left alone: it has a data directory but PostgreSQL is not started "
+                           f"(`pgtopo rejoin {topo_path} {name}` brings it back)")
+            existing[name] = c
+            stopped.add(name)
+        else:
+            # Left over by a failed `up` (never initialised): start this node again from scratch.
+            progress(name, "removing an incomplete container from an earlier attempt")
+            gateway.remove_container(c, volume=True)
+
+    for name, c in existing.items():
+        if name not in stopped and name in rendered and _converge_config(c, rendered[name], progress=progress):
+            result.created_any = True
+
+    t2 = time.monotonic()
+    done = set(existing)
+    already = set(existing)
+    todo = [n for n in topo.node_names() if n not in done]
+    primaries = state.current_primaries(topo)
+    subs_future: Future[bool] | None = None
+    subs_started = 0.0
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        while True:
+            if subs_future is None and all(p in done for p in primaries.values()):
+                # Subscriptions need only the primaries: their initial copy overlaps the clones.
+                subs_started = time.monotonic()
+                subs_future = pool.submit(create_subscriptions, topo, dict(existing), primaries, progress=progress)
+            if not todo:
+                break
+            wave = [n for n in todo if topo.node(n).upstream is None or _upstream(topo, n, primaries) in done]
+            if not wave:
+                raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
+                                      step="plan")
+            futures = {n: pool.submit(_create_node, topo, n, rendered[n], nets, pw, progress, primaries)
+                       for n in wave}
+            errors: list[PgtopoError] = []
+            for n, fut in futures.items():
+                try:
+                    existing[n] = fut.result()
+                    done.add(n)
+                except PgtopoError as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            todo = [n for n in todo if n not in done]
+            result.created_any = True
+        result.phases["nodes"] = time.monotonic() - t2
+        if topo.uses_relay():
+            relay_container.update_relay(topo)
+        assert subs_future is not None
+        created_subs = subs_future.result()
+    result.created_any = result.created_any or created_subs
+    result.phases["subscriptions"] = time.monotonic() - subs_started
+
+    state.update_runtime(topo.name, primaries=primaries, topology_file=str(topo_path.resolve()))
+
+    for cname, nname, spec in topo.all_nodes():
+        c = existing[nname]
+        role = "primary" if primaries[cname] == nname else f"replica of {_upstream(topo, nname, primaries)}"
+        if nname in stopped:
+            role = "stopped"
+        result.summaries.append(NodeSummary(node=nname, cluster=cname, region=spec.region, role=role,
+                                            port=gateway.published_port(c, PG_PORT_KEY),
+                                            created=nname not in already))
+    result.phases["total"] = time.monotonic() - t0
+    return result
+
+
+CONVERGED_FILES = ("postgresql.conf", "pg_hba.conf")
+
+
+def _converge_config(c: Container, files: render.NodeFiles, *, progress: Progress) -> bool:
+    """A running node whose rendered configuration changed in the file: install it and reload."""
+    node = instance.node_of(c)
+    changed = [f for f in CONVERGED_FILES
+               if gateway.read_file(c, f"{render.CONF_DIR}/{f}") != files.files[f]]
+    if not changed:
+        return False
+    gateway.put_files(c, {f: (files.files[f], 0o644) for f in CONVERGED_FILES}, directory=render.CONF_DIR)
+    instance.psql(c, "SELECT pg_reload_conf()", step="reload configuration")
+    time.sleep(0.5)  # the postmaster applies a reload asynchronously
+    pending = instance.psql(c, "SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart",
+                            step="check pending restart")
+    note = f"; restart needed for {pending} (docker restart {c.name})" if pending else ""
+    progress(node, f"{' and '.join(changed)} changed in the file: installed and reloaded{note}")
+    return True
+
+
+def _upstream(topo: Topology, node: str, primaries: dict[str, str]) -> str | None:
+    """A replica's upstream; one that named the old primary follows the promoted one."""
+    spec = topo.node(node)
+    cluster = topo.cluster_of(node)
+    file_primary = topo.clusters[cluster].primary_name
+    if primaries[cluster] == node:
+        return None
+    if spec.upstream is None:
+        # The file's primary after a failover moved the role elsewhere: never a second primary.
+        return primaries[cluster]
+    if spec.upstream == file_primary and primaries[cluster] != file_primary:
+        return primaries[cluster]
+    return spec.upstream
+
+
+def _node_container(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network],
+                    pw: dict[str, str]) -> Container:
+    spec = topo.node(node)
+    cluster = topo.cluster_of(node)
+    container = gateway.create(gateway.ContainerSpec(
+        topology=topo.name, name=node, kind="node", image=topo.image,
+        command=["/bin/sh", "/etc/pgtopo/start.sh"],
+        region_networks=[(nets[spec.region], [node])],
+        ports={PG_PORT_KEY: ("127.0.0.1", spec.port)},
+        extra_labels={"node": node, "cluster": cluster, "region": spec.region},
+        environment={"PGDATA": instance.PGDATA, "PGPASSFILE": render.PASSFILE},
+        volume=gateway.PG_DATA_MOUNT,
+    ))
+    payload = {name: (text, 0o644) for name, text in files.files.items()}
+    payload["start.sh"] = (START_SCRIPT.read_text(), 0o755)
+    payload["pgpass"] = (state.pgpass(pw), 0o600)
+    gateway.put_files(container, payload, directory=render.CONF_DIR)
+    gateway.start(container)
+    instance.prepare(container)
+    return container
+
+
+def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network],
+                 pw: dict[str, str], progress: Progress, primaries: dict[str, str]) -> Container:
+    spec = topo.node(node)
+    progress(node, "creating container")
+    container = _node_container(topo, node, files, nets, pw)
+    upstream = _upstream(topo, node, primaries)
+    if upstream is None:
+        progress(node, "initdb")
+        instance.initdb(container)
+        instance.release(container)
+        instance.wait_accepting(container)
+        progress(node, "roles, databases, schema, publications")
+        instance.psql_file(container, f"{render.CONF_DIR}/init.sql", step="init.sql", environment=password_env(pw))
+    else:
+        up_container = gateway.find(topo.name, upstream)
+        if up_container is None:
+            raise OperationFailed(f"upstream {upstream} has no container", node=node, step="pg_basebackup")
+        # The slot on the upstream first, so no WAL the clone needs can be recycled.
+        instance.psql(up_container, render.q(_slot_stmt(slot_name(node))), step=f"create slot for {node}")
+        ep = endpoint(topo, from_region=spec.region, node=upstream)
+        info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node,
+                               dbname="postgres")
+        progress(node, f"pg_basebackup from {upstream}" + (" through the relay" if ep.port != PG_PORT else ""))
+        instance.clone(container, conninfo=info, slot=slot_name(node))
+        if upstream != spec.upstream:
+            # A failover moved this replica's upstream: point it at the current primary.
+            instance.run(container, "repoint", ["sh", "-c", f"printf \"%s\\n\" \"primary_conninfo = '{info}'\" "
+                                                f"\"primary_slot_name = '{slot_name(node)}'\" >> "
+                                                f"{instance.PGDATA}/postgresql.auto.conf"])
+        instance.release(container)
+        instance.wait_accepting(container)
+        progress(node, "waiting for streaming")
+        instance.wait_streaming(container)
+    if "slots.sql" in files.files and upstream == spec.upstream:
+        instance.psql_file(container, f"{render.CONF_DIR}/slots.sql", step="slots.sql")
+    progress(node, "ready")
+    return container
+
+
+def _slot_stmt(slot: str) -> sql.Composed:
+    return sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
+                   "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(
+        sql.Literal(slot), sql.Literal(slot))
+
+
+def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries: dict[str, str], *,
+                         progress: Progress) -> bool:
+    created = False
+    for cname, cluster in topo.clusters.items():
+        if not cluster.subscriptions:
+            continue
+        subscriber = primaries[cname]
+        c = nodes[subscriber]
+        for sname, sub in cluster.subscriptions.items():
+            pub = topo.clusters[sub.publisher].publications[sub.publication]
+            db = sub.database or pub.database
+            exists = instance.psql(c, render.q(sql.SQL("SELECT count(*) FROM pg_subscription WHERE subname = {}").format(
+                sql.Literal(sname))), db=db)
+            if exists != "0":
+                continue
+            progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
+            stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
+                                                 publisher_node=primaries[sub.publisher])
+            instance.psql(c, stmt, db=db, step=f"create subscription {sname}")
+            created = True
+            progress(subscriber, f"initial copy of {sname}")
+            instance.wait_subscription_ready(c, sname, db=db)
+    return created
+
+
+
+
+# -- down and ls ------------------------------------------------------------------------------------
+
+def down(name: str, *, volumes: bool) -> dict[str, int]:
+    removed = gateway.remove_topology(name, volumes=volumes)
+    state.forget(name)
+    return removed
+
+
+def running() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, cs in sorted(gateway.topologies().items()):
+        nodes = [c for c in cs if c.labels.get(gateway.LABEL_KIND) == "node"]
+        out[name] = {
+            "nodes": len(nodes),
+            "running": sum(1 for c in nodes if c.status == "running"),
+            "file": state.load_runtime(name).get("topology_file"),
+        }
+    return out

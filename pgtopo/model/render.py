@@ -1,0 +1,299 @@
+"""Render every node's postgresql.conf, pg_hba.conf and SQL: the exact files ``up`` uses.
+
+Pure and deterministic: the same topology gives byte-identical files. SQL identifiers and
+literals are quoted by psycopg's ``sql`` module; templates only lay statements out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from psycopg import sql
+
+from pgtopo.errors import InputError
+from pgtopo.model.schema_file import read_schema
+from pgtopo.model.topology import PG_PORT, PublishedTable, Topology, endpoint, slot_name
+
+
+def _templates() -> Path:
+    # A checkout (editable install) has templates/ beside the package; a wheel has it inside.
+    package = Path(__file__).resolve().parents[1]
+    inside = package / "templates"
+    return inside if (inside / "postgresql.conf.j2").exists() else package.parent / "templates"
+
+
+TEMPLATES = _templates()
+CONF_DIR = "/etc/pgtopo"
+PASSFILE = f"{CONF_DIR}/pgpass"
+PROBE_SCHEMA = "pgtopo"
+PROBE_TABLE = "probe"
+PROBE_PUBLICATION = "pgtopo_probe"
+PROBE = sql.Identifier(PROBE_SCHEMA, PROBE_TABLE)
+ROLES = ("pgtopo", "replicator", "app")
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def q(stmt: sql.Composable) -> str:
+    """A composed statement as text; identifiers and literals quoted by psycopg."""
+    return stmt.as_string(None)
+
+
+def conninfo(*, host: str, port: int, user: str, application_name: str, dbname: str) -> str:
+    """A libpq connection string with no password (the passfile supplies it)."""
+    return (
+        f"host={host} port={port} user={user} dbname={dbname} application_name={application_name} "
+        f"passfile={PASSFILE} connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3"
+    )
+
+
+def _conf_value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def synchronous_standby_names(topo: Topology, cluster: str) -> str:
+    sync = topo.clusters[cluster].synchronous
+    if sync is None:
+        return ""
+    names = ", ".join(f'"{n}"' for n in sync.standbys)
+    return f"{sync.method.upper()} {sync.count} ({names})"
+
+
+def publishes(topo: Topology, cluster: str) -> bool:
+    return bool(topo.clusters[cluster].publications)
+
+
+def failover_slot_standbys(topo: Topology, cluster: str) -> list[str]:
+    """Direct standbys of the primary that sync failover slots (PostgreSQL 17)."""
+    cl = topo.clusters[cluster]
+    if topo.postgres.version < 17 or not publishes(topo, cluster):
+        return []
+    return [n for n, node in cl.nodes.items() if node.upstream == cl.primary_name]
+
+
+def subscription_failover(topo: Topology, cluster: str, sub_name: str) -> bool:
+    """Failover slot when asked, or by default on 17 when the publisher has replicas."""
+    sub = topo.clusters[cluster].subscriptions[sub_name]
+    if sub.failover is not None:
+        return sub.failover
+    return topo.postgres.version >= 17 and len(topo.clusters[sub.publisher].nodes) > 1
+
+
+def carries_probe(topo: Topology, *, cluster: str, sub_name: str) -> bool:
+    """Whether a subscription also subscribes to ``pgtopo_probe``: only the first one between
+    the same two databases does. A second would receive every probe row again and stop at the
+    duplicate key on ``pgtopo.probe`` (seen on 17), stalling its own tables with it."""
+    cl = topo.clusters[cluster]
+
+    def databases(name: str) -> tuple[str, str, str]:
+        sub = cl.subscriptions[name]
+        pub_db = topo.clusters[sub.publisher].publications[sub.publication].database
+        return sub.publisher, pub_db, sub.database or pub_db
+
+    mine = databases(sub_name)
+    return next(n for n in cl.subscriptions if databases(n) == mine) == sub_name
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    node: str
+    files: dict[str, str]
+
+
+def _common(topo: Topology, source: str, cluster: str, node: str) -> dict[str, object]:
+    return {"source": source, "topology": topo.name, "cluster": cluster, "node": node,
+            "region": topo.node(node).region}
+
+
+def postgresql_conf(topo: Topology, *, cluster: str, node: str, source: str) -> str:
+    n = topo.node(node)
+    cl = topo.clusters[cluster]
+    is_primary = n.role == "primary"
+    primary_conninfo = ""
+    if n.upstream:
+        ep = endpoint(topo, from_region=n.region, node=n.upstream)
+        primary_conninfo = conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node,
+                                    dbname="postgres")
+    role = "primary" if is_primary else (
+        f"replica of {n.upstream}" + (" (cascading)" if n.upstream != cl.primary_name else ""))
+    slot_standbys = failover_slot_standbys(topo, cluster)
+    return _env().get_template("postgresql.conf.j2").render(
+        **_common(topo, source, cluster, node),
+        role_description=role,
+        port=PG_PORT,
+        version=topo.postgres.version,
+        wal_level="logical" if publishes(topo, cluster) else "replica",
+        synchronous_standby_names=synchronous_standby_names(topo, cluster) if is_primary else "",
+        sync_replication_slots=node in slot_standbys,
+        synchronized_standby_slots=", ".join(slot_name(s) for s in slot_standbys) if is_primary else "",
+        primary_conninfo=primary_conninfo,
+        primary_slot_name=slot_name(node),
+        settings=sorted((k, _conf_value(v)) for k, v in n.settings.items()),
+    )
+
+
+def pg_hba_conf(topo: Topology, *, cluster: str, node: str, source: str) -> str:
+    return _env().get_template("pg_hba.conf.j2").render(**_common(topo, source, cluster, node))
+
+
+def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> str:
+    cl = topo.clusters[cluster]
+    roles = [
+        q(sql.SQL("CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password'").format(sql.Identifier("pgtopo"))),
+        q(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD :'replicator_password'").format(
+            sql.Identifier("replicator"))),
+        q(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD :'app_password'").format(sql.Identifier("app"))),
+        # Schema "pgtopo" would otherwise come first on the pgtopo role's search_path ("$user").
+        q(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier("pgtopo"))),
+    ]
+    dbs = []
+    probe = PROBE
+    for dname, db in cl.databases.items():
+        ident = sql.Identifier(dname)
+        setup = [
+            q(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(PROBE_SCHEMA), sql.Identifier("pgtopo"))),
+            q(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                sql.Identifier(PROBE_SCHEMA), sql.Literal("owned by pgtopo: probe rows for `pgtopo verify`"))),
+            q(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, origin text NOT NULL, "
+                      "sent_at timestamptz NOT NULL DEFAULT clock_timestamp())").format(probe)),
+            q(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(PROBE_SCHEMA), sql.Identifier("replicator"))),
+            q(sql.SQL("GRANT SELECT ON {} TO {}").format(probe, sql.Identifier("replicator"))),
+        ]
+        grants = [q(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier("replicator")))]
+        pubs = []
+        has_pub = False
+        for pname, pub in cl.publications.items():
+            if pub.database != dname:
+                continue
+            has_pub = True
+            pubs.append(q(publication_statement(pname, pub.all_tables, pub.table_list())))
+        if has_pub:
+            pubs.append(q(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                sql.Identifier(PROBE_PUBLICATION), probe)))
+        schema = read_schema(topo_path, db)
+        dbs.append({
+            "name": dname,
+            "create": q(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident, sql.Identifier("app"))),
+            "connect": dname,
+            "setup": setup,
+            "schema": schema.strip() if schema else "",
+            "grants": grants,
+            "publications": pubs,
+        })
+    return _env().get_template("init.sql.j2").render(
+        **_common(topo, source, cluster, cl.primary_name), roles=roles, databases=dbs)
+
+
+def publication_statement(name: str, all_tables: bool, tables: list[PublishedTable]) -> sql.Composed:
+    if all_tables:
+        return sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(name))
+    parts = []
+    for t in tables:
+        part: sql.Composable = sql.Identifier(t.name)
+        if t.columns:
+            part = sql.SQL("{} ({})").format(part, sql.SQL(", ").join(sql.Identifier(c) for c in t.columns))
+        if t.where:
+            # A row filter is an SQL expression by nature: it is written by the file's author.
+            part = sql.SQL("{} WHERE ({})").format(part, sql.SQL(t.where))
+        parts.append(part)
+    return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(parts))
+
+
+def slots_sql(topo: Topology, *, cluster: str, node: str, source: str) -> str | None:
+    downstream = [n for n, nd in topo.clusters[cluster].nodes.items() if nd.upstream == node]
+    if not downstream:
+        return None
+    stmts = [
+        q(sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
+                  "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(
+            sql.Literal(slot_name(d)), sql.Literal(slot_name(d))))
+        for d in downstream
+    ]
+    return _env().get_template("slots.sql.j2").render(**_common(topo, source, cluster, node), slots=stmts)
+
+
+def subscription_statement(topo: Topology, *, cluster: str, sub_name: str, publisher_node: str) -> str:
+    cl = topo.clusters[cluster]
+    sub = cl.subscriptions[sub_name]
+    pub = topo.clusters[sub.publisher].publications[sub.publication]
+    subscriber_region = topo.node(cl.primary_name).region
+    ep = endpoint(topo, from_region=subscriber_region, node=publisher_node)
+    info = conninfo(host=ep.host, port=ep.port, user="replicator", application_name=sub_name, dbname=pub.database)
+    opts = [sql.SQL("copy_data = {}").format(sql.SQL("true" if sub.copy_data else "false"))]
+    if topo.postgres.version >= 17:
+        failover = subscription_failover(topo, cluster, sub_name)
+        opts.append(sql.SQL("failover = {}").format(sql.SQL("true" if failover else "false")))
+    pubs = [sql.Identifier(sub.publication)]
+    if carries_probe(topo, cluster=cluster, sub_name=sub_name):
+        pubs.append(sql.Identifier(PROBE_PUBLICATION))
+    return q(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
+        sql.Identifier(sub_name), sql.Literal(info), sql.SQL(", ").join(pubs), sql.SQL(", ").join(opts)))
+
+
+def subscriptions_sql(topo: Topology, *, cluster: str, source: str,
+                      publisher_nodes: dict[str, str] | None = None) -> str | None:
+    """``publisher_nodes`` maps a publishing cluster to its current primary (after failovers)."""
+    cl = topo.clusters[cluster]
+    if not cl.subscriptions:
+        return None
+    subs = []
+    for sname, sub in cl.subscriptions.items():
+        pnode = (publisher_nodes or {}).get(sub.publisher, topo.clusters[sub.publisher].primary_name)
+        pub = topo.clusters[sub.publisher].publications[sub.publication]
+        subs.append({
+            "name": sname, "publication": sub.publication, "publisher": sub.publisher,
+            "publisher_node": pnode, "connect": sub.database or pub.database,
+            "create": subscription_statement(topo, cluster=cluster, sub_name=sname, publisher_node=pnode),
+        })
+    return _env().get_template("subscriptions.sql.j2").render(
+        **_common(topo, source, cluster, cl.primary_name), subscriptions=subs)
+
+
+def render_node(topo: Topology, *, node: str, topo_path: Path) -> NodeFiles:
+    source = topo_path.name
+    cluster = topo.cluster_of(node)
+    files = {
+        "postgresql.conf": postgresql_conf(topo, cluster=cluster, node=node, source=source),
+        "pg_hba.conf": pg_hba_conf(topo, cluster=cluster, node=node, source=source),
+    }
+    if topo.node(node).role == "primary":
+        files["init.sql"] = init_sql(topo, cluster=cluster, topo_path=topo_path, source=source)
+        subs = subscriptions_sql(topo, cluster=cluster, source=source)
+        if subs:
+            files["subscriptions.sql"] = subs
+    slots = slots_sql(topo, cluster=cluster, node=node, source=source)
+    if slots:
+        files["slots.sql"] = slots
+    return NodeFiles(node=node, files=files)
+
+
+def render_all(topo: Topology, *, topo_path: Path) -> list[NodeFiles]:
+    return [render_node(topo, node=n, topo_path=topo_path) for n in topo.node_names()]
+
+
+def write(rendered: list[NodeFiles], out_dir: Path) -> list[Path]:
+    written = []
+    try:
+        for nf in rendered:
+            d = out_dir / nf.node
+            d.mkdir(parents=True, exist_ok=True)
+            for name, text in sorted(nf.files.items()):
+                p = d / name
+                p.write_text(text)
+                written.append(p)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir}: cannot write there ({exc.strerror}: {exc.filename})") from None
+    return written

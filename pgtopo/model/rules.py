@@ -1,0 +1,214 @@
+"""The semantic rules of the topology file: how its parts refer to each other.
+
+Pydantic (``pgtopo.topology``) has checked structure and names; these rules check primaries,
+upstreams and cycles, synchronous standbys, publications and subscriptions against schemas,
+regions and latencies, ports and subnets. Every problem is returned, none raised.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pgtopo.errors import InputError
+from pgtopo.model.schema_file import read_schema, schema_tables
+from pgtopo.model.topology import MAX_NODES, Cluster, Topology
+
+
+def problems(topo: Topology, path: Path) -> list[str]:
+    """Every semantic problem of a structurally valid topology, as ``path.to.field: message``."""
+    p: list[str] = []
+    seen_nodes: dict[str, str] = {}
+    schemas: dict[tuple[str, str], set[str] | None] = {}
+
+    for cname, cluster in topo.clusters.items():
+        base = f"clusters.{cname}"
+        primaries = [n for n, node in cluster.nodes.items() if node.role == "primary"]
+        if len(primaries) != 1:
+            found = ", ".join(primaries) if primaries else "none"
+            p.append(f"{base}.nodes: a cluster needs exactly one primary (found: {found})")
+        for dname, db in cluster.databases.items():
+            try:
+                text = read_schema(path, db)
+            except OSError as exc:
+                p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({exc.strerror})")
+                text = None
+            except UnicodeDecodeError:
+                p.append(f"{base}.databases.{dname}.schema_file: '{db.schema_file}' is not UTF-8 text")
+                text = None
+            schemas[(cname, dname)] = schema_tables(text) if text is not None else None
+        for nname, node in cluster.nodes.items():
+            npath = f"{base}.nodes.{nname}"
+            if nname in seen_nodes:
+                p.append(f"{npath}: node name already used in cluster '{seen_nodes[nname]}'")
+            seen_nodes.setdefault(nname, cname)
+            if node.region not in topo.regions:
+                p.append(f"{npath}.region: unknown region '{node.region}'")
+            if node.role == "primary" and node.upstream is not None:
+                p.append(f"{npath}.upstream: a primary has no upstream")
+            if node.role == "replica":
+                if node.upstream is None:
+                    p.append(f"{npath}.upstream: a replica needs an upstream")
+                elif node.upstream not in cluster.nodes:
+                    other = " (it is in another cluster)" if node.upstream in seen_nodes or any(
+                        node.upstream in c.nodes for c in topo.clusters.values()
+                    ) else ""
+                    p.append(f"{npath}.upstream: unknown node '{node.upstream}' in cluster '{cname}'{other}")
+        p.extend(_cycle_problems(base, cluster))
+        p.extend(_sync_problems(base, cluster))
+        for pname, pub in cluster.publications.items():
+            ppath = f"{base}.publications.{pname}"
+            if pub.database not in cluster.databases:
+                p.append(f"{ppath}.database: unknown database '{pub.database}' in cluster '{cname}'")
+                continue
+            known = schemas.get((cname, pub.database))
+            for i, table in enumerate(pub.table_list()):
+                if known is not None and table.name not in known:
+                    p.append(f"{ppath}.tables.{i}: table '{table.name}' is not created by the schema of '{pub.database}'")
+                if table.where is not None and topo.postgres.version < 15:
+                    p.append(f"{ppath}.tables.{i}.where: row filters need PostgreSQL 15 or later")
+
+    if len(seen_nodes) > MAX_NODES:
+        p.append(f"clusters: at most {MAX_NODES} nodes")
+    p.extend(_subscription_problems(topo, schemas))
+    p.extend(_region_problems(topo))
+    ports: dict[int, str] = {}
+    for cname, nname, node in topo.all_nodes():
+        if node.port is not None:
+            if node.port in ports:
+                p.append(f"clusters.{cname}.nodes.{nname}.port: port {node.port} already used by node '{ports[node.port]}'")
+            ports.setdefault(node.port, nname)
+    return p
+
+
+def _cycle_problems(base: str, cluster: Cluster) -> list[str]:
+    out: list[str] = []
+    for start in cluster.nodes:
+        seen = [start]
+        cur = cluster.nodes[start].upstream
+        while cur is not None and cur in cluster.nodes:
+            if cur in seen:
+                if cur == start:
+                    chain = " -> ".join([*seen, cur])
+                    out.append(f"{base}.nodes.{start}.upstream: replication cycle {chain}")
+                break
+            seen.append(cur)
+            cur = cluster.nodes[cur].upstream
+    return out
+
+
+def _sync_problems(base: str, cluster: Cluster) -> list[str]:
+    sync = cluster.synchronous
+    if sync is None:
+        return []
+    out: list[str] = []
+    primaries = [n for n, node in cluster.nodes.items() if node.role == "primary"]
+    primary = primaries[0] if len(primaries) == 1 else None
+    for i, name in enumerate(sync.standbys):
+        if name not in cluster.nodes:
+            out.append(f"{base}.synchronous.standbys.{i}: unknown node '{name}'")
+        elif primary is not None and cluster.nodes[name].upstream != primary:
+            out.append(
+                f"{base}.synchronous.standbys.{i}: '{name}' is not a direct standby of the primary "
+                f"'{primary}' (a cascaded standby never counts as synchronous)"
+            )
+    if len(set(sync.standbys)) != len(sync.standbys):
+        out.append(f"{base}.synchronous.standbys: a standby is listed twice")
+    if sync.count > len(sync.standbys):
+        out.append(f"{base}.synchronous.count: {sync.count} is more than the {len(sync.standbys)} standbys listed")
+    return out
+
+
+def _subscription_problems(topo: Topology, schemas: dict[tuple[str, str], set[str] | None]) -> list[str]:
+    out: list[str] = []
+    for cname, cluster in topo.clusters.items():
+        for sname, sub in cluster.subscriptions.items():
+            spath = f"clusters.{cname}.subscriptions.{sname}"
+            if sub.publisher not in topo.clusters:
+                out.append(f"{spath}.publisher: unknown cluster '{sub.publisher}'")
+                continue
+            if sub.publisher == cname:
+                out.append(f"{spath}.publisher: a cluster cannot subscribe to itself")
+                continue
+            pub = topo.clusters[sub.publisher].publications.get(sub.publication)
+            if pub is None:
+                out.append(f"{spath}.publication: cluster '{sub.publisher}' has no publication '{sub.publication}'")
+                continue
+            dbname = sub.database or pub.database
+            if dbname not in cluster.databases:
+                out.append(f"{spath}.database: unknown database '{dbname}' in cluster '{cname}'")
+                continue
+            known = schemas.get((cname, dbname))
+            if known is not None and not pub.all_tables:
+                for table in pub.table_list():
+                    if table.name not in known:
+                        out.append(
+                            f"{spath}: table '{table.name}' of publication '{sub.publication}' is not "
+                            f"created by the schema of '{dbname}' in cluster '{cname}'"
+                        )
+            if sub.failover and topo.postgres.version < 17:
+                out.append(f"{spath}.failover: failover slots need PostgreSQL 17")
+        names = [s for c in topo.clusters.values() for s in c.subscriptions]
+        for sname in cluster.subscriptions:
+            if names.count(sname) > 1:
+                out.append(f"clusters.{cname}.subscriptions.{sname}: subscription name used in more than one cluster")
+    return sorted(set(out), key=out.index)
+
+
+def _region_problems(topo: Topology) -> list[str]:
+    out: list[str] = []
+    seen: set[frozenset[str]] = set()
+    for i, link in enumerate(topo.latency):
+        a, b = link.between
+        for r in (a, b):
+            if r not in topo.regions:
+                out.append(f"latency.{i}.between: unknown region '{r}'")
+        if a == b:
+            out.append(f"latency.{i}.between: a link joins two different regions")
+        key = frozenset((a, b))
+        if key in seen:
+            out.append(f"latency.{i}.between: {a} <-> {b} is declared twice")
+        seen.add(key)
+        if link.jitter_ms > link.rtt_ms:
+            out.append(f"latency.{i}.jitter_ms: jitter {link.jitter_ms} ms is larger than the round trip {link.rtt_ms} ms")
+    regions = list(topo.regions)
+    needed = _paths(topo)
+    for x, a in enumerate(regions):
+        for b in regions[x + 1 :]:
+            if frozenset((a, b)) not in seen:
+                why = needed.get(frozenset((a, b)), "clients and failover can use any path")
+                out.append(f"latency: no latency declared between '{a}' and '{b}' (needed: {why})")
+    nets: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    for rname, region in topo.regions.items():
+        if region.subnet:
+            net = ipaddress.ip_network(region.subnet)
+            for other, onet in nets:
+                if net.overlaps(onet):
+                    out.append(f"regions.{rname}.subnet: {net} overlaps region '{other}' ({onet})")
+            nets.append((rname, net))
+    return out
+
+
+def _paths(topo: Topology) -> dict[frozenset[str], str]:
+    """Region pairs used by a replication path, with a description of the first such path."""
+    out: dict[frozenset[str], str] = {}
+    for _c, nname, node in topo.all_nodes():
+        if node.upstream:
+            try:
+                up = topo.node(node.upstream)
+            except InputError:
+                continue
+            if up.region != node.region:
+                out.setdefault(frozenset((node.region, up.region)), f"{nname} streams from {node.upstream}")
+    for cluster in topo.clusters.values():
+        for sname, sub in cluster.subscriptions.items():
+            pub_cluster = topo.clusters.get(sub.publisher)
+            if pub_cluster is None or len([n for n in cluster.nodes.values() if n.role == "primary"]) != 1:
+                continue
+            prim = [n for n in pub_cluster.nodes.values() if n.role == "primary"]
+            if len(prim) != 1:
+                continue
+            a = cluster.nodes[cluster.primary_name].region
+            if a != prim[0].region:
+                out.setdefault(frozenset((a, prim[0].region)), f"subscription {sname}")
+    return out

@@ -1,0 +1,339 @@
+"""The topology file: its model, loading and every validation rule.
+
+Loading is two passes. Pydantic checks structure (unknown keys refused, types, name syntax);
+``pgtopo.rules`` then checks how the parts refer to each other. Every problem of both
+passes is reported at once as ``path.to.field: message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from pgtopo.errors import InputError
+
+DEFAULT_IMAGE = "pgtopo/postgres:{version}"
+PG_PORT = 5432
+RELAY_ALIAS = "pgtopo-relay"  # the relay's network alias on every region network
+RELAY_PORT_BASE = 20000
+RELAY_PORT_SPAN = 40000
+MAX_NODES = 99
+
+NodeName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"),
+]
+RegionName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"),
+]
+_IDENT_RE = re.compile(r"^[a-z_][a-z0-9_$]*$")
+_SETTING_RE = re.compile(r"^[a-z_][a-z0-9_.]*$")
+# Settings pgtopo owns: overriding them per node would break replication or the runtime.
+RESERVED_SETTINGS = frozenset(
+    {
+        "port",
+        "listen_addresses",
+        "hba_file",
+        "config_file",
+        "data_directory",
+        "cluster_name",
+        "primary_conninfo",
+        "primary_slot_name",
+        "synchronous_standby_names",
+        "synchronized_standby_slots",
+        "wal_level",
+        "password_encryption",
+        # Replication and rejoin depend on these; include directives would bypass every check.
+        "sync_replication_slots",
+        "hot_standby",
+        "hot_standby_feedback",
+        "wal_log_hints",
+        "full_page_writes",
+        "max_wal_senders",
+        "max_replication_slots",
+        "recovery_target_timeline",
+        "include",
+        "include_dir",
+        "include_if_exists",
+    }
+)
+
+
+def _check_identifier(value: str) -> str:
+    if len(value.encode()) > 63:
+        raise ValueError(f"'{value}' is longer than 63 bytes")
+    if not _IDENT_RE.match(value):
+        raise ValueError(
+            f"'{value}' is not a plain PostgreSQL identifier (lower-case letters, digits, _ and $, "
+            "not starting with a digit)"
+        )
+    return value
+
+
+PgIdent = Annotated[str, AfterValidator(_check_identifier)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Model):
+    """A region: one Docker network. ``subnet`` is chosen automatically when not given."""
+
+    subnet: str | None = None
+    description: str | None = None
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a network address in CIDR form ({exc})") from None
+        if net.version != 4 or net.prefixlen > 28:
+            raise ValueError(f"'{value}' must be an IPv4 network of at least 16 addresses (/28)")
+        return value
+
+
+class Link(_Model):
+    """Latency between two regions: round-trip time and optional jitter, in milliseconds."""
+
+    between: tuple[RegionName, RegionName]
+    rtt_ms: float = Field(ge=0, le=10_000)
+    jitter_ms: float = Field(default=0, ge=0, le=10_000)
+    bandwidth_kbps: int | None = Field(default=None, gt=0)
+
+
+class Database(_Model):
+    """A database and its schema: inline SQL or a file relative to the topology file."""
+
+    schema_sql: str | None = Field(default=None, alias="schema")
+    schema_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> Database:
+        if self.schema_sql is not None and self.schema_file is not None:
+            raise ValueError("give either schema or schema_file, not both")
+        return self
+
+
+class Node(_Model):
+    """A PostgreSQL server. The primary has no ``upstream``; every replica names one."""
+
+    region: RegionName
+    role: Literal["primary", "replica"] = "replica"
+    upstream: NodeName | None = None
+    failover_priority: int = Field(default=100, ge=0, le=1000)
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not _SETTING_RE.match(key):
+                raise ValueError(f"'{key}' is not a PostgreSQL setting name")
+            if key in RESERVED_SETTINGS:
+                raise ValueError(f"'{key}' is set by pgtopo and cannot be overridden")
+        return value
+
+
+class Synchronous(_Model):
+    """``synchronous_standby_names`` of a cluster: ``ANY n (...)`` or ``FIRST n (...)``."""
+
+    method: Literal["any", "first"] = "any"
+    count: int = Field(default=1, ge=1)
+    standbys: list[NodeName] = Field(min_length=1)
+
+
+class PublishedTable(_Model):
+    name: str
+    where: str | None = None
+    columns: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("a column list cannot be empty")
+            for col in value:
+                _check_identifier(col)
+        return value
+
+
+class Publication(_Model):
+    database: str
+    tables: list[PublishedTable] | None = None
+    all_tables: bool = False
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        # `tables: [products]` is short for `tables: [{name: products}]`.
+        if isinstance(value, list):
+            return [{"name": t} if isinstance(t, str) else t for t in value]
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @model_validator(mode="after")
+    def _tables_or_all(self) -> Publication:
+        if self.all_tables and self.tables:
+            raise ValueError("give either tables or all_tables: true, not both")
+        if not self.all_tables and not self.tables:
+            raise ValueError("list tables, or set all_tables: true")
+        return self
+
+    def table_list(self) -> list[PublishedTable]:
+        return list(self.tables or [])
+
+
+class Subscription(_Model):
+    """A subscription on this cluster's primary to a publication of another cluster."""
+
+    publisher: str
+    publication: str
+    database: str | None = None
+    copy_data: bool = True
+    failover: bool | None = None
+
+    @field_validator("publication")
+    @classmethod
+    def _pub(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("database")
+    @classmethod
+    def _db(cls, value: str | None) -> str | None:
+        return None if value is None else _check_identifier(value)
+
+
+class Cluster(_Model):
+    nodes: dict[NodeName, Node] = Field(min_length=1)
+    databases: dict[PgIdent, Database] = Field(default_factory=dict)
+    synchronous: Synchronous | None = None
+    publications: dict[PgIdent, Publication] = Field(default_factory=dict)
+    subscriptions: dict[PgIdent, Subscription] = Field(default_factory=dict)
+
+    @property
+    def primary_name(self) -> str:
+        return next(n for n, node in self.nodes.items() if node.role == "primary")
+
+
+class PostgresSpec(_Model):
+    version: Literal[15, 16, 17] = 17
+    image: str | None = None
+
+
+class Topology(_Model):
+    """The whole file."""
+
+    name: NodeName
+    postgres: PostgresSpec = Field(default_factory=PostgresSpec)
+    regions: dict[RegionName, Region] = Field(min_length=1)
+    latency: list[Link] = Field(default_factory=list)
+    clusters: dict[NodeName, Cluster] = Field(min_length=1)
+
+    # -- derived views used by every other module -------------------------------------------
+
+    @property
+    def image(self) -> str:
+        return self.postgres.image or DEFAULT_IMAGE.format(version=self.postgres.version)
+
+    def all_nodes(self) -> list[tuple[str, str, Node]]:
+        """(cluster, node name, node) in file order."""
+        return [(c, n, node) for c, cl in self.clusters.items() for n, node in cl.nodes.items()]
+
+    def node(self, name: str) -> Node:
+        for _c, n, node in self.all_nodes():
+            if n == name:
+                return node
+        raise InputError(f"unknown node '{name}' (known: {', '.join(self.node_names())})")
+
+    def node_names(self) -> list[str]:
+        return [n for _c, n, _node in self.all_nodes()]
+
+    def cluster_of(self, node_name: str) -> str:
+        for c, n, _node in self.all_nodes():
+            if n == node_name:
+                return c
+        raise InputError(f"unknown node '{node_name}'")
+
+    def link(self, a: str, b: str) -> Link | None:
+        if a == b:
+            return None
+        for link in self.latency:
+            if set(link.between) == {a, b}:
+                return link
+        return None
+
+    def rtt_ms(self, a: str, b: str) -> float:
+        link = self.link(a, b)
+        return link.rtt_ms if link else 0.0
+
+    def relay_port(self, src_region: str, target: str) -> int:
+        """The relay's listening port for traffic from ``src_region`` to node ``target``."""
+        return self._relay_ports()[(src_region, target)]
+
+    def _relay_ports(self) -> dict[tuple[str, str], int]:
+        # Derived from the names, not their order in the file: adding a region or a node must not
+        # renumber the ports that running replicas and subscriptions already use. A collision
+        # of two hashes (rare) goes to the next free port, in the order of the names.
+        out: dict[tuple[str, str], int] = {}
+        used: set[int] = set()
+        for key in sorted((r, n) for r in self.regions for n in self.node_names()):
+            digest = hashlib.sha256(f"{key[0]}|{key[1]}".encode()).digest()
+            port = RELAY_PORT_BASE + int.from_bytes(digest[:4], "big") % RELAY_PORT_SPAN
+            while port in used:
+                port = RELAY_PORT_BASE + (port - RELAY_PORT_BASE + 1) % RELAY_PORT_SPAN
+            used.add(port)
+            out[key] = port
+        return out
+
+    def uses_relay(self) -> bool:
+        return len(self.regions) > 1
+
+
+def slot_name(node_name: str) -> str:
+    """The physical slot a node streams from: its name with hyphens as underscores."""
+    return node_name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a process in ``from_region`` reaches ``node`` inside the topology's networks."""
+
+    host: str
+    port: int
+
+
+def endpoint(topo: Topology, *, from_region: str, node: str) -> Endpoint:
+    """Same region: the node's own name on the region network; else the relay's listener."""
+    if topo.node(node).region == from_region:
+        return Endpoint(host=node, port=PG_PORT)
+    return Endpoint(host=RELAY_ALIAS, port=topo.relay_port(from_region, node))

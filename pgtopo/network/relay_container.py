@@ -1,0 +1,111 @@
+"""The relay container: the one process that carries traffic between regions.
+
+``relay.py`` (stdlib only) runs inside it and re-reads its JSON config on SIGHUP; this module
+builds that config from the topology and the run-time overrides (pure), creates the container
+and pushes changes to it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pgtopo.model.topology import PG_PORT, RELAY_ALIAS, Link, Topology
+from pgtopo.network import relay
+from pgtopo.network.relay import link_key
+from pgtopo.progress import Progress
+from pgtopo.runtime import gateway, image, state
+
+if TYPE_CHECKING:  # only gateway.py imports docker at run time
+    from docker.models.containers import Container
+    from docker.models.networks import Network
+
+RELAY_NAME = "relay"
+RELAY_CONF = "/etc/pgtopo/relay.json"
+RELAY_SOURCE = Path(relay.__file__)
+
+
+def relay_image(topo: Topology) -> str:
+    return topo.image if image.is_local_build(topo.image) else "pgtopo/postgres:17"
+
+
+def relay_config(topo: Topology, *, links: dict[str, dict[str, Any]] | None = None,
+                 peers: dict[str, str] | None = None, partitioned: list[str] | None = None) -> dict[str, Any]:
+    """The relay's JSON config. ``links`` overrides the file's latencies (``latency set``)."""
+    listeners = []
+    for region in topo.regions:
+        for _c, node, spec in topo.all_nodes():
+            if spec.region == region:
+                continue
+            listeners.append({
+                "port": topo.relay_port(region, node), "src": region, "dst": spec.region,
+                "target_node": node, "target_host": node, "target_port": PG_PORT,
+            })
+    declared = {link_key(*lk.between): _link_json(lk) for lk in topo.latency}
+    declared.update(links or {})
+    return {
+        "listeners": listeners,
+        "links": dict(sorted(declared.items())),
+        "peers": dict(sorted((peers or {}).items())),
+        "partitioned": sorted(set(partitioned or [])),
+    }
+
+
+def _link_json(link: Link) -> dict[str, Any]:
+    return {"rtt_ms": link.rtt_ms, "jitter_ms": link.jitter_ms, "bandwidth_kbps": link.bandwidth_kbps}
+
+
+# -- the relay ------------------------------------------------------------------------------------
+
+def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress) -> Container:
+    found = gateway.containers(topo.name, kind="relay")
+    conf = live_relay_config(topo)  # with run-time link overrides and partitions
+    wanted = {f"{lst['port']}/tcp" for lst in conf["listeners"]}
+    if found and gateway.status(found[0]) == "running":
+        if wanted <= set(gateway.published_ports(found[0])):
+            return found[0]
+        # Regions or nodes were added: Docker cannot publish ports on a running container, so
+        # the relay is re-created; WAL receivers and subscriptions reconnect within seconds.
+        progress("relay", "re-creating the relay for the new regions and nodes")
+    for c in found:
+        gateway.remove_container(c, volume=False)
+    progress("relay", "starting the latency relay")
+    ports: dict[str, tuple[str, int | None]] = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in conf["listeners"]}
+    container = gateway.create(gateway.ContainerSpec(
+        topology=topo.name, name=RELAY_NAME, kind="relay", image=relay_image(topo),
+        command=["python3", "/etc/pgtopo/relay.py", "serve", RELAY_CONF],
+        region_networks=[(nets[r], [RELAY_ALIAS]) for r in topo.regions],
+        ports=ports, extra_labels={"node": RELAY_NAME}, environment={}, stop_signal="SIGTERM",
+    ))
+    gateway.put_files(container, {"relay.py": (RELAY_SOURCE.read_text(), 0o644),
+                                  "relay.json": (json.dumps(conf, indent=2), 0o644)}, directory="/etc/pgtopo")
+    gateway.start(container)
+    return container
+
+
+def running_relay(topo: Topology) -> Container | None:
+    found = [c for c in gateway.containers(topo.name, kind="relay") if gateway.status(c) == "running"]
+    return found[0] if found else None
+
+
+def live_relay_config(topo: Topology) -> dict[str, Any]:
+    """The relay's config with run-time facts: node addresses, link overrides, partitions."""
+    rt = state.load_runtime(topo.name)
+    peers: dict[str, str] = {}
+    for c in gateway.containers(topo.name, kind="node"):
+        for ip in gateway.ip_addresses(c).values():
+            peers[ip] = c.labels.get(gateway.LABEL_NODE, "")
+    return relay_config(topo, links=rt.get("links"), peers=peers, partitioned=rt.get("partitioned"))
+
+
+def update_relay(topo: Topology) -> None:
+    found = gateway.containers(topo.name, kind="relay")
+    if not found:
+        return
+    conf = live_relay_config(topo)
+    gateway.put_files(found[0], {"relay.json": (json.dumps(conf, indent=2), 0o644),
+                                 "relay.py": (RELAY_SOURCE.read_text(), 0o644)}, directory="/etc/pgtopo")
+    gateway.kill(found[0], signal="SIGHUP")
+
+

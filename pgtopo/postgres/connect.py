@@ -1,0 +1,42 @@
+"""Connections from pgtopo (on the host) to the nodes, through their published ports.
+
+pgtopo's own role ``pgtopo`` logs in with the password kept in the state directory.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from pgtopo.errors import OperationFailed
+from pgtopo.model.topology import PG_PORT
+from pgtopo.runtime import gateway, state
+
+PG_PORT_KEY = f"{PG_PORT}/tcp"
+
+
+def node_port(topology: str, node: str) -> int | None:
+    c = gateway.find(topology, node)
+    if c is None or gateway.status(c) != "running":
+        return None
+    return gateway.published_port(c, PG_PORT_KEY)
+
+
+def dsn(topology: str, node: str, *, dbname: str = "postgres", user: str = "pgtopo",
+        port: int | None = None, **extra: str) -> str:
+    """A libpq connection string to ``node`` from the host (with the password)."""
+    port = port or node_port(topology, node)
+    if port is None:
+        raise OperationFailed("the node is not running", node=node, step="connect")
+    pw = state.passwords(topology, create=False).get(user, "")
+    return make_conninfo(host="127.0.0.1", port=port, dbname=dbname, user=user, password=pw,
+                         application_name="pgtopo", connect_timeout=3, **extra)
+
+
+def connect(topology: str, node: str, *, dbname: str = "postgres", autocommit: bool = True,
+            port: int | None = None) -> psycopg.Connection[tuple[object, ...]]:
+    info = dsn(topology, node, dbname=dbname, port=port)
+    try:
+        return psycopg.connect(info, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise OperationFailed(str(exc).strip().splitlines()[-1], node=node, step="connect") from None

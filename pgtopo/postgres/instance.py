@@ -1,0 +1,141 @@
+"""One PostgreSQL instance inside its container: initialise, clone, start, wait, run SQL.
+
+Everything here goes through ``gateway.exec_in``; failures name the node and the step and
+carry the container's last log lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from pgtopo.errors import OperationFailed
+from pgtopo.model.render import CONF_DIR, PASSFILE, q
+from pgtopo.runtime import gateway
+
+if TYPE_CHECKING:  # only gateway.py imports docker at run time
+    from docker.models.containers import Container
+
+PGDATA = "/var/lib/postgresql/data"
+READY_MARKER = "/var/lib/postgresql/pgtopo.ready"
+# Written with the first ready marker and never removed: this data directory once served.
+RELEASED_MARKER = "/var/lib/postgresql/pgtopo.released"
+SOCKET_DIR = "/var/run/postgresql"
+# pgtopo's own statements (roles, slots, subscriptions) never wait for a synchronous standby:
+# during `up` the standbys that synchronous_standby_names names do not exist yet.
+ADMIN_ENV = {"PGOPTIONS": "-c synchronous_commit=local"}
+
+
+def node_of(container: Container) -> str:
+    return str(container.labels.get(gateway.LABEL_NODE, container.name))
+
+
+def fail(container: Container, step: str, message: str) -> OperationFailed:
+    return OperationFailed(message.strip() or "failed", node=node_of(container), step=step,
+                           logs=gateway.logs(container))
+
+
+def run(container: Container, step: str, cmd: list[str], *, user: str = "postgres",
+        environment: dict[str, str] | None = None) -> str:
+    res = gateway.exec_in(container, cmd, user=user, environment=environment)
+    if res.rc != 0:
+        raise fail(container, step, _error_line(res.stderr or res.stdout) or f"exit code {res.rc}")
+    return res.stdout
+
+
+def _error_line(text: str) -> str:
+    """The line that says what went wrong (psql ends with the caret under the error)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR:" in ln or "FATAL:" in ln or "error:" in ln:
+            return ln
+    return lines[-1] if lines else ""
+
+
+def psql(container: Container, query: str, *, db: str = "postgres", step: str = "query") -> str:
+    """Run one query over the local socket as postgres (peer auth); unaligned, tuples only."""
+    return run(container, step, ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR,
+                                 "-d", db, "-c", query], environment=ADMIN_ENV).strip()
+
+
+def psql_file(container: Container, path: str, *, step: str, environment: dict[str, str] | None = None) -> str:
+    return run(container, step, ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", SOCKET_DIR, "-d", "postgres",
+                                 "-f", path], environment={**ADMIN_ENV, **(environment or {})})
+
+
+def prepare(container: Container) -> None:
+    """The volume belongs to root when new; hand it to postgres before initdb or a clone."""
+    run(container, "prepare", ["sh", "-c", f"mkdir -p {SOCKET_DIR} && chown postgres:postgres "
+                               f"/var/lib/postgresql {SOCKET_DIR} && chmod 0600 {PASSFILE} && "
+                               f"chown -R postgres:postgres {CONF_DIR}"], user="root")
+
+
+def initdb(container: Container) -> None:
+    run(container, "initdb", ["initdb", "-D", PGDATA, "-U", "postgres", "--locale=C.UTF-8", "--encoding=UTF8",
+                              "--data-checksums", "--auth-local=peer", "--auth-host=scram-sha-256"])
+
+
+def clone(container: Container, *, conninfo: str, slot: str) -> None:
+    """pg_basebackup from the upstream (through the relay when it is in another region)."""
+    run(container, "pg_basebackup", ["pg_basebackup", "-d", conninfo, "-D", PGDATA, "-S", slot, "-X", "stream",
+                                     "-c", "fast", "--no-password"])
+    run(container, "mark standby", ["sh", "-c", f"chmod 700 {PGDATA} && touch {PGDATA}/standby.signal"])
+
+
+def is_initialised(container: Container) -> bool:
+    return gateway.exec_in(container, ["test", "-f", READY_MARKER]).rc == 0
+
+
+def was_released(container: Container) -> bool:
+    """PostgreSQL once ran on this volume (unlike a clone or initdb that failed halfway)."""
+    return gateway.exec_in(container, ["test", "-f", RELEASED_MARKER]).rc == 0
+
+
+def release(container: Container) -> None:
+    """Let the entrypoint start PostgreSQL on the data directory now in place."""
+    run(container, "start postgres", ["touch", RELEASED_MARKER, READY_MARKER])
+
+
+def wait_until(container: Container, step: str, check: Callable[[], bool], *, timeout: float,
+               what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if gateway.status(container) != "running":
+            raise fail(container, step, f"the container stopped while waiting for {what}")
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise fail(container, step, f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def wait_accepting(container: Container, *, timeout: float = 90) -> None:
+    wait_until(container, "wait for postgres",
+               lambda: gateway.exec_in(container, ["pg_isready", "-q", "-h", SOCKET_DIR]).rc == 0,
+               timeout=timeout, what="PostgreSQL to accept connections")
+
+
+def wal_receiver_status(container: Container) -> str:
+    res = gateway.exec_in(container, ["psql", "-X", "-A", "-t", "-h", SOCKET_DIR, "-d", "postgres", "-c",
+                                      "SELECT status FROM pg_stat_wal_receiver"])
+    return res.stdout.strip() if res.rc == 0 else ""
+
+
+def wait_streaming(container: Container, *, timeout: float = 120) -> None:
+    wait_until(container, "wait for streaming", lambda: wal_receiver_status(container) == "streaming",
+               timeout=timeout, what="the WAL receiver to stream")
+
+
+def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float = 300) -> None:
+    query = ("SELECT count(*) FILTER (WHERE r.srsubstate <> 'r') || ' ' || count(*) FROM pg_subscription_rel r "
+             + q(sql.SQL("JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = {}").format(
+                 sql.Literal(sub))))
+
+    def ready() -> bool:
+        out = psql(c, query, db=db, step=f"wait for {sub}").split()
+        return len(out) == 2 and out[0] == "0" and out[1] != "0"
+
+    wait_until(c, f"initial copy of {sub}", ready, timeout=timeout, what=f"every table of {sub} to be ready")

@@ -1,0 +1,417 @@
+"""The only module that talks to Docker.
+
+Everything it creates carries the labels ``pgtopo.topology`` and ``pgtopo.kind`` (plus
+``pgtopo.node`` / ``pgtopo.region``), and is found and removed again by label, never by name.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+from pgtopo.errors import DockerUnavailable, OperationFailed
+
+LABEL_TOPOLOGY = "pgtopo.topology"
+LABEL_KIND = "pgtopo.kind"
+LABEL_NODE = "pgtopo.node"
+LABEL_REGION = "pgtopo.region"
+LABEL_CLUSTER = "pgtopo.cluster"
+PG_DATA_MOUNT = "/var/lib/postgresql"
+
+
+@lru_cache(maxsize=1)
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=300)
+        c.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise DockerUnavailable(f"cannot reach the Docker daemon ({exc.__class__.__name__}: {exc})".split("\n")[0]) from None
+    return c
+
+
+@contextmanager
+def docker_errors(*, node: str | None = None, step: str | None = None) -> Iterator[None]:
+    """Turn Docker SDK errors into OperationFailed naming the node and step."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise OperationFailed(str(exc.explanation or exc), node=node, step=step) from None
+    except requests.exceptions.RequestException as exc:
+        raise DockerUnavailable(f"lost the Docker daemon ({exc})") from None
+
+
+def labels(topology: str, kind: str, **extra: str) -> dict[str, str]:
+    out = {LABEL_TOPOLOGY: topology, LABEL_KIND: kind}
+    for key, value in extra.items():
+        out[f"pgtopo.{key}"] = value
+    return out
+
+
+def container_name(topology: str, name: str) -> str:
+    return f"{topology}-{name}"
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+def image_exists(tag: str) -> bool:
+    try:
+        client().images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def import_image(tar_path: str, *, repository: str, tag: str, changes: Sequence[str]) -> None:
+    with docker_errors(step="import image"):
+        client().api.import_image(src=tar_path, repository=repository, tag=tag, changes=list(changes))
+
+
+def pull_image(ref: str) -> None:
+    with docker_errors(step=f"pull {ref}"):
+        client().images.pull(ref)
+
+
+def run_oneshot(image: str, command: list[str], **kwargs: Any) -> tuple[int, str]:
+    """Run a throw-away container and return (exit code, output)."""
+    with docker_errors(step="probe container"):
+        c = client().containers.run(image, command, detach=True, **kwargs)
+        try:
+            rc = int(c.wait(timeout=60)["StatusCode"])
+            out = c.logs().decode(errors="replace")
+        finally:
+            c.remove(force=True, v=True)
+    return rc, out
+
+
+def run_on_volume(topology: str, *, volume: str, image: str, command: list[str], node: str) -> tuple[int, str]:
+    """Run a throw-away, labelled container with ``volume`` at PG_DATA_MOUNT and no network.
+
+    Reads or fixes a node's data while its own container is stopped; returns (exit code, output).
+    """
+    return run_oneshot(image, command, volumes={volume: {"bind": PG_DATA_MOUNT, "mode": "rw"}}, user="root",
+                       network_mode="none", labels=labels(topology, "oneshot", node=node))
+
+
+# -- networks -------------------------------------------------------------------------------------
+
+def ensure_network(topology: str, region: str, *, subnet: str | None) -> Network:
+    name = container_name(topology, region)
+    found = client().networks.list(filters={"label": [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_REGION}={region}"]})
+    if found:
+        return found[0]
+    # Docker's default pools hold about 30 networks; pgtopo takes /24s from its own range,
+    # skipping those in use (and trying the next on a race) so several topologies fit.
+    candidates = [subnet] if subnet else [c for c in (f"10.213.{i}.0/24" for i in range(256)) if c not in used_subnets()]
+    for candidate in candidates:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=candidate)])
+        try:
+            return client().networks.create(
+                name, driver="bridge", ipam=ipam, labels=labels(topology, "network", region=region),
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as exc:
+            if subnet is None and "overlap" in str(exc.explanation or exc).lower():
+                continue
+            raise OperationFailed(str(exc.explanation or exc), step=f"create network for region {region}") from None
+    raise OperationFailed("no free /24 left in 10.213.0.0/16", step=f"create network for region {region}")
+
+
+def used_subnets() -> set[str]:
+    out: set[str] = set()
+    for net in client().api.networks():
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet"):
+                out.add(cfg["Subnet"])
+    return out
+
+
+def networks(topology: str) -> list[Network]:
+    return list(client().networks.list(filters={"label": f"{LABEL_TOPOLOGY}={topology}"}))
+
+
+def network_subnet(net: Network) -> str | None:
+    net.reload()
+    configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+    return configs[0].get("Subnet") if configs else None
+
+
+# -- containers -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to create; the runtime adds labels, naming and network wiring."""
+
+    topology: str
+    name: str
+    kind: str
+    image: str
+    command: list[str]
+    region_networks: list[tuple[Network, list[str]]]
+    ports: dict[str, tuple[str, int | None]]
+    extra_labels: dict[str, str]
+    environment: dict[str, str]
+    volume: str | None = None
+    stop_signal: str = "SIGINT"
+
+
+def create(spec: ContainerSpec) -> Container:
+    cname = container_name(spec.topology, spec.name)
+    lab = labels(spec.topology, spec.kind, **spec.extra_labels)
+    first_net, first_aliases = spec.region_networks[0]
+    volumes = {}
+    if spec.volume:
+        vol_name = container_name(spec.topology, f"{spec.name}-data")
+        with docker_errors(node=spec.name, step="create volume"):
+            existing = client().volumes.list(filters={"name": vol_name})
+            if not any(v.name == vol_name for v in existing):
+                client().volumes.create(vol_name, labels=lab)
+        volumes[vol_name] = {"bind": spec.volume, "mode": "rw"}
+    with docker_errors(node=spec.name, step="create container"):
+        endpoint = client().api.create_endpoint_config(aliases=first_aliases)
+        networking = client().api.create_networking_config({first_net.name: endpoint})
+        host_config = client().api.create_host_config(
+            port_bindings={p: [hp] for p, hp in spec.ports.items()},
+            binds=volumes,
+            network_mode=first_net.name,
+            init=True,
+        )
+        created = client().api.create_container(
+            spec.image,
+            command=spec.command,
+            name=cname,
+            hostname=spec.name,
+            labels=lab,
+            environment=spec.environment,
+            user="root",
+            stop_signal=spec.stop_signal,
+            ports=[int(p.split("/")[0]) for p in spec.ports],
+            host_config=host_config,
+            networking_config=networking,
+        )
+        container = client().containers.get(created["Id"])
+        for net, aliases in spec.region_networks[1:]:
+            net.connect(container, aliases=aliases)
+    return container
+
+
+def put_files(container: Container, files: dict[str, tuple[str, int]], *, directory: str) -> None:
+    """Copy text files (content, mode) into ``directory`` of a created or running container."""
+    buf = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dinfo = tarfile.TarInfo(directory.strip("/").split("/")[-1])
+        dinfo.type = tarfile.DIRTYPE
+        dinfo.mode = 0o755
+        dinfo.mtime = int(now)
+        tar.addfile(dinfo)
+        for name, (content, mode) in sorted(files.items()):
+            data = content.encode()
+            info = tarfile.TarInfo(f"{dinfo.name}/{name}")
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = int(now)
+            tar.addfile(info, io.BytesIO(data))
+    parent = "/" + "/".join(directory.strip("/").split("/")[:-1])
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="copy files"):
+        container.put_archive(parent, buf.getvalue())
+
+
+def read_file(container: Container, path: str) -> str:
+    with docker_errors(step=f"read {path}"):
+        stream, _stat = container.get_archive(path)
+        raw = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        member = tar.next()
+        if member is None:
+            return ""
+        fh = tar.extractfile(member)
+        return fh.read().decode() if fh else ""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def exec_in(container: Container, cmd: list[str], *, user: str = "postgres",
+            environment: dict[str, str] | None = None) -> ExecResult:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step=" ".join(cmd[:2])):
+        rc, (out, err) = container.exec_run(cmd, user=user, demux=True, environment=environment)
+    return ExecResult(rc=int(rc if rc is not None else -1), stdout=(out or b"").decode(errors="replace"),
+                      stderr=(err or b"").decode(errors="replace"))
+
+
+def logs(container: Container, *, tail: int = 15) -> str:
+    try:
+        return str(container.logs(tail=tail).decode(errors="replace"))
+    except docker.errors.APIError:
+        return ""
+
+
+def containers(topology: str | None = None, *, kind: str | None = None) -> list[Container]:
+    filters = [f"{LABEL_TOPOLOGY}={topology}" if topology else LABEL_TOPOLOGY]
+    if kind:
+        filters.append(f"{LABEL_KIND}={kind}")
+    return list(client().containers.list(all=True, filters={"label": filters}))
+
+
+def find(topology: str, name: str) -> Container | None:
+    for c in containers(topology):
+        if c.labels.get(LABEL_NODE) == name:
+            return c
+    return None
+
+
+def status(container: Container) -> str:
+    """running, exited, paused, created... or missing when it was removed meanwhile."""
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return "missing"
+    except docker.errors.APIError as exc:
+        raise OperationFailed(str(exc.explanation or exc), node=container.labels.get(LABEL_NODE),
+                              step="inspect container") from None
+    return str(container.status)
+
+
+def published_port(container: Container, port: str) -> int | None:
+    container.reload()
+    bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    entries = bindings.get(port) or []
+    return int(entries[0]["HostPort"]) if entries else None
+
+
+def published_ports(container: Container) -> dict[str, int]:
+    container.reload()
+    bindings = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    return {p: int(e[0]["HostPort"]) for p, e in bindings.items() if e}
+
+
+def ip_addresses(container: Container) -> dict[str, str]:
+    """Network name -> the container's IPv4 address on it."""
+    container.reload()
+    nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    return {name: info.get("IPAddress", "") for name, info in nets.items() if info.get("IPAddress")}
+
+
+def start(container: Container) -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="start"):
+        container.start()
+
+
+def stop(container: Container, *, timeout: int = 10) -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="stop"):
+        container.stop(timeout=timeout)
+
+
+def kill(container: Container, *, signal: str = "SIGKILL") -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="kill"):
+        container.kill(signal=signal)
+
+
+def connect_network(container: Container, network: Network, *, aliases: list[str]) -> bool:
+    """Attach a container to one more network unless it is already on it; True if attached."""
+    container.reload()
+    if network.name in ((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}):
+        return False
+    with docker_errors(node=container.labels.get(LABEL_NODE), step=f"connect {network.name}"):
+        network.connect(container, aliases=aliases)
+    return True
+
+
+def disconnect_all(container: Container) -> list[str]:
+    """Cut a container off every network; returns the network names it was on."""
+    container.reload()
+    names = list(((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+    for name in names:
+        with docker_errors(node=container.labels.get(LABEL_NODE), step=f"disconnect {name}"):
+            client().networks.get(name).disconnect(container, force=True)
+    return names
+
+
+def network_names(container: Container) -> list[str]:
+    """The networks a container is attached to now."""
+    container.reload()
+    return list(((container.attrs.get("NetworkSettings") or {}).get("Networks") or {}).keys())
+
+
+def pause(container: Container) -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="pause"):
+        container.pause()
+
+
+def unpause(container: Container) -> None:
+    with docker_errors(node=container.labels.get(LABEL_NODE), step="unpause"):
+        container.unpause()
+
+
+def volume_names(container: Container) -> list[str]:
+    container.reload()
+    return [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+
+
+def remove_topology(topology: str, *, volumes: bool) -> dict[str, int]:
+    """Remove everything labelled for ``topology`` (and nothing else)."""
+    removed = {"containers": 0, "networks": 0, "volumes": 0}
+    for c in containers(topology):
+        with docker_errors(step=f"remove container {c.name}"):
+            # v: also the anonymous volumes an image's VOLUME line made (the official postgres
+            # image declares /var/lib/postgresql/data); they carry no label to find them later.
+            c.remove(force=True, v=volumes)
+        removed["containers"] += 1
+    for net in networks(topology):
+        with docker_errors(step=f"remove network {net.name}"):
+            net.remove()
+        removed["networks"] += 1
+    if volumes:
+        for vol in client().volumes.list(filters={"label": f"{LABEL_TOPOLOGY}={topology}"}):
+            with docker_errors(step=f"remove volume {vol.name}"):
+                vol.remove(force=True)
+            removed["volumes"] += 1
+    return removed
+
+
+def volumes(topology: str) -> list[str]:
+    return [v.name for v in client().volumes.list(filters={"label": f"{LABEL_TOPOLOGY}={topology}"})]
+
+
+def remove_container(container: Container, *, volume: bool) -> None:
+    vols = [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
+    with docker_errors(step=f"remove container {container.name}"):
+        container.remove(force=True, v=volume)
+        if volume:
+            for v in vols:
+                client().volumes.get(v).remove(force=True)
+
+
+def topologies() -> dict[str, list[Container]]:
+    out: dict[str, list[Container]] = {}
+    for c in containers():
+        out.setdefault(c.labels[LABEL_TOPOLOGY], []).append(c)
+    return out
+
+
+def stats_cpu_seconds(container: Container) -> float:
+    """Total CPU time the container has used, in seconds."""
+    s = container.stats(stream=False)
+    return float(s["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+
+
+def require_running(topology: str) -> None:
+    """Commands that act on a running topology say so plainly when it is not up."""
+    if not containers(topology, kind="node"):
+        raise OperationFailed(f"topology '{topology}' is not running (no containers); start it with `pgtopo up`")
