@@ -36,8 +36,8 @@ from docker.models.containers import Container
 from pgtopo.lifecycle import deploy
 from pgtopo.model import loader
 from pgtopo.network import latency
-from pgtopo.observe.snapshot import lsn_to_int
 from pgtopo.postgres import connect
+from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.runtime import gateway
 
 MB = 1024 * 1024
@@ -85,7 +85,7 @@ def value(conn: psycopg.Connection[Any], query: str) -> Any:
 
 
 def lsn(conn: psycopg.Connection[Any], query: str) -> int:
-    got = lsn_to_int(str(value(conn, query)))
+    got = parse_lsn(str(value(conn, query)))
     assert got is not None
     return got
 
@@ -123,7 +123,7 @@ def one_round(name: str, mb: int, relay: Container | None) -> Round:
         while True:
             row = r.execute("SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text").fetchone()
             assert row is not None
-            recv, replay = lsn_to_int(str(row[0])) or 0, lsn_to_int(str(row[1])) or 0
+            recv, replay = parse_lsn(str(row[0])) or 0, parse_lsn(str(row[1])) or 0
             samples.append((time.monotonic(), recv, replay))
             if replay >= target:
                 break

@@ -9,6 +9,13 @@ EXIT_UNEXPECTED = 3
 EXIT_INTERRUPTED = 130
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (libpq and Docker messages run over several), or its
+    class name when it has no text: what pgtopo shows of an error it did not raise itself."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 class PgtopoError(Exception):
     """Base class of every error pgtopo reports to the user without a traceback."""
 

@@ -37,6 +37,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
 from pgtopo.errors import InputError, PgtopoError
+from pgtopo.postgres.lsn import format_lsn, parse_lsn
 
 if TYPE_CHECKING:
     from psycopg.abc import Params
@@ -55,7 +56,6 @@ Row = tuple[Any, ...]
 Conn = psycopg.Connection[Row]
 T = TypeVar("T")
 
-_LSN_RE = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 _TOKEN_RE = re.compile(r"(\*|[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})(?:@([0-9]{1,15}))?")
 # NULL on a server in recovery: a "write" that reached a standby has no position of its own.
 _WRITE_LSN_SQL = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn() END::text"
@@ -83,15 +83,6 @@ class Token:
 
 
 UNKNOWN = Token(lsn=None, at_ms=None)
-
-
-def format_lsn(lsn: int) -> str:
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
-
-
-def parse_lsn(text: str | None) -> int | None:
-    m = _LSN_RE.fullmatch(text or "")
-    return (int(m.group(1), 16) << 32) | int(m.group(2), 16) if m else None
 
 
 def format_token(token: Token) -> str:

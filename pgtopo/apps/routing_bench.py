@@ -242,18 +242,16 @@ def run(topo: Topology, *, region: str, strategies: Sequence[Strategy], sessions
 
 def _wait_replicated(topo: Topology, node: str, table: sql.Identifier, *, timeout_s: float = 30.0) -> None:
     """A read on the replica before its CREATE TABLE is replayed would fail, not be stale."""
-    from pgtopo.errors import OperationFailed
     from pgtopo.postgres import connect
+    from pgtopo.runtime.waiting import wait_for
 
-    deadline = time.monotonic() + timeout_s
     with connect.connect(topo.name, node, dbname=BENCH_DATABASE) as conn:
-        while time.monotonic() < deadline:
+        def replicated() -> bool:
             row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table.as_string(None),)).fetchone()
-            if row and row[0]:
-                return
-            time.sleep(0.05)
-    raise OperationFailed(f"the bench table did not reach the replica within {timeout_s:g} s", node=node,
-                          step="wait for replication")
+            return bool(row and row[0])
+
+        wait_for(replicated, timeout=timeout_s, what="the bench table to reach the replica", step="wait for replication",
+                 node=node, interval=0.05)
 
 
 def _restore_links(topo: Topology, before: dict[str, Any] | None) -> None:

@@ -13,6 +13,7 @@ from pgtopo.cli import output
 from pgtopo.cli.app import TopologyFile, command, handled
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.output import Block, Line, TableData
+from pgtopo.postgres.lsn import fmt_bytes
 
 if TYPE_CHECKING:
     from pgtopo.observe.status import Assessment
@@ -32,7 +33,7 @@ def status_screen(a: Assessment) -> list[Block]:
     nodes = []
     for n in a.nodes:
         lag = "-" if n.lag_bytes is None and n.lag_seconds is None else \
-            f"{output.fmt_bytes(n.lag_bytes)} / {output.fmt_seconds(n.lag_seconds)}"
+            f"{fmt_bytes(n.lag_bytes)} / {output.fmt_seconds(n.lag_seconds)}"
         sync = "-" if n.sync_state is None else f"{n.sync_state} ({n.sync_priority})"
         nodes.append([n.mark, n.node, n.cluster, n.region, n.role, n.state, _dash(n.timeline), _dash(n.current_lsn),
                       _dash(n.received_lsn), _dash(n.replayed_lsn), _dash(n.upstream), lag, sync, "; ".join(n.reasons)])
@@ -43,14 +44,14 @@ def status_screen(a: Assessment) -> list[Block]:
         blocks.append(TableData("replication slots", ["node", "slot", "type", "database", "active", "retained WAL",
                                                       "wal_status", "failover / synced"],
                                 [[s.node, s.slot, s.type, _dash(s.database), "yes" if s.active else "no",
-                                  output.fmt_bytes(s.retained_bytes), _dash(s.wal_status),
+                                  fmt_bytes(s.retained_bytes), _dash(s.wal_status),
                                   f"{'yes' if s.failover else 'no'} / {'yes' if s.synced else 'no'}"] for s in a.slots]))
     if a.subscriptions:
         blocks.append(TableData("subscriptions", ["node", "subscription", "database", "enabled", "worker", "tables ready",
                                                   "lag (bytes / time)", "errors (apply / sync)", "last error"],
                                 [[s.node, s.subscription, s.database, "yes" if s.enabled else "no", s.worker,
                                   f"{s.tables_ready}/{s.tables_total}",
-                                  f"{output.fmt_bytes(s.lag_bytes)} / {output.fmt_seconds(s.lag_seconds)}",
+                                  f"{fmt_bytes(s.lag_bytes)} / {output.fmt_seconds(s.lag_seconds)}",
                                   f"{s.apply_errors} / {s.sync_errors}", _dash(s.last_error)] for s in a.subscriptions]))
     if a.links:
         rows = []

@@ -123,17 +123,6 @@ def json_line(data: Any) -> None:
     sys.stdout.flush()
 
 
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover
-
-
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "-"

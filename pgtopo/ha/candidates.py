@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from pgtopo.ha.synchronous import SyncConfig, effective_sync
 from pgtopo.model.topology import Topology
-from pgtopo.observe.snapshot import NodeSnapshot, Snapshot, lsn_to_int, resolve_sender
-from pgtopo.postgres.lsn import fmt_bytes, fmt_lsn
+from pgtopo.observe.expectations import configured_upstream
+from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
+from pgtopo.postgres.lsn import fmt_bytes, format_lsn, parse_lsn
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,14 @@ class Candidate:
         return "ok"
 
 
-def configured_upstream(topo: Topology, n: NodeSnapshot) -> str | None:
-    """The node a replica streams from, or is configured to (when its upstream is gone)."""
+def upstream_of(topo: Topology, n: NodeSnapshot) -> str | None:
+    """The node a replica streams from, or is configured to (when its upstream is gone), or
+    the file's upstream when the replica cannot be asked."""
     if n.upstream:
         return n.upstream
-    info = n.settings.get("primary_conninfo") or ""
-    parts = dict(p.split("=", 1) for p in info.split() if "=" in p)
-    port = parts.get("port")
-    found = resolve_sender(topo, host=parts.get("host"), port=int(port) if port and port.isdigit() else None)
-    if found:
-        return found
+    configured = configured_upstream(topo, n)
+    if configured:
+        return configured
     if not n.reachable:
         return topo.node(n.node).upstream
     return None
@@ -72,11 +71,11 @@ def down_state(n: NodeSnapshot) -> str:
 
 
 def position(n: NodeSnapshot) -> int | None:
-    return lsn_to_int(n.receive_lsn) if n.in_recovery else lsn_to_int(n.current_lsn)
+    return parse_lsn(n.receive_lsn) if n.in_recovery else parse_lsn(n.current_lsn)
 
 
 def _replay(n: NodeSnapshot) -> int | None:
-    return lsn_to_int(n.replay_lsn) if n.in_recovery else lsn_to_int(n.current_lsn)
+    return parse_lsn(n.replay_lsn) if n.in_recovery else parse_lsn(n.current_lsn)
 
 
 # -- the facts a plan is decided on --------------------------------------------------------------
@@ -122,8 +121,8 @@ class Reference:
 
 def reference(ctx: Context, old_primary_last_lsn: tuple[int, int | None] | None) -> Reference:
     if ctx.old_alive and ctx.old_snap is not None:
-        ref = lsn_to_int(ctx.old_snap.current_lsn)
-        return Reference(ref, ctx.old, f"{ctx.old}'s current position {fmt_lsn(ref)}")
+        ref = parse_lsn(ctx.old_snap.current_lsn)
+        return Reference(ref, ctx.old, f"{ctx.old}'s current position {format_lsn(ref)}")
     replicas = [n for n in ctx.snap.cluster_nodes(ctx.cluster)
                 if n.node != ctx.old and n.reachable and n.in_recovery and n.timeline == ctx.max_tl]
     best = max(replicas, key=lambda n: position(n) or -1, default=None)
@@ -132,11 +131,11 @@ def reference(ctx: Context, old_primary_last_lsn: tuple[int, int | None] | None)
         last, tl = old_primary_last_lsn
         if (tl is None or tl == ctx.max_tl) and (best_pos is None or last > best_pos):
             return Reference(last, f"{ctx.old}'s last known position",
-                             f"the last known position of {ctx.old}, {fmt_lsn(last)} ({ctx.old} is down)")
+                             f"the last known position of {ctx.old}, {format_lsn(last)} ({ctx.old} is down)")
     if best is None:
         return Reference(None, "nothing", f"nothing: {ctx.old} is down and no replica is reachable")
     return Reference(best_pos, f"the most advanced replica {best.node}",
-                     f"the most advanced replica, {best.node} at {fmt_lsn(best_pos)} ({ctx.old} is down: WAL it "
+                     f"the most advanced replica, {best.node} at {format_lsn(best_pos)} ({ctx.old} is down: WAL it "
                      "wrote but never sent is not counted)")
 
 
@@ -148,7 +147,7 @@ def candidate(ctx: Context, n: NodeSnapshot, *, ref: Reference, max_lag: int) ->
     old_region = topo.node(ctx.old).region
     blockers: list[str] = []
     risks: list[str] = []
-    upstream = configured_upstream(topo, n)
+    upstream = upstream_of(topo, n)
     if not n.reachable:
         state = down_state(n)
         blockers.append(state)
@@ -227,8 +226,8 @@ def why_chosen(ctx: Context, chosen: Candidate, ranking: list[Candidate]) -> lis
     why = []
     if chosen.sync and chosen.sync != "async":
         why.append(f"{chosen.node} is a synchronous standby ({ctx.sync.text() if ctx.sync else ''})")
-    why.append(f"{chosen.node} has the most WAL: received {fmt_lsn(chosen.receive_lsn)}, replayed "
-               f"{fmt_lsn(chosen.replay_lsn)}, lag {fmt_bytes(chosen.lag_bytes)}")
+    why.append(f"{chosen.node} has the most WAL: received {format_lsn(chosen.receive_lsn)}, replayed "
+               f"{format_lsn(chosen.replay_lsn)}, lag {fmt_bytes(chosen.lag_bytes)}")
     ties = [c for c in others if c.eligible and c.receive_lsn == chosen.receive_lsn
             and c.replay_lsn == chosen.replay_lsn]
     if ties:

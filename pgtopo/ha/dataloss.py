@@ -6,17 +6,15 @@ done, the best known position gives a lower bound.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from pgtopo.errors import PgtopoError
 from pgtopo.ha.failover import Plan
-from pgtopo.ha.replication import query
 from pgtopo.ha.standby import on_volume
 from pgtopo.model.topology import Topology
-from pgtopo.observe import snapshot
 from pgtopo.postgres import instance
-from pgtopo.postgres.lsn import fmt_bytes, fmt_lsn
+from pgtopo.postgres.lsn import fmt_bytes, format_lsn, lsns_in, parse_lsn
+from pgtopo.postgres.sql import query
 from pgtopo.runtime import gateway
 
 
@@ -44,10 +42,7 @@ def fork_point(topo: Topology, node: str) -> tuple[int, int, int]:
     hist = query(topo, node, "SELECT pg_read_file('pg_wal/' || %s || '.history')", (tli_hex,), step="read history")
     last = [ln for ln in str(hist[0][0]).splitlines() if ln.strip() and not ln.startswith("#")][-1]
     parent, switch, *_ = last.split()
-    return int(parent), snapshot.lsn_to_int(switch) or 0, int(tli_hex, 16)
-
-
-_LSN_RE = re.compile(r"\b([0-9A-F]{1,8}/[0-9A-F]{1,8})\b")
+    return int(parent), parse_lsn(switch) or 0, int(tli_hex, 16)
 
 
 def parse_waldump(output: str, *, start: int) -> tuple[int, int]:
@@ -61,13 +56,13 @@ def parse_waldump(output: str, *, start: int) -> tuple[int, int]:
         if "could not find a valid record after" in line:
             return start, 0
         if line.startswith("WAL statistics between"):
-            found = _LSN_RE.findall(line)
+            found = lsns_in(line)
             if len(found) == 2:
-                end = snapshot.lsn_to_int(found[1]) or end
+                end = found[1]
         elif "pg_waldump: error" in line:
-            found = _LSN_RE.findall(line)
+            found = lsns_in(line)
             if found:
-                end = max(end, snapshot.lsn_to_int(found[-1]) or end)
+                end = max(end, found[-1])
     return end, commits
 
 
@@ -80,7 +75,7 @@ def measure_loss(topo: Topology, plan: Plan, *, parent_tli: int, fork: int) -> L
     c = gateway.find(topo.name, plan.old_primary)
     if c is not None and gateway.status(c) in ("exited", "dead", "created"):
         cmd = ["sh", "-c", f"rm -f {instance.READY_MARKER}; pg_waldump --path={instance.PGDATA}/pg_wal "
-               f"--timeline={parent_tli} --start={fmt_lsn(fork)} --stats=record 2>&1"]
+               f"--timeline={parent_tli} --start={format_lsn(fork)} --stats=record 2>&1"]
         try:
             _rc, out = on_volume(topo, c, cmd, step="read the old primary's WAL")
         except PgtopoError as exc:
@@ -88,8 +83,8 @@ def measure_loss(topo: Topology, plan: Plan, *, parent_tli: int, fork: int) -> L
         if "WAL statistics" in out or "could not find a valid record" in out:
             end, commits = parse_waldump(out, start=fork)
             return Loss(bytes=end - fork, commits=commits, fork_lsn=fork, old_end_lsn=end, exact=True,
-                        source=f"{plan.old_primary}'s WAL read from its volume: {fmt_lsn(end)}; "
-                               f"timeline {parent_tli} ended at {fmt_lsn(fork)} on {plan.candidate}")
+                        source=f"{plan.old_primary}'s WAL read from its volume: {format_lsn(end)}; "
+                               f"timeline {parent_tli} ended at {format_lsn(fork)} on {plan.candidate}")
     ref = plan.reference_lsn
     if ref is None:
         return Loss(bytes=None, commits=None, fork_lsn=fork, old_end_lsn=None, exact=False,

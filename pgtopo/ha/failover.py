@@ -17,20 +17,20 @@ from pgtopo.ha.candidates import (
     Context,
     Reference,
     candidate,
-    configured_upstream,
     context,
     down_state,
     position,
     rank_key,
     reference,
     sync_risks,
+    upstream_of,
     why_chosen,
 )
 from pgtopo.ha.synchronous import SyncConfig, intended_sync
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
-from pgtopo.postgres.lsn import fmt_bytes, fmt_lsn
+from pgtopo.postgres.lsn import fmt_bytes, format_lsn
 
 DEFAULT_MAX_LAG = 1 << 20  # Patroni's maximum_lag_on_failover
 
@@ -124,7 +124,7 @@ def ranking_rows(plan: Plan) -> list[list[str]]:
     for c in plan.ranking:
         rows.append([
             ("-> " if c.node == plan.candidate else "") + c.node, c.region, c.state,
-            "-" if c.timeline is None else str(c.timeline), fmt_lsn(c.receive_lsn), fmt_lsn(c.replay_lsn),
+            "-" if c.timeline is None else str(c.timeline), format_lsn(c.receive_lsn), format_lsn(c.replay_lsn),
             fmt_bytes(c.lag_bytes), c.sync or "-", str(c.priority), c.upstream or "-", c.verdict,
         ])
     return rows
@@ -178,7 +178,7 @@ def _replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[Replica
     for n in snap.cluster_nodes(ctx.cluster):
         if n.node in (cand, ctx.old):
             continue
-        up = configured_upstream(topo, n)
+        up = upstream_of(topo, n)
         if not n.reachable:
             moves[n.node] = ReplicaMove(n.node, "down", None,
                                         f"{down_state(n)}: `pgtopo rejoin` points it at {cand} when it is back")
@@ -278,7 +278,7 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
     sss = tuple(slot_name(n) for n in direct) if publishing else ()
     keep = {slot_name(m.node) for m in replicas if m.upstream == cand.node}
     keep |= {slot_name(m.node) for m in replicas if m.action == "down"
-             and configured_upstream(topo, snap.nodes[m.node]) == cand.node}
+             and upstream_of(topo, snap.nodes[m.node]) == cand.node}
     stale = tuple(s.name for s in snap.nodes[cand.node].slots
                   if s.slot_type == "physical" and not s.active and s.name not in keep)
     for m in replicas:

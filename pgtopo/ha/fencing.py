@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
-from pgtopo.ha.replication import now, query
+from pgtopo.ha.replication import now
 from pgtopo.model.topology import Topology
 from pgtopo.postgres import instance
+from pgtopo.postgres.sql import query
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from pgtopo.errors import InputError, OperationFailed, PgtopoError
+from pgtopo.errors import InputError, OperationFailed, PgtopoError, first_line
 from pgtopo.ha import failover, synchronous
 from pgtopo.ha.dataloss import Loss, fork_point, measure_loss
 from pgtopo.ha.failover import Plan
@@ -31,16 +31,12 @@ from pgtopo.ha.replication import (
     converge_primary,
     create_slot,
     drop_slot,
-    first_line,
     now,
     publishing,
-    query,
     recorded_sync,
     repoint,
-    run_all,
     set_primary_settings,
     set_slot_sync,
-    wait_streaming,
 )
 from pgtopo.ha.standby import controldata, start_as_standby, stop_postgres
 from pgtopo.ha.subscribers import SubscriberResult, move_subscriber
@@ -48,9 +44,12 @@ from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect, instance
-from pgtopo.postgres.lsn import fmt_lsn
+from pgtopo.postgres.lsn import format_lsn, parse_lsn
+from pgtopo.postgres.sql import query, run_all
+from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
+from pgtopo.runtime.waiting import poll, wait_for
 
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
     from docker.models.containers import Container
@@ -100,17 +99,22 @@ def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, tim
 
     timer = threading.Timer(guard_s, release)
     timer.start()
-    deadline = time.monotonic() + timeout
+    last = "no attempt finished"
+
+    def write_accepted() -> bool:
+        nonlocal last
+        try:
+            with connect.connect(topo.name, node, autocommit=False) as conn:
+                conn.execute("SELECT pg_current_xact_id()")
+            return True
+        except (psycopg.Error, PgtopoError) as exc:
+            last = first_line(exc)
+            return False
+
     try:
-        while True:
-            try:
-                with connect.connect(topo.name, node, autocommit=False) as conn:
-                    conn.execute("SELECT pg_current_xact_id()")
-                return released.is_set()
-            except (psycopg.Error, PgtopoError) as exc:
-                if time.monotonic() > deadline:
-                    raise OperationFailed(f"no write accepted: {first_line(exc)}", node=node, step="first write") from None
-                time.sleep(0.05)
+        wait_for(write_accepted, timeout=timeout, what="a write to be accepted", step="first write", node=node,
+                 interval=0.05, last_seen=lambda: last)
+        return released.is_set()
     finally:
         timer.cancel()
 
@@ -151,7 +155,7 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
         return failover.plan_switchover(topo, snap, cluster=cluster, to=to, primaries=primaries)
     c = failover.choose_cluster(topo, cluster=cluster, to=to)
     known = state.load_runtime(topo.name).get("last_known", {}).get(primaries[c])
-    last = (snapshot.lsn_to_int(known["lsn"]) or 0, known.get("timeline")) if known else None
+    last = (parse_lsn(known["lsn"]) or 0, known.get("timeline")) if known else None
     return failover.plan_failover(topo, snap, cluster=c, to=to, max_lag=max_lag, force=force,
                                   old_primary_last_lsn=last, primaries=primaries,
                                   recorded_sync=recorded_sync(topo, c))
@@ -280,13 +284,13 @@ def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: 
     progress(old, "stopping writes: clean shutdown (its last WAL goes to the standbys)")
     stop_postgres(topo, c_old, timeout=SWITCHOVER_STOP_TIMEOUT)
     ctl = controldata(c_old)
-    final = snapshot.lsn_to_int(ctl.get("Latest checkpoint location"))
+    final = parse_lsn(ctl.get("Latest checkpoint location"))
     if ctl.get("Database cluster state") != "shut down" or final is None:
         _restart(c_old)
         raise OperationFailed(f"did not shut down cleanly ({ctl.get('Database cluster state')}); restarted as primary, "
                               "nothing else changed", node=old, step="stop writes")
     out.steps.append(("old primary stopped", time.monotonic() - started))
-    progress(cand, f"waiting to replay {old}'s shutdown checkpoint at {fmt_lsn(final)}")
+    progress(cand, f"waiting to replay {old}'s shutdown checkpoint at {format_lsn(final)}")
     try:
         _wait_replayed(topo, cand, past=final)
         out.steps.append(("candidate caught up", time.monotonic() - started))
@@ -300,7 +304,7 @@ def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: 
             _restart(c_old)
         raise
     out.loss = Loss(bytes=0, commits=0, fork_lsn=final, old_end_lsn=final, exact=True,
-                    source=f"{cand} replayed {old}'s shutdown checkpoint {fmt_lsn(final)} before promotion")
+                    source=f"{cand} replayed {old}'s shutdown checkpoint {format_lsn(final)} before promotion")
     progress(old, f"restarting as a replica of {cand}")
     try:
         create_slot(topo, on=cand, slot=slot_name(old))
@@ -332,13 +336,13 @@ def _still_standby(topo: Topology, node: str) -> bool:
 
 def _wait_sync_ready(topo: Topology, node: str, slot: str, timeout: float = 60) -> None:
     """Before anything changes: a synced slot that is still temporary would vanish on promotion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def sync_ready() -> bool:
         rows = query(topo, node, "SELECT synced AND NOT temporary FROM pg_replication_slots WHERE slot_name = %s",
                      (slot,), step="wait for the failover slot")
-        if rows and rows[0][0]:
-            return
-        time.sleep(0.5)
+        return bool(rows and rows[0][0])
+
+    if poll(sync_ready, timeout=timeout, interval=0.5):
+        return
     raise InputError(f"failover slot {slot} on {node} is not sync-ready after {timeout:.0f} s: nothing changed "
                      "(see its log for slot sync messages)")
 
@@ -349,13 +353,14 @@ def _restart(c: Container) -> None:
 
 
 def _wait_replayed(topo: Topology, node: str, *, past: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
     replayed = None
-    while time.monotonic() < deadline:
+
+    def replayed_past() -> bool:
+        nonlocal replayed
         rows = query(topo, node, "SELECT pg_last_wal_replay_lsn()::text", step="wait for the last WAL")
-        replayed = snapshot.lsn_to_int(str(rows[0][0])) if rows and rows[0][0] else None
-        if replayed is not None and replayed > past:
-            return
-        time.sleep(0.05)
-    raise OperationFailed(f"replayed only up to {fmt_lsn(replayed)} after {timeout:.0f} s, not past {fmt_lsn(past)}; "
-                          "the old primary was restarted", node=node, step="wait for the last WAL")
+        replayed = parse_lsn(str(rows[0][0])) if rows and rows[0][0] else None
+        return replayed is not None and replayed > past
+
+    wait_for(replayed_past, timeout=timeout, what=f"WAL to be replayed past {format_lsn(past)}",
+             step="wait for the last WAL", node=node, interval=0.05,
+             last_seen=lambda: f"replayed up to {format_lsn(replayed)}; the old primary was restarted")

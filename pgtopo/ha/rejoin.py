@@ -12,17 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
-from pgtopo.ha.candidates import configured_upstream
+from pgtopo.ha.candidates import upstream_of
 from pgtopo.ha.fencing import leave_stopped, unfence
-from pgtopo.ha.replication import (
-    converge_primary,
-    create_slot,
-    drop_slot,
-    query,
-    replica_conninfo,
-    streaming_standbys,
-    wait_streaming,
-)
+from pgtopo.ha.replication import converge_primary, create_slot, drop_slot, replica_conninfo
 from pgtopo.ha.standby import on_volume, start_as_standby, stop_postgres
 from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model import render
@@ -30,8 +22,11 @@ from pgtopo.model.topology import Topology, endpoint, slot_name
 from pgtopo.network import relay_container
 from pgtopo.observe import snapshot
 from pgtopo.postgres import instance
+from pgtopo.postgres.sql import query
+from pgtopo.postgres.streaming import streaming_standbys, wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
+from pgtopo.runtime.waiting import poll
 
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
     from docker.models.containers import Container
@@ -96,7 +91,7 @@ def _rejoin_stopped(topo: Topology, c: Container, snap: snapshot.Snapshot, *, no
         method, detail = _reclone(topo, c, node=node, primary=primary, progress=progress, why=detail)
     progress(node, f"starting as a replica of {upstream}")
     behind = [slot_name(x.node) for x in snap.cluster_nodes(cluster)
-              if x.node != node and configured_upstream(topo, x) == node]
+              if x.node != node and upstream_of(topo, x) == node]
     start_as_standby(topo, c, node=node, upstream=upstream, primary=primary, keep_slots=behind)
     try:
         wait_streaming(topo, node, timeline=p.timeline)
@@ -120,9 +115,7 @@ def _rejoin_stopped(topo: Topology, c: Container, snap: snapshot.Snapshot, *, no
 
 def _wait_listed(topo: Topology, primary: str, node: str, timeout: float = 15) -> None:
     """Until the primary counts ``node`` among its standbys (so the synchronous settings include it)."""
-    deadline = time.monotonic() + timeout
-    while node not in streaming_standbys(topo, primary) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    poll(lambda: node in streaming_standbys(topo, primary), timeout=timeout)
 
 
 def _rejoin_upstream(topo: Topology, snap: snapshot.Snapshot, *, node: str, primary: str) -> str:

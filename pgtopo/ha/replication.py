@@ -1,69 +1,36 @@
 """Physical replication on live nodes: the primitives failover, switchover and rejoin share.
 
-SQL as pgtopo over the nodes' published ports (every failure names the node and the step), the
-replication settings a node gets by ALTER SYSTEM, physical slots, re-pointing a replica to
+The replication settings a node gets by ALTER SYSTEM, physical slots, re-pointing a replica to
 another upstream, and the synchronous settings of a primary. ``pgtopo.promotion`` carries out
 failovers and switchovers with them, ``pgtopo.rejoin`` brings a node back.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, LiteralString
+from typing import TYPE_CHECKING
 
-import psycopg
 from psycopg import sql
 
-from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.errors import OperationFailed
 from pgtopo.ha import synchronous
 from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, endpoint, slot_name
-from pgtopo.postgres import connect
+from pgtopo.postgres.sql import Query, query, run_all
+from pgtopo.postgres.streaming import streaming_standbys
 from pgtopo.runtime import gateway, state
 
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
     from docker.models.containers import Container
 
-Query = LiteralString | sql.SQL | sql.Composed
-
-STREAM_TIMEOUT = 60.0
 MANAGED_SETTINGS = ("primary_conninfo", "primary_slot_name", "sync_replication_slots", "synchronous_standby_names",
                     "synchronized_standby_slots")
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
-# -- SQL on a node ---------------------------------------------------------------------------------
-
-def query(topo: Topology, node: str, stmt: Query, params: Sequence[Any] | None = None, *, db: str = "postgres",
-          step: str, autocommit: bool = True) -> list[tuple[Any, ...]]:
-    """One statement on ``node`` as pgtopo; psycopg errors become OperationFailed(node, step)."""
-    try:
-        with connect.connect(topo.name, node, dbname=db, autocommit=autocommit) as conn:
-            cur = conn.execute(stmt, params)
-            return list(cur.fetchall()) if cur.description else []
-    except psycopg.Error as exc:
-        raise OperationFailed(first_line(exc), node=node, step=step) from None
-
-
-def run_all(topo: Topology, node: str, stmts: Sequence[Query], *, db: str = "postgres", step: str) -> None:
-    """Several statements on one connection, in order (autocommit: ALTER SYSTEM, subscriptions)."""
-    try:
-        with connect.connect(topo.name, node, dbname=db) as conn:
-            for stmt in stmts:
-                conn.execute(stmt)
-    except psycopg.Error as exc:
-        raise OperationFailed(first_line(exc), node=node, step=step) from None
 
 
 def alter_system(name: str, value: str) -> sql.Composed:
@@ -117,10 +84,7 @@ def container(topo: Topology, node: str) -> Container:
 
 def create_slot(topo: Topology, *, on: str, slot: str) -> None:
     """A physical slot on the new upstream, reserving WAL now (idempotent)."""
-    query(topo, on, sql.SQL(
-        "SELECT pg_create_physical_replication_slot({}, true) WHERE NOT EXISTS "
-        "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(sql.Literal(slot), sql.Literal(slot)),
-        step=f"create slot {slot}")
+    query(topo, on, render.create_physical_slot(slot, reserve_wal=True), step=f"create slot {slot}")
 
 
 def drop_slot(topo: Topology, *, on: str, slot: str) -> None:
@@ -148,21 +112,6 @@ def set_slot_sync(topo: Topology, node: str) -> None:
         run_all(topo, node, [setting(topo, node, "sync_replication_slots", "on"), RELOAD], step="sync_replication_slots")
 
 
-def wait_streaming(topo: Topology, node: str, *, timeline: int | None, timeout: float = STREAM_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no WAL receiver"
-    while time.monotonic() < deadline:
-        try:
-            rows = query(topo, node, "SELECT status, received_tli FROM pg_stat_wal_receiver", step="wait for streaming")
-        except PgtopoError as exc:
-            rows, last = [], exc.message
-        if rows:
-            status, tli = rows[0]
-            last = f"{status} on timeline {tli}"
-            if status == "streaming" and (timeline is None or tli == timeline):
-                return
-        time.sleep(0.2)
-    raise OperationFailed(f"not streaming after {timeout:.0f} s ({last})", node=node, step="wait for streaming")
 
 
 # -- the primary's synchronous settings --------------------------------------------------------------
@@ -175,11 +124,6 @@ def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, 
     run_all(topo, node, stmts, step="synchronous settings")
 
 
-def streaming_standbys(topo: Topology, node: str) -> list[str]:
-    rows = query(topo, node, "SELECT application_name FROM pg_stat_replication WHERE state IN ('streaming', 'catchup')",
-                 step="read standbys")
-    names = {str(r[0]) for r in rows}
-    return [n for n in topo.node_names() if n in names]
 
 
 def converge_primary(topo: Topology, cluster: str, primary: str) -> tuple[SyncConfig | None, tuple[str, ...]]:

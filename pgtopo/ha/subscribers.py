@@ -7,18 +7,19 @@ on the new primary) or must be dropped, emptied and copied again.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from psycopg import sql
 
 from pgtopo.errors import OperationFailed
 from pgtopo.ha.failover import SubscriberMove
-from pgtopo.ha.replication import container, drop_slot, query, run_all
+from pgtopo.ha.replication import container, drop_slot
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, endpoint
 from pgtopo.postgres import instance
+from pgtopo.postgres.sql import query, run_all
 from pgtopo.progress import Progress
+from pgtopo.runtime.waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,13 @@ def move_subscriber(topo: Topology, m: SubscriberMove, *, new_primary: str, prog
 
 
 def _wait_subscription_streaming(topo: Topology, m: SubscriberMove, *, publisher: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def connected() -> bool:
         rows = query(topo, publisher, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (m.slot,),
                      step="wait for the subscription")
-        if rows and rows[0][0]:
-            return
-        time.sleep(0.2)
-    raise OperationFailed(f"subscription {m.subscription} did not connect to slot {m.slot} on {publisher} within "
-                          f"{timeout:.0f} s", node=m.node, step="move subscription")
+        return bool(rows and rows[0][0])
+
+    wait_for(connected, timeout=timeout, what=f"subscription {m.subscription} to connect to slot {m.slot} on {publisher}",
+             step="move subscription", node=m.node)
 
 
 def resync_subscription(topo: Topology, m: SubscriberMove, *, new_primary: str) -> list[str]:

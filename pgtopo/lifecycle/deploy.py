@@ -20,6 +20,7 @@ from pgtopo.model import render
 from pgtopo.model.topology import PG_PORT, Topology, endpoint, slot_name
 from pgtopo.network import relay_container
 from pgtopo.postgres import instance
+from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, image, state
 
@@ -233,7 +234,7 @@ def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[
         if up_container is None:
             raise OperationFailed(f"upstream {upstream} has no container", node=node, step="pg_basebackup")
         # The slot on the upstream first, so no WAL the clone needs can be recycled.
-        instance.psql(up_container, render.q(_slot_stmt(slot_name(node))), step=f"create slot for {node}")
+        instance.psql(up_container, render.q(render.create_physical_slot(slot_name(node))), step=f"create slot for {node}")
         ep = endpoint(topo, from_region=spec.region, node=upstream)
         info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node,
                                dbname="postgres")
@@ -247,17 +248,11 @@ def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[
         instance.release(container)
         instance.wait_accepting(container)
         progress(node, "waiting for streaming")
-        instance.wait_streaming(container)
+        wait_streaming(topo, node, timeout=120)
     if "slots.sql" in files.files and upstream == spec.upstream:
         instance.psql_file(container, f"{render.CONF_DIR}/slots.sql", step="slots.sql")
     progress(node, "ready")
     return container
-
-
-def _slot_stmt(slot: str) -> sql.Composed:
-    return sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
-                   "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(
-        sql.Literal(slot), sql.Literal(slot))
 
 
 def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries: dict[str, str], *,

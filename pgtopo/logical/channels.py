@@ -26,8 +26,10 @@ from pgtopo.model import loader, render, topofile
 from pgtopo.model.schema_file import read_schema
 from pgtopo.model.topology import Topology
 from pgtopo.postgres import connect
+from pgtopo.postgres import sql as sql_errors
 from pgtopo.progress import Progress, quiet
 from pgtopo.runtime import gateway, state
+from pgtopo.runtime.waiting import wait_for
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 READY_TIMEOUT_S = 300.0
@@ -106,12 +108,6 @@ def read_snapshot(pub: Conn, sub: Conn, *, intent: Intent) -> Snapshot:
 
 # -- acting -----------------------------------------------------------------------------------------
 
-def _message(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    text = diag.message_primary or str(exc).strip().splitlines()[0]
-    return f"{text} ({diag.message_detail})" if diag.message_detail else text
-
-
 def _run(conn: Conn, step: Step) -> None:
     if not step.transactional:
         conn.execute(step.statement.encode())
@@ -141,10 +137,10 @@ def rehearse(pub: Conn, sub: Conn, *, plan: AddPlan) -> None:
                         conn.execute(check.encode())
                     except psycopg.Error as exc:
                         raise InputError(f"publishing table '{table}' in '{plan.intent.publication}' would make UPDATE "
-                                         f"and DELETE on it fail on {plan.intent.publisher}: {_message(exc)}") from None
+                                         f"and DELETE on it fail on {plan.intent.publisher}: {sql_errors.message(exc)}") from None
         except psycopg.Error as exc:
             node = plan.intent.publisher if conn is pub else plan.intent.subscriber
-            raise InputError(f"{node}: {current}: {_message(exc)}") from None
+            raise InputError(f"{node}: {current}: {sql_errors.message(exc)}") from None
 
 
 def drop_subscription(conn: Conn, name: str) -> str | None:
@@ -186,7 +182,7 @@ def _undo(conns: Mapping[str, Conn], done: list[Step]) -> list[str]:
                 with conn.transaction():
                     conn.execute(step.undo.encode())
         except psycopg.Error as exc:
-            left.append(f"{step.node}: {step.undo} failed: {_message(exc)}")
+            left.append(f"{step.node}: {step.undo} failed: {sql_errors.message(exc)}")
     return left
 
 
@@ -209,23 +205,23 @@ def _wait_ready(topo: Topology, sub: Conn, *, intent: Intent, timeout: float) ->
              "coalesce(max(st.sync_error_count), 0), coalesce(max(st.apply_error_count), 0) "
              "FROM pg_subscription s LEFT JOIN pg_subscription_rel r ON r.srsubid = s.oid "
              "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid WHERE s.subname = %s")
-    deadline = time.monotonic() + timeout
     step = f"initial copy of {intent.name}"
-    while True:
+    progress = "no table ready yet"
+
+    def ready() -> bool:
+        nonlocal progress
         row = sub.execute(query, (intent.name,)).fetchone()
         assert row is not None
         pending, total, sync_errors, apply_errors = (int(v) for v in row)
-        if total and not pending:
-            return
+        progress = f"{pending} of {total} tables not ready"
         if sync_errors >= SYNC_ERROR_LIMIT or apply_errors >= SYNC_ERROR_LIMIT:
             c = gateway.find(topo.name, intent.subscriber)
-            raise OperationFailed(f"{sync_errors} table copy and {apply_errors} apply errors; {pending} of {total} "
-                                  "tables not ready", node=intent.subscriber, step=step,
-                                  logs=gateway.logs(c) if c is not None else None)
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"timed out after {timeout:.0f} s: {pending} of {total} tables not ready",
-                                  node=intent.subscriber, step=step)
-        time.sleep(0.25)
+            raise OperationFailed(f"{sync_errors} table copy and {apply_errors} apply errors; {progress}",
+                                  node=intent.subscriber, step=step, logs=gateway.logs(c) if c is not None else None)
+        return bool(total and not pending)
+
+    wait_for(ready, timeout=timeout, what="every table to be copied", step=step, node=intent.subscriber, interval=0.25,
+             last_seen=lambda: progress)
 
 
 def _connect(topo: Topology, node: str, *, db: str) -> Conn:
@@ -300,7 +296,7 @@ def _execute(topo: Topology, path: Path, *, text: str, plan: AddPlan, pub: Conn,
         if isinstance(exc, OperationFailed):
             exc.hint = "; ".join(h for h in (exc.hint, hint) if h)
             raise
-        message = exc.message if isinstance(exc, PgtopoError) else _message(exc)
+        message = exc.message if isinstance(exc, PgtopoError) else sql_errors.message(exc)
         raise OperationFailed(message, node=current.node, step=current.what, hint=hint) from None
     return AddResult(plan=plan, copies=copies, seconds=seconds)
 
@@ -419,7 +415,7 @@ def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progres
                     else:
                         _run(conn, step)
                 except psycopg.Error as exc:
-                    raise OperationFailed(_message(exc), node=plan.subscriber, step=step.what) from None
+                    raise OperationFailed(sql_errors.message(exc), node=plan.subscriber, step=step.what) from None
     if plan.cluster is not None:
         topofile.write(path, original=text, text=plan.new_text)
     if plan.publisher is not None and plan.slot and result.slot_left is None:

@@ -212,16 +212,22 @@ def publication_statement(name: str, all_tables: bool, tables: list[PublishedTab
     return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(parts))
 
 
+def create_physical_slot(slot: str, *, reserve_wal: bool = False) -> sql.Composed:
+    """The one statement that creates a replica's physical slot; does nothing if it exists.
+
+    ``reserve_wal``: keep WAL from now on (a slot created for a replica that is re-pointed
+    while running); without it WAL is kept from the replica's first connection (a clone).
+    """
+    args = sql.SQL("{}, true").format(sql.Literal(slot)) if reserve_wal else sql.Literal(slot)
+    return sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
+                   "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(args, sql.Literal(slot))
+
+
 def slots_sql(topo: Topology, *, cluster: str, node: str, source: str) -> str | None:
     downstream = [n for n, nd in topo.clusters[cluster].nodes.items() if nd.upstream == node]
     if not downstream:
         return None
-    stmts = [
-        q(sql.SQL("SELECT pg_create_physical_replication_slot({}) WHERE NOT EXISTS "
-                  "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(
-            sql.Literal(slot_name(d)), sql.Literal(slot_name(d))))
-        for d in downstream
-    ]
+    stmts = [q(create_physical_slot(slot_name(d))) for d in downstream]
     return _env().get_template("slots.sql.j2").render(**_common(topo, source, cluster, node), slots=stmts)
 
 

@@ -22,7 +22,7 @@ from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 from ruamel.yaml.tokens import CommentToken
 
-from pgtopo.errors import InputError, OperationFailed
+from pgtopo.errors import InputError, OperationFailed, first_line
 from pgtopo.model import loader
 from pgtopo.model.topology import PublishedTable, Topology
 
@@ -42,7 +42,7 @@ class Document:
             try:
                 data = yaml.load(text)
             except YAMLError as exc:
-                raise InputError(f"{source}: YAML error: {str(exc).splitlines()[0]}") from None
+                raise InputError(f"{source}: YAML error: {first_line(exc)}") from None
             if not isinstance(data, CommentedMap):
                 raise InputError(f"{source}: the top level must be a mapping")
             changed = _changed_lines(text, _dump(yaml, data))

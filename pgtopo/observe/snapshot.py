@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgtopo.errors import PgtopoError
+from pgtopo.errors import PgtopoError, first_line
 from pgtopo.model.topology import PG_PORT, RELAY_ALIAS, Topology
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway
@@ -129,13 +129,6 @@ SETTINGS = ("cluster_name", "wal_level", "synchronous_standby_names", "primary_c
             "server_version_num")
 
 
-def lsn_to_int(lsn: str | None) -> int | None:
-    if not lsn:
-        return None
-    hi, _, lo = lsn.partition("/")
-    return (int(hi, 16) << 32) + int(lo, 16)
-
-
 def resolve_sender(topo: Topology, *, host: str | None, port: int | None) -> str | None:
     """Which node a WAL receiver really streams from, from the sender host and port."""
     if host is None:
@@ -170,7 +163,7 @@ def _collect_node(topo: Topology, cluster: str, node: str) -> NodeSnapshot:
         with conn:
             return _query_node(topo, conn, base, cstate)
     except psycopg.Error as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        msg = first_line(exc)
         return NodeSnapshot(**base, container=cstate, reachable=False, error=msg)
 
 

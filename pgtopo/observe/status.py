@@ -54,6 +54,7 @@ from pgtopo.observe.expectations import (
     subscription_issues,
 )
 from pgtopo.observe.snapshot import Snapshot
+from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.runtime import gateway
 
 SCHEMA_VERSION = 1
@@ -272,8 +273,8 @@ def _node_row(topo: Topology, snap: Snapshot, name: str, primaries: Mapping[str,
             lag_s = row.replay_lag_s if row.replay_lag_s is not None else (0.0 if row.lag_bytes == 0 else None)
         else:
             head = snap.nodes.get(primary)
-            head_lsn = snapshot.lsn_to_int(head.current_lsn) if head and head.reachable else None
-            mine = snapshot.lsn_to_int(ns.replay_lsn)
+            head_lsn = parse_lsn(head.current_lsn) if head and head.reachable else None
+            mine = parse_lsn(ns.replay_lsn)
             if head_lsn is not None and mine is not None:
                 lag_bytes = max(0, head_lsn - mine)
     head = snap.nodes.get(primary)
@@ -323,8 +324,8 @@ def _subscriptions(topo: Topology, snap: Snapshot, primaries: Mapping[str, str],
                 lag_b = pub_row.lag_bytes
                 lag_s = pub_row.replay_lag_s if pub_row.replay_lag_s is not None else (0.0 if lag_b == 0 else None)
             elif publisher in snap.nodes and snap.nodes[publisher].reachable:
-                head = snapshot.lsn_to_int(snap.nodes[publisher].current_lsn)
-                got = snapshot.lsn_to_int(s.received_lsn)
+                head = parse_lsn(snap.nodes[publisher].current_lsn)
+                got = parse_lsn(s.received_lsn)
                 lag_b = None if head is None or got is None else max(0, head - got)
             worker = "disabled" if not s.enabled else ("running" if s.worker_running else "stopped")
             rows.append(SubscriptionRow(

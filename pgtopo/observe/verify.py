@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtopo.errors import PgtopoError
+from pgtopo.errors import PgtopoError, first_line
 from pgtopo.model import render
 from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot
@@ -46,6 +46,7 @@ from pgtopo.observe.health_checks import Check, snapshot_checks
 from pgtopo.observe.snapshot import Snapshot
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
+from pgtopo.runtime.waiting import poll
 
 SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT = 10.0
@@ -191,11 +192,6 @@ def _read_files(topo: Topology, node: str) -> dict[str, str | None]:
     return out
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeout: float) -> tuple[
         list[Edge], list[Check]]:
     src = snap.nodes.get(plan.source)
@@ -229,14 +225,11 @@ def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeo
                 key, conn = item
                 query = sql.SQL("SELECT 1 FROM {} WHERE id = %s").format(PROBE)
                 try:
-                    while True:
-                        if conn.execute(query, (probe_id,)).fetchone():
-                            return key, time.monotonic() - t0, None
-                        if time.monotonic() > deadline:
-                            return key, None, None
-                        time.sleep(POLL_INTERVAL)
+                    arrived = poll(lambda: conn.execute(query, (probe_id,)).fetchone() and time.monotonic(),
+                                   timeout=deadline - time.monotonic(), interval=POLL_INTERVAL)
+                    return key, None if arrived is None else arrived - t0, None
                 except psycopg.Error as exc:
-                    return key, None, f"{key[0]}: {_first_line(exc)}"
+                    return key, None, f"{key[0]}: {first_line(exc)}"
 
             with ThreadPoolExecutor(max_workers=max(1, len(conns))) as pool:
                 for key, at, err in pool.map(wait, conns.items()):
@@ -247,9 +240,9 @@ def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeo
                 sconn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(PROBE), (probe_id,))
             except psycopg.Error as exc:
                 cleanup.append(Check("cleanup", f"{plan.source}/{plan.database}", False,
-                                     f"could not delete probe row {probe_id}: {_first_line(exc)}"))
+                                     f"could not delete probe row {probe_id}: {first_line(exc)}"))
     except (PgtopoError, psycopg.Error) as exc:
-        why = exc.message if isinstance(exc, PgtopoError) else _first_line(exc)
+        why = exc.message if isinstance(exc, PgtopoError) else first_line(exc)
         for t in plan.targets:
             errors.setdefault((t.node, t.database), f"probe on {plan.source} failed: {why}")
     finally:

@@ -6,8 +6,6 @@ carry the container's last log lines.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -15,6 +13,7 @@ from psycopg import sql
 from pgtopo.errors import OperationFailed
 from pgtopo.model.render import CONF_DIR, PASSFILE, q
 from pgtopo.runtime import gateway
+from pgtopo.runtime.waiting import wait_for
 
 if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
@@ -99,34 +98,16 @@ def release(container: Container) -> None:
     run(container, "start postgres", ["touch", RELEASED_MARKER, READY_MARKER])
 
 
-def wait_until(container: Container, step: str, check: Callable[[], bool], *, timeout: float,
-               what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if gateway.status(container) != "running":
-            raise fail(container, step, f"the container stopped while waiting for {what}")
-        if check():
-            return
-        if time.monotonic() > deadline:
-            raise fail(container, step, f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def wait_accepting(container: Container, *, timeout: float = 90) -> None:
-    wait_until(container, "wait for postgres",
-               lambda: gateway.exec_in(container, ["pg_isready", "-q", "-h", SOCKET_DIR]).rc == 0,
-               timeout=timeout, what="PostgreSQL to accept connections")
+    wait_for(lambda: gateway.exec_in(container, ["pg_isready", "-q", "-h", SOCKET_DIR]).rc == 0, timeout=timeout,
+             what="PostgreSQL to accept connections", step="wait for postgres", node=node_of(container),
+             container=container)
 
 
-def wal_receiver_status(container: Container) -> str:
-    res = gateway.exec_in(container, ["psql", "-X", "-A", "-t", "-h", SOCKET_DIR, "-d", "postgres", "-c",
-                                      "SELECT status FROM pg_stat_wal_receiver"])
-    return res.stdout.strip() if res.rc == 0 else ""
 
 
-def wait_streaming(container: Container, *, timeout: float = 120) -> None:
-    wait_until(container, "wait for streaming", lambda: wal_receiver_status(container) == "streaming",
-               timeout=timeout, what="the WAL receiver to stream")
 
 
 def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float = 300) -> None:
@@ -138,4 +119,5 @@ def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float =
         out = psql(c, query, db=db, step=f"wait for {sub}").split()
         return len(out) == 2 and out[0] == "0" and out[1] != "0"
 
-    wait_until(c, f"initial copy of {sub}", ready, timeout=timeout, what=f"every table of {sub} to be ready")
+    wait_for(ready, timeout=timeout, what=f"every table of {sub} to be ready", step=f"initial copy of {sub}",
+             node=node_of(c), container=c)

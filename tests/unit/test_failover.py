@@ -15,7 +15,7 @@ from pgtopo.ha.synchronous import SyncConfig, intended_sync, parse_sync
 from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
 from pgtopo.observe.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
-from pgtopo.postgres.lsn import fmt_bytes, fmt_lsn
+from pgtopo.postgres.lsn import fmt_bytes, format_lsn
 
 SAAS = """
 name: t-unit
@@ -65,7 +65,7 @@ def topo_of(tmp_path: Path, text: str) -> Topology:
 
 
 def lsn(n: int) -> str:
-    return fmt_lsn(n)
+    return format_lsn(n)
 
 
 BASE = 0x3000000
@@ -532,7 +532,7 @@ def test_auto_conf_text() -> None:
 
 
 def test_formatting() -> None:
-    assert fmt_lsn(0x1_0000_0010) == "1/10"
-    assert fmt_lsn(None) == "-"
+    assert format_lsn(0x1_0000_0010) == "1/10"
+    assert format_lsn(None) == "-"
     assert [fmt_bytes(n) for n in (0, 1023, 1024, 3 * MIB, 5 << 30)] == ["0 B", "1023 B", "1.0 KiB", "3.0 MiB",
                                                                            "5.0 GiB"]

@@ -9,8 +9,9 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from pgtopo.apps import routing, routing_bench
-from pgtopo.apps.routing import UNKNOWN, Token, choose, format_token, parse_lsn, parse_token
+from pgtopo.apps.routing import UNKNOWN, Token, choose, format_token, parse_token
 from pgtopo.errors import InputError
+from pgtopo.postgres.lsn import format_lsn, parse_lsn
 
 NOW = 1_800_000_000.0  # wall-clock seconds
 NOW_MS = int(NOW * 1000)
@@ -23,7 +24,7 @@ NOW_MS = int(NOW * 1000)
 ])
 def test_lsn_round_trip(text: str, value: int) -> None:
     assert parse_lsn(text) == value
-    assert routing.format_lsn(value) == text.upper()
+    assert format_lsn(value) == text.upper()
 
 
 def test_lsn_order_is_numeric_not_textual() -> None:
