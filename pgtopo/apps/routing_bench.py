@@ -1,7 +1,7 @@
 """The read-your-writes benchmark: sessions write a row, then read it back at once.
 
 Each session is a user: an upsert of its own row to the op's sequence number through the
-:class:`~pgtopo.routing.Router`, then a read of that row. A read that returns an older number
+:class:`~pgtopo.apps.routing.Router`, then a read of that row. A read that returns an older number
 (or no row) is stale. Traffic goes through the URLs `pgtopo env` gives an application in the
 region, so it pays the simulated latency.
 

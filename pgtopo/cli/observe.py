@@ -17,7 +17,7 @@ from pgtopo.postgres.lsn import fmt_bytes
 
 if TYPE_CHECKING:
     from pgtopo.observe.status import Assessment
-    from pgtopo.observe.verify import Report
+    from pgtopo.observe.verify import VerifyReport
 
 DEFAULT_WATCH_SECONDS = 2.0
 PROBLEM_STYLE = {"error": "error", "warning": "warning", "info": "info"}
@@ -145,7 +145,7 @@ def _parse_size(text: str) -> int:
     return int(value * units[unit])
 
 
-def verify_lines(r: Report) -> list[Block]:
+def verify_lines(r: VerifyReport) -> list[Block]:
     blocks: list[Block] = []
     for c in r.checks:
         blocks.append(Line(f"{'PASS' if c.passed else 'FAIL'}  {c.check:<13} {c.subject:<26} {c.reason}",

@@ -3,7 +3,7 @@
 Ranking, like CloudNativePG: the most advanced WAL wins, since a less advanced winner loses
 what the others have and leaves them unable to follow its timeline; ``failover_priority``
 breaks ties (0 means never promoted, like Patroni's nofailover), then a direct standby beats
-a cascaded one, then the region nearest the old primary. ``pgtopo.failover`` assembles the
+a cascaded one, then the region nearest the old primary. ``pgtopo.ha.failover`` assembles the
 plan around the choice.
 """
 

@@ -1,10 +1,10 @@
 """Who becomes primary, and what else has to move: pure decisions on a frozen snapshot.
 
 ``plan_failover`` and ``plan_switchover`` read a ``Snapshot`` (and the file) and return a
-frozen ``Plan``: the ranked candidates with the reason for each verdict (``pgtopo.candidates``),
+frozen ``Plan``: the ranked candidates with the reason for each verdict (``pgtopo.ha.candidates``),
 the choice, how to fence the old primary, where every other replica and every subscriber of the
 cluster goes, and the synchronous settings the new primary needs. They never touch a database;
-refusals are ``InputError`` (nothing changed). ``pgtopo.promotion`` carries a plan out.
+refusals are ``InputError`` (nothing changed). ``pgtopo.ha.promotion`` carries a plan out.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
         warnings.append(f"synchronous_standby_names on {cand.node} keeps only the standbys that will stream from it: "
                         f"{sync_after.text()}")
     publishing = topo.postgres.version >= 17 and render.publishes(topo, ctx.cluster)
-    sss = tuple(slot_name(n) for n in direct) if publishing else ()
+    standby_slots = tuple(slot_name(n) for n in direct) if publishing else ()
     keep = {slot_name(m.node) for m in replicas if m.upstream == cand.node}
     keep |= {slot_name(m.node) for m in replicas if m.action == "down"
              and upstream_of(topo, snap.nodes[m.node]) == cand.node}
@@ -297,7 +297,7 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
         fence=fence, candidate=cand.node, ranking=tuple(ranking), why=tuple(why), reference_lsn=ref.lsn,
         reference=ref.description, max_lag=max_lag, forced=forced, at_risk_bytes=at_risk, timeline=cand.timeline,
         replicas=tuple(replicas), subscribers=tuple(subs), sync_before=ctx.sync, sync_after=sync_after,
-        synchronized_standby_slots=sss, slot_sync_standbys=tuple(direct) if publishing else (),
+        synchronized_standby_slots=standby_slots, slot_sync_standbys=tuple(direct) if publishing else (),
         stale_slots=stale, warnings=tuple(warnings),
     )
 

@@ -1,6 +1,6 @@
 """Carry out a failover or a switchover: fence, re-point, promote, move subscribers, demote.
 
-The decisions are made beforehand by ``pgtopo.failover`` on a frozen snapshot; this module
+The decisions are made beforehand by ``pgtopo.ha.failover`` on a frozen snapshot; this module
 acts on the live nodes (SQL over the nodes' published ports, files through ``docker exec``)
 and reports what it did and how long it took. Every failure names the node and the step.
 """

@@ -1,8 +1,8 @@
 """Physical replication on live nodes: the primitives failover, switchover and rejoin share.
 
 The replication settings a node gets by ALTER SYSTEM, physical slots, re-pointing a replica to
-another upstream, and the synchronous settings of a primary. ``pgtopo.promotion`` carries out
-failovers and switchovers with them, ``pgtopo.rejoin`` brings a node back.
+another upstream, and the synchronous settings of a primary. ``pgtopo.ha.promotion`` carries out
+failovers and switchovers with them, ``pgtopo.ha.rejoin`` brings a node back.
 """
 
 from __future__ import annotations

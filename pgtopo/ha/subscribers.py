@@ -1,7 +1,7 @@
 """A cluster's subscribers follow its new primary: moved onto the synced failover slot, else re-synchronised.
 
 Each subscription to the promoted cluster's publications lives on another cluster's primary;
-``pgtopo.failover`` decided per subscription whether it can move (its failover slot is synced
+``pgtopo.ha.failover`` decided per subscription whether it can move (its failover slot is synced
 on the new primary) or must be dropped, emptied and copied again.
 """
 

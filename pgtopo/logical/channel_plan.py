@@ -1,7 +1,7 @@
 """The plan of a new logical replication channel: pure decisions on a frozen snapshot.
 
-``decide`` reads the ``Intent`` (``pgtopo.channel_request``) and a ``Snapshot`` of the publisher
-and the subscriber (read by ``pgtopo.subscriptions``) and refuses, or returns every statement
+``decide`` reads the ``Intent`` (``pgtopo.logical.channel_request``) and a ``ChannelState`` of the publisher
+and the subscriber (read by ``pgtopo.logical.channels``) and refuses, or returns every statement
 to run (with the statement that undoes it, where there is one) and the edit of the file;
 ``subscription_step`` writes the CREATE SUBSCRIPTION. No I/O.
 """
@@ -23,7 +23,7 @@ from pgtopo.model.topology import Topology, endpoint
 PROBE = render.PROBE
 
 
-# -- what the plan is decided on (read live by pgtopo.subscriptions) --------------------------------
+# -- what the plan is decided on (read live by pgtopo.logical.channels) --------------------------------
 
 @dataclass(frozen=True)
 class Column:
@@ -47,7 +47,7 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class ChannelState:
     """What the publisher and the subscriber hold now, for the tables involved."""
 
     publisher_in_recovery: bool
@@ -133,7 +133,7 @@ def _published_columns(table: Table, listed: list[str] | None) -> tuple[str, ...
     return tuple(c.name for c in table.columns if not c.generated and (listed is None or c.name in listed))
 
 
-def _publication_steps(intent: Intent, snap: Snapshot) -> list[Step]:
+def _publication_steps(intent: Intent, snap: ChannelState) -> list[Step]:
     node, db, pub = intent.publisher, intent.publisher_db, intent.publication
     steps: list[Step] = []
     for t in intent.new_tables:
@@ -178,7 +178,7 @@ def _probe_steps(node: str, *, db: str, table: bool, publication: bool | None) -
     return steps
 
 
-def decide(topo: Topology, *, intent: Intent, snap: Snapshot, path: Path, text: str,
+def decide(topo: Topology, *, intent: Intent, snap: ChannelState, path: Path, text: str,
            subscriber_schema: str | None) -> AddPlan:
     """Refuse, or plan every statement and the file edit. Pure: no I/O.
 

@@ -1,8 +1,8 @@
 """Add or remove one logical replication channel on a running topology, and record it in the file.
 
 The order is the house pattern: check the request against the file (no Docker,
-``pgtopo.channel_request``), read a frozen snapshot of the publisher and the subscriber, decide
-the plan with pure functions (``pgtopo.channel_plan``), rehearse every transactional statement
+``pgtopo.logical.channel_request``), read a frozen snapshot of the publisher and the subscriber, decide
+the plan with pure functions (``pgtopo.logical.channel_plan``), rehearse every transactional statement
 inside a transaction that is rolled back, then act. A step that fails undoes what this command
 created, in reverse order, before the error is reported.
 """
@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
-from pgtopo.logical.channel_plan import AddPlan, Column, Snapshot, Step, Table, decide, subscription_step
+from pgtopo.logical.channel_plan import AddPlan, ChannelState, Column, Step, Table, decide, subscription_step
 from pgtopo.logical.channel_request import AddRequest, Intent, read_intent
 from pgtopo.model import loader, render, topofile
 from pgtopo.model.schema_file import read_schema
@@ -80,7 +80,7 @@ def _one(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> Any:
     return row[0] if row else None
 
 
-def read_snapshot(pub: Conn, sub: Conn, *, intent: Intent) -> Snapshot:
+def read_snapshot(pub: Conn, sub: Conn, *, intent: Intent) -> ChannelState:
     published: dict[str, tuple[str, ...]] | None = None
     if _one(pub, "SELECT count(*) FROM pg_publication WHERE pubname = %s", (intent.publication,)):
         published = {}
@@ -89,7 +89,7 @@ def read_snapshot(pub: Conn, sub: Conn, *, intent: Intent) -> Snapshot:
                 (intent.publication,)).fetchall():
             published[table if schema == "public" else f"{schema}.{table}"] = tuple(cols or ())
     names = sorted({*(published or {}), *(t.name for t in intent.new_tables)})
-    return Snapshot(
+    return ChannelState(
         publisher_in_recovery=bool(_one(pub, "SELECT pg_is_in_recovery()")),
         wal_level=str(_one(pub, "SHOW wal_level")),
         standby_slots=str(_one(pub, "SHOW synchronized_standby_slots") or "") if intent.failover is not None else "",

@@ -1,6 +1,6 @@
 """The semantic rules of the topology file: how its parts refer to each other.
 
-Pydantic (``pgtopo.topology``) has checked structure and names; these rules check primaries,
+Pydantic (``pgtopo.model.topology``) has checked structure and names; these rules check primaries,
 upstreams and cycles, synchronous standbys, publications and subscriptions against schemas,
 regions and latencies, ports and subnets. Every problem is returned, none raised.
 """

@@ -1,7 +1,7 @@
 """The topology file: its model, loading and every validation rule.
 
 Loading is two passes. Pydantic checks structure (unknown keys refused, types, name syntax);
-``pgtopo.rules`` then checks how the parts refer to each other. Every problem of both
+``pgtopo.model.rules`` then checks how the parts refer to each other. Every problem of both
 passes is reported at once as ``path.to.field: message``.
 """
 
@@ -27,6 +27,7 @@ from pgtopo.errors import InputError
 
 DEFAULT_IMAGE = "pgtopo/postgres:{version}"
 PG_PORT = 5432
+Pair = tuple[str, str]  # two region names
 RELAY_ALIAS = "pgtopo-relay"  # the relay's network alias on every region network
 RELAY_PORT_BASE = 20000
 RELAY_PORT_SPAN = 40000
@@ -291,6 +292,11 @@ class Topology(_Model):
             if set(link.between) == {a, b}:
                 return link
         return None
+
+    def region_pairs(self) -> list[Pair]:
+        """Every pair of distinct regions, in file order."""
+        regions = list(self.regions)
+        return [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
 
     def rtt_ms(self, a: str, b: str) -> float:
         link = self.link(a, b)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
-from pgtopo.model.topology import Link, Topology
+from pgtopo.model.topology import Link, Pair, Topology
 from pgtopo.network import netem, relay, relay_container
 from pgtopo.network.probe import measure_latency
 from pgtopo.network.relay import link_key
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 MAX_RTT_MS = 10_000.0
-PROBE_COUNT = 5
-
-Pair = tuple[str, str]
-
 
 def parse_duration_ms(text: str) -> float:
     """'120ms', '0.2s', '120' -> milliseconds (finite, not negative)."""
@@ -62,7 +58,7 @@ class LinkSetting:
     bandwidth_kbps: float | None = None
 
     @classmethod
-    def of(cls, raw: dict[str, Any] | relay.Link | Link | None) -> LinkSetting | None:
+    def of(cls, raw: dict[str, Any] | relay.LinkShape | Link | None) -> LinkSetting | None:
         if raw is None:
             return None
         if isinstance(raw, dict):
@@ -98,18 +94,12 @@ class PairRow:
                 "partitioned": list(self.cut)}
 
 
-def region_pairs(topo: Topology) -> list[Pair]:
-    """Every pair of distinct regions, in file order."""
-    regions = list(topo.regions)
-    return [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
-
-
 def matrix(topo: Topology, *, in_effect: dict[str, dict[str, Any]] | None, partitioned: Iterable[str],
            measured: dict[Pair, float | None]) -> list[PairRow]:
     """The rows of ``pgtopo latency``; ``in_effect`` is the relay's ``links`` (None: not running)."""
     cut = set(partitioned)
     rows = []
-    for a, b in region_pairs(topo):
+    for a, b in topo.region_pairs():
         effect = None if in_effect is None else LinkSetting.of(in_effect.get(link_key(a, b)))
         rows.append(PairRow(a=a, b=b, declared=LinkSetting.of(topo.link(a, b)), in_effect=effect,
                             measured_ms=_round(measured.get((a, b))), cut=tuple(r for r in (a, b) if r in cut)))
@@ -210,7 +200,7 @@ def _require_relay(topo: Topology) -> Container:
 
 
 @dataclass(frozen=True)
-class Report:
+class LatencyReport:
     topology: str
     running: bool
     mechanism: netem.Mechanism
@@ -233,7 +223,7 @@ def _live_links(container: Container) -> dict[str, dict[str, Any]] | None:
         return None
 
 
-def report(topo: Topology, *, measure_links: bool = True) -> Report:
+def report(topo: Topology, *, measure_links: bool = True) -> LatencyReport:
     """``pgtopo latency FILE``: declared, in effect and measured round trips per region pair."""
     container = relay_container.running_relay(topo) if topo.uses_relay() else None
     running = container is not None or (not topo.uses_relay() and any(
@@ -250,13 +240,13 @@ def report(topo: Topology, *, measure_links: bool = True) -> Report:
             in_effect = expected
         elif in_effect != expected:
             notes.append("the relay's config differs from the state: `pgtopo latency FILE reset` rewrites it")
-    measured = measure_latency(topo, count=PROBE_COUNT) if running and measure_links else {}
+    measured = measure_latency(topo) if running and measure_links else {}
     mech = netem.mechanism(topology=topo.name, image=relay_container.relay_image(topo), multi_region=topo.uses_relay(),
                            running=running)
     if not running and topo.uses_relay():
         notes.append(f"topology '{topo.name}' is not running: only the declared values are known")
     rows = matrix(topo, in_effect=in_effect, partitioned=partitioned, measured=measured)
-    return Report(topology=topo.name, running=running, mechanism=mech, partitioned=partitioned,
+    return LatencyReport(topology=topo.name, running=running, mechanism=mech, partitioned=partitioned,
                   rows=tuple(rows), notes=tuple(notes))
 
 

@@ -11,19 +11,11 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 
 from pgtopo.errors import PgtopoError
-from pgtopo.model.topology import Topology
+from pgtopo.model.topology import Pair, Topology
 from pgtopo.network.relay import RELAY_SCRIPT_PATH
 from pgtopo.runtime import gateway
 
-PROBE_COUNT = 3
-
-Pair = tuple[str, str]
-
-
-def region_pairs(topo: Topology) -> list[Pair]:
-    regions = list(topo.regions)
-    return [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
-
+PROBE_COUNT = 3  # samples per region pair; the median is shown (status, latency)
 
 def measure_latency(topo: Topology, *, count: int = PROBE_COUNT) -> dict[Pair, float | None]:
     """Median round trip in ms for each region pair (a, b) in file order, measured by the relay.
@@ -35,7 +27,7 @@ def measure_latency(topo: Topology, *, count: int = PROBE_COUNT) -> dict[Pair, f
     """
     from pgtopo.runtime import state
 
-    pairs = region_pairs(topo)
+    pairs = topo.region_pairs()
     relays = [c for c in gateway.containers(topo.name, kind="relay") if gateway.status(c) == "running"]
     if not pairs or not relays:
         return {p: None for p in pairs}

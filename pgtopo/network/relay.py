@@ -78,7 +78,7 @@ class Listener:
 
 
 @dataclasses.dataclass(frozen=True)
-class Link:
+class LinkShape:
     """rtt_ms is split evenly between directions; jitter_ms is the +/- range of each one-way delay."""
 
     rtt_ms: float
@@ -99,7 +99,7 @@ class Link:
 class RelayConfig:
     listeners: tuple[Listener, ...] = ()
     # Mappings are excluded from the hash (dicts are unhashable); eq still compares them.
-    links: Mapping[str, Link] = dataclasses.field(default_factory=dict, hash=False)
+    links: Mapping[str, LinkShape] = dataclasses.field(default_factory=dict, hash=False)
     peers: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     partitioned: frozenset[str] = frozenset()
 
@@ -118,7 +118,7 @@ class RelayConfig:
             "peers": dict(sorted(self.peers.items())),
         }
 
-    def link(self, a: str, b: str) -> Link | None:
+    def link(self, a: str, b: str) -> LinkShape | None:
         return self.links.get(link_key(a, b))
 
     def listener(self, port: int) -> Listener | None:
@@ -165,7 +165,7 @@ def _parse(raw: object) -> tuple[RelayConfig | None, list[str]]:
         errs += bad
         if not bad:
             listeners.append(Listener(**item))
-    links: dict[str, Link] = {}
+    links: dict[str, LinkShape] = {}
     raw_links: Any = raw.get("links", {})
     if not isinstance(raw_links, dict):
         errs, raw_links = [*errs, "links: must be an object"], {}
@@ -188,7 +188,7 @@ def _parse(raw: object) -> tuple[RelayConfig | None, list[str]]:
             bad.append(f"{where}.bandwidth_kbps: must be null or a number > 0")
         errs += bad
         if not bad:
-            links[key] = Link(float(rtt), float(jitter), None if bw is None else float(bw))
+            links[key] = LinkShape(float(rtt), float(jitter), None if bw is None else float(bw))
     peers: dict[str, str] = {}
     raw_peers: Any = raw.get("peers", {})
     if not isinstance(raw_peers, dict):

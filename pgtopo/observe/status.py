@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pgtopo.model.topology import Topology
-from pgtopo.network.probe import Pair, measure_latency, region_pairs
+from pgtopo.model.topology import Pair, Topology
+from pgtopo.network.probe import measure_latency
 from pgtopo.observe import snapshot
 from pgtopo.observe.expectations import (
     DEFAULT_MAX_RETAINED,
@@ -350,7 +350,7 @@ def latency_ok(expected_ms: float, measured_ms: float) -> bool:
 def _links(topo: Topology, latency: Mapping[Pair, float | None], overrides: Mapping[str, float],
            problems: list[Problem]) -> tuple[LinkRow, ...]:
     rows = []
-    for a, b in region_pairs(topo):
+    for a, b in topo.region_pairs():
         declared = topo.link(a, b)
         key = "|".join(sorted((a, b)))
         expected = overrides.get(key, declared.rtt_ms if declared else None)
@@ -377,8 +377,8 @@ def observe(topo: Topology, *, max_retained: int = DEFAULT_MAX_RETAINED, measure
     links = state.load_runtime(topo.name).get("links") or {}
     overrides = {k: float(v["rtt_ms"]) for k, v in links.items() if isinstance(v, dict) and "rtt_ms" in v}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        fsnap = pool.submit(snapshot.collect, topo)
-        flat = pool.submit(measure_latency, topo) if measure else None
-        snap = fsnap.result()
-        lat = flat.result() if flat is not None else None
-    return assess(topo, snap, primaries=primaries, latency=lat, rtt_overrides=overrides, max_retained=max_retained)
+        snap_future = pool.submit(snapshot.collect, topo)
+        latency_future = pool.submit(measure_latency, topo) if measure else None
+        snap = snap_future.result()
+        latency = latency_future.result() if latency_future is not None else None
+    return assess(topo, snap, primaries=primaries, latency=latency, rtt_overrides=overrides, max_retained=max_retained)

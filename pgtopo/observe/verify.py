@@ -87,7 +87,7 @@ class Edge:
 
 
 @dataclass(frozen=True)
-class Report:
+class VerifyReport:
     topology: str
     checks: tuple[Check, ...]
     edges: tuple[Edge, ...]
@@ -252,7 +252,7 @@ def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeo
 
 
 def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
-        max_retained: int = DEFAULT_MAX_RETAINED) -> Report:
+        max_retained: int = DEFAULT_MAX_RETAINED) -> VerifyReport:
     """Collect, check, probe every edge; never raises for a failed check."""
 
     gateway.require_running(topo.name)
@@ -276,5 +276,5 @@ def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
     checks = snapshot_checks(topo, after, primaries=primaries, max_retained=max_retained, before=snap)
     checks += config_checks(topo, after, primaries=primaries, rendered=rendered, on_disk=files)
     checks += probe_checks
-    return Report(topology=topo.name, checks=tuple(checks), edges=tuple(edges))
+    return VerifyReport(topology=topo.name, checks=tuple(checks), edges=tuple(edges))
 

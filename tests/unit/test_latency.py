@@ -62,7 +62,7 @@ def test_relay_config_is_valid_for_the_relay(topo: Topology) -> None:
     assert {(x.src, x.target_node) for x in parsed.listeners} == {
         (r, n) for r in topo.regions for n in topo.node_names() if topo.node(n).region != r}
     assert all(x.port == topo.relay_port(x.src, x.target_node) and x.target_port == 5432 for x in parsed.listeners)
-    assert parsed.link("eu-west", "us-east") == R.Link(80.0, 2.0, None)
+    assert parsed.link("eu-west", "us-east") == R.LinkShape(80.0, 2.0, None)
     assert parsed.partitioned == frozenset()
     assert R.link_key("us-east", "eu-west") == "eu-west|us-east"
 
@@ -72,8 +72,8 @@ def test_relay_config_overrides_and_partitions(topo: Topology) -> None:
     conf = relay_container.relay_config(topo, links=override, partitioned=["eu-west", "eu-west"],
                           peers={"172.30.0.5": "pg-eu"})
     parsed = R.RelayConfig.from_json(conf)
-    assert parsed.link("us-east", "eu-west") == R.Link(200.0, 0.0, None)
-    assert parsed.link("us-east", "ap-south") == R.Link(200.0, 5.0, None)  # untouched
+    assert parsed.link("us-east", "eu-west") == R.LinkShape(200.0, 0.0, None)
+    assert parsed.link("us-east", "ap-south") == R.LinkShape(200.0, 5.0, None)  # untouched
     assert conf["partitioned"] == ["eu-west"]
     cut = {(x.src, x.target_node) for x in parsed.listeners if parsed.is_cut(x)}
     assert cut == {("eu-west", "pg-us"), ("eu-west", "pg-billing"), ("us-east", "pg-eu"), ("ap-south", "pg-eu")}

@@ -145,7 +145,7 @@ EXAMPLE: dict[str, Any] = {
 def test_config_roundtrip_is_deterministic() -> None:
     config = R.RelayConfig.from_json(EXAMPLE)
     assert config.listeners[0] == R.Listener(10001, SRC, DST, "pg-us", "pg-us", 5432)
-    assert config.link(DST, SRC) == R.Link(80.0, 2.0, None)
+    assert config.link(DST, SRC) == R.LinkShape(80.0, 2.0, None)
     assert config.partitioned == {"ap-south", "pg-eu"}
     out = config.to_json()
     assert out["partitioned"] == ["ap-south", "pg-eu"]
@@ -166,9 +166,9 @@ def test_is_cut_by_region_target_or_peer_node() -> None:
 
 def test_jitter_is_the_range_of_the_one_way_delay() -> None:
     rng = random.Random(1)
-    samples = [R.Link(100, 10).one_way_s(rng) for _ in range(500)]
+    samples = [R.LinkShape(100, 10).one_way_s(rng) for _ in range(500)]
     assert 0.040 <= min(samples) < 0.042 and 0.058 < max(samples) <= 0.060
-    assert R.Link(2, 50).one_way_s(rng) >= 0
+    assert R.LinkShape(2, 50).one_way_s(rng) >= 0
 
 
 @pytest.mark.parametrize(("patch", "field"), [

@@ -391,7 +391,7 @@ def test_measure_latency_falls_back_to_the_other_direction(monkeypatch: pytest.M
     assert sorted(calls) == sorted([topo.relay_port("us-east", "pg-eu"), topo.relay_port("eu-west", "pg-us")])
 
     monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [])
-    assert probe.measure_latency(topo) == dict.fromkeys(probe.region_pairs(topo))
+    assert probe.measure_latency(topo) == dict.fromkeys(topo.region_pairs())
 
 
 def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

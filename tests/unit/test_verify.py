@@ -226,7 +226,7 @@ def test_edges_measure_each_hop_of_a_cascade() -> None:
 def test_report_json_and_exit_decision() -> None:
     edge = Edge(kind="physical", source="pg-us", target="pg-eu", database="production", subscription=None,
                 declared_rtt_ms=80.0, propagation_s=0.04321, since_commit_s=0.04321, passed=True, reason="ok")
-    ok = verify.Report(topology="t", checks=(Check("reachable", "pg-us", True, "writable, timeline 1"),),
+    ok = verify.VerifyReport(topology="t", checks=(Check("reachable", "pg-us", True, "writable, timeline 1"),),
                        edges=(edge,))
     assert ok.ok and (ok.passed, ok.failed) == (2, 0)
     data = ok.to_json()
