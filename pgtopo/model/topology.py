@@ -1,8 +1,9 @@
-"""The topology file: its model, loading and every validation rule.
+"""The topology file's model: pydantic classes (unknown keys refused, types, name syntax)
+and the derived views every other module uses (nodes, clusters, links, relay ports, endpoints).
 
-Loading is two passes. Pydantic checks structure (unknown keys refused, types, name syntax);
-``pgtopo.model.rules`` then checks how the parts refer to each other. Every problem of both
-passes is reported at once as ``path.to.field: message``.
+``pgtopo.model.loader`` reads a file into this model, then ``pgtopo.model.rules`` checks how the
+parts refer to each other; every problem of both passes is reported at once as
+``path.to.field: message``.
 """
 
 from __future__ import annotations
