@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the README's walkthrough against the reference topology and prints each command with
-# its real output, so the README can be refreshed from an actual run.
+# Runs the documented walkthrough against the reference topology and prints each command with
+# its real output, so README.md and docs/commands.md can be refreshed from an actual run
+# (scripts/readme_walkthrough.py copies the outputs into them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PGTOPO_STATE_DIR="${PGTOPO_STATE_DIR:-$(mktemp -d /tmp/pgtopo-walkthrough-XXXX)}"
@@ -23,7 +24,7 @@ run pgtopo up $T
 run pgtopo status $T
 run pgtopo verify $T
 run pgtopo env $T --region eu-west
-run pgtopo latency $T
+run pgtopo latency show $T
 run pgtopo add-subscription $T --subscriber pg-billing --publisher pg-us --tables orders
 run pgtopo partition $T eu-west
 sleep 8
