@@ -155,8 +155,7 @@ def test_latency_set_changes_the_link_and_reset_restores_it(env: Env) -> None:
         try:
             out = cli("latency", path, "set", "us-east", "eu-west", "200ms")
             assert "round trip 200 ms in effect" in out
-            assert state.load_runtime(NAME)["links"] == {
-                "eu-west|us-east": {"rtt_ms": 200.0, "jitter_ms": 0.0, "bandwidth_kbps": None}}
+            assert state.load(NAME).links == {"eu-west|us-east": state.LinkOverride(rtt_ms=200.0, jitter_ms=0.0)}
             # The open connection pays the new delay too: a WAN whose latency changed.
             slow = select_1_median_ms(conn)
             print(f"SELECT 1 after `latency set us-east eu-west 200ms`: median {slow:.1f} ms")
@@ -166,7 +165,7 @@ def test_latency_set_changes_the_link_and_reset_restores_it(env: Env) -> None:
             assert row.overridden and row.in_effect == latency.LinkSetting(200.0, 0.0)
         finally:
             cli("latency", path, "reset")
-        assert state.load_runtime(NAME)["links"] == {}
+        assert state.load(NAME).links == {}
         back = select_1_median_ms(conn)
         print(f"SELECT 1 after reset: median {back:.1f} ms")
         assert close_to(back, 80), f"SELECT 1 after reset: median {back:.1f} ms"
@@ -202,7 +201,7 @@ def test_partition_stops_replication_and_heal_catches_up_with_no_row_lost(env: E
     try:
         t0 = time.monotonic()
         assert "is partitioned" in cli("partition", path, cut)
-        assert state.load_runtime(NAME)["partitioned"] == [cut]
+        assert state.load(NAME).partitioned == (cut,)
 
         def gone() -> bool:
             nonlocal written
@@ -227,7 +226,7 @@ def test_partition_stops_replication_and_heal_catches_up_with_no_row_lost(env: E
         assert _replayed_count(table) < written  # nothing crossed the partition
     finally:
         cli("heal", path)
-    assert state.load_runtime(NAME)["partitioned"] == []
+    assert state.load(NAME).partitioned == ()
     t1 = time.monotonic()
     wait_for(_streaming, timeout=30, what="pg-eu streaming again after the heal")
     print(f"heal of {cut}: streaming again after {time.monotonic() - t1:.1f} s")
