@@ -35,7 +35,7 @@ from docker.models.containers import Container
 
 from pgtopo.lifecycle import deploy
 from pgtopo.model import loader
-from pgtopo.network import latency
+from pgtopo.network import relay_container
 from pgtopo.postgres import connect
 from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.runtime import gateway
@@ -166,7 +166,7 @@ def main() -> int:
         for i in range(args.rounds):
             order = list(FILES) if i % 2 == 0 else list(reversed(FILES))
             for name in order:
-                rnd = one_round(name, args.mb, latency.relay_container(topos[name]))
+                rnd = one_round(name, args.mb, relay_container.running_relay(topos[name]))
                 results[name].append(rnd)
                 cpu = f", relay CPU {rnd.relay_cpu_s:.2f} s" if rnd.relay_cpu_s is not None else ""
                 print(f"round {i + 1} {name}: {rnd.backlog / MB:.0f} MiB, receive {rnd.receive_mb_s:.0f} MiB/s, "

@@ -202,10 +202,10 @@ def run(topo: Topology, *, region: str, strategies: Sequence[Strategy], sessions
         raise InputError(f"--slow-link: the primary {ep.primary.node} and the replica {ep.replica.node} are both in "
                          f"{link[0]}; there is no link to slow down")
     key = link_key(*link)
-    before = state.load_runtime(topo.name).get("links")
+    before = state.load(topo.name).links_json().get(key)  # this link's override, restored when the run ends
     declared = topo.link(*link)
-    current = (before or {}).get(key) or ({"rtt_ms": declared.rtt_ms, "jitter_ms": declared.jitter_ms,
-                                             "bandwidth_kbps": declared.bandwidth_kbps} if declared else None)
+    current = before or ({"rtt_ms": declared.rtt_ms, "jitter_ms": declared.jitter_ms,
+                          "bandwidth_kbps": declared.bandwidth_kbps} if declared else None)
     rtt = slow_link_ms if slow_link_ms is not None else float((current or {}).get("rtt_ms") or 0.0)
     max_wait_s = max_wait_ms / 1000 if max_wait_ms is not None else default_max_wait_s(rtt)
     setup = Setup(topology=topo.name, cluster=ep.cluster, region=region, primary=ep.primary.node,
@@ -222,7 +222,8 @@ def run(topo: Topology, *, region: str, strategies: Sequence[Strategy], sessions
         _wait_replicated(topo, ep.replica.node, table)
         if slow_link_ms is not None:
             say("bench", f"{link[0]} <-> {link[1]}: RTT {slow_link_ms:g} ms for the run")
-            state.update_runtime(topo.name, links={**(before or {}), key: link_override(current, rtt_ms=slow_link_ms)})
+            slowed = state.LinkOverride.model_validate(link_override(current, rtt_ms=slow_link_ms))
+            state.update(topo.name, lambda rt: rt.model_copy(update={"links": {**rt.links, key: slowed}}))
             relay_container.update_relay(topo)
             time.sleep(RELAY_SETTLE_S)
         for i, strategy in enumerate(strategies):
@@ -232,7 +233,7 @@ def run(topo: Topology, *, region: str, strategies: Sequence[Strategy], sessions
             result.stats.append(summarize(strategy, ops_done))
     finally:
         if slow_link_ms is not None:
-            _restore_links(topo, before)
+            _restore_link(topo, key, before)
             relay_container.update_relay(topo)
             say("bench", f"{link[0]} <-> {link[1]}: latency restored")
         with connect.connect(topo.name, ep.primary.node, dbname=BENCH_DATABASE) as conn:
@@ -254,12 +255,14 @@ def _wait_replicated(topo: Topology, node: str, table: sql.Identifier, *, timeou
                  node=node, interval=0.05)
 
 
-def _restore_links(topo: Topology, before: dict[str, Any] | None) -> None:
+def _restore_link(topo: Topology, key: str, before: dict[str, Any] | None) -> None:
+    """The link's override as it was before the run (none: the file's value); other links are left alone."""
     from pgtopo.runtime import state
 
-    data = state.load_runtime(topo.name)
-    if before is None:
-        data.pop("links", None)
-    else:
-        data["links"] = before
-    state.save_runtime(topo.name, data)
+    def restore(rt: state.RuntimeState) -> state.RuntimeState:
+        links = {k: v for k, v in rt.links.items() if k != key}
+        if before is not None:
+            links[key] = state.LinkOverride.model_validate(before)
+        return rt.model_copy(update={"links": links})
+
+    state.update(topo.name, restore)

@@ -67,16 +67,14 @@ def fence(topo: Topology, node: str, *, timeout: int, progress: Progress) -> Fen
 
 
 def _record_fence(topo: Topology, f: Fence) -> Fence:
-    fenced = dict(state.load_runtime(topo.name).get("fenced", {}))
-    fenced[f.node] = {"method": f.method, "detail": f.detail, "at": now()}
-    state.update_runtime(topo.name, fenced=fenced)
+    rec = state.FenceRecord(method=f.method, detail=f.detail, at=now())
+    state.update(topo.name, lambda rt: rt.model_copy(update={"fenced": {**rt.fenced, f.node: rec}}))
     return f
 
 
 def unfence(topo: Topology, node: str) -> None:
-    fenced = dict(state.load_runtime(topo.name).get("fenced", {}))
-    if fenced.pop(node, None) is not None:
-        state.update_runtime(topo.name, fenced=fenced)
+    state.update(topo.name, lambda rt: rt.model_copy(
+        update={"fenced": {n: f for n, f in rt.fenced.items() if n != node}}))  # unchanged when not fenced: no write
 
 
 def leave_stopped(topo: Topology, c: Container, *, node: str, why: str) -> None:
@@ -100,9 +98,8 @@ def kill_node(topo: Topology, node: str) -> str:
                      " WHERE NOT pg_is_in_recovery()", step="read position")
         if rows:
             last = str(rows[0][0])
-            known = dict(state.load_runtime(topo.name).get("last_known", {}))
-            known[node] = {"lsn": last, "timeline": int(str(rows[0][1]), 16), "at": now()}
-            state.update_runtime(topo.name, last_known=known)
+            rec = state.LastKnown(lsn=last, timeline=int(str(rows[0][1]), 16), at=now())
+            state.update(topo.name, lambda rt: rt.model_copy(update={"last_known": {**rt.last_known, node: rec}}))
     except PgtopoError:
         pass
     gateway.kill(c)

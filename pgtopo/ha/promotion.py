@@ -120,9 +120,7 @@ def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, tim
 
 
 def _record_primary(topo: Topology, cluster: str, node: str) -> None:
-    primaries = state.current_primaries(topo)
-    primaries[cluster] = node
-    state.update_runtime(topo.name, primaries=primaries)
+    state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": {**rt.primaries_of(topo), cluster: node}}))
 
 
 # -- failover and switchover -------------------------------------------------------------------------
@@ -154,8 +152,8 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
             raise InputError("switchover needs --to NODE")
         return failover.plan_switchover(topo, snap, cluster=cluster, to=to, primaries=primaries)
     c = failover.choose_cluster(topo, cluster=cluster, to=to)
-    known = state.load_runtime(topo.name).get("last_known", {}).get(primaries[c])
-    last = (parse_lsn(known["lsn"]) or 0, known.get("timeline")) if known else None
+    known = state.load(topo.name).last_known.get(primaries[c])
+    last = (parse_lsn(known.lsn) or 0, known.timeline) if known else None
     return failover.plan_failover(topo, snap, cluster=c, to=to, max_lag=max_lag, force=force,
                                   old_primary_last_lsn=last, primaries=primaries,
                                   recorded_sync=recorded_sync(topo, c))
@@ -249,11 +247,10 @@ def _move_subscribers(topo: Topology, plan: Plan, out: Outcome, *, started: floa
 
 def _finish(topo: Topology, plan: Plan, out: Outcome) -> None:
     out.sync_after, out.standby_slots = converge_primary(topo, plan.cluster, plan.candidate)
-    rec = {"mode": plan.mode, "cluster": plan.cluster, "from": plan.old_primary, "to": plan.candidate,
-           "at": now(), "recovery_s": round(out.recovery_s, 3), "timeline": out.timeline}
-    if out.loss is not None:
-        rec["lost_bytes"] = out.loss.bytes
-    state.update_runtime(topo.name, last_change=rec)
+    rec = state.ChangeRecord(mode=plan.mode, cluster=plan.cluster, from_=plan.old_primary, to=plan.candidate,
+                             at=now(), recovery_s=round(out.recovery_s, 3), timeline=out.timeline,
+                             lost_bytes=None if out.loss is None else out.loss.bytes)
+    state.update(topo.name, lambda rt: rt.model_copy(update={"last_change": rec}))
 
 
 def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Progress) -> Outcome:

@@ -137,16 +137,13 @@ def converge_primary(topo: Topology, cluster: str, primary: str) -> tuple[SyncCo
     if publishing(topo, cluster):
         for n in direct:
             set_slot_sync(topo, n)
-    recorded = dict(state.load_runtime(topo.name).get("synchronous", {}))
-    recorded[cluster] = None if sync is None else {"method": sync.method, "count": sync.count,
-                                                   "standbys": list(sync.standbys)}
-    state.update_runtime(topo.name, synchronous=recorded)
+    rec = None if sync is None else state.SyncRecord(method=sync.method, count=sync.count, standbys=sync.standbys)
+    state.update(topo.name, lambda rt: rt.model_copy(update={"synchronous": {**rt.synchronous, cluster: rec}}))
     return sync, standby_slots
 
 
 def recorded_sync(topo: Topology, cluster: str) -> SyncConfig | None:
-    rec = state.load_runtime(topo.name).get("synchronous", {})
-    if cluster not in rec or rec[cluster] is None:
+    r = state.load(topo.name).synchronous.get(cluster)
+    if r is None:
         return None
-    r = rec[cluster]
-    return SyncConfig(method=r["method"], count=int(r["count"]), standbys=tuple(r["standbys"]), source="state")
+    return SyncConfig(method=r.method, count=r.count, standbys=r.standbys, source="state")

@@ -145,7 +145,8 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     result.created_any = result.created_any or created_subs
     result.phases["subscriptions"] = time.monotonic() - subs_started
 
-    state.update_runtime(topo.name, primaries=primaries, topology_file=str(topo_path.resolve()))
+    topology_file = str(topo_path.resolve())
+    state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": primaries, "topology_file": topology_file}))
 
     for cname, nname, spec in topo.all_nodes():
         c = existing[nname]
@@ -297,6 +298,6 @@ def running() -> dict[str, dict[str, Any]]:
         out[name] = {
             "nodes": len(nodes),
             "running": sum(1 for c in nodes if c.status == "running"),
-            "file": state.load_runtime(name).get("topology_file"),
+            "file": state.load(name).topology_file,
         }
     return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,7 @@ class LinkSetting:
     bandwidth_kbps: float | None = None
 
     @classmethod
-    def of(cls, raw: dict[str, Any] | relay.LinkShape | Link | None) -> LinkSetting | None:
+    def of(cls, raw: dict[str, Any] | relay.LinkShape | Link | state.LinkOverride | None) -> LinkSetting | None:
         if raw is None:
             return None
         if isinstance(raw, dict):
@@ -228,13 +228,13 @@ def report(topo: Topology, *, measure_links: bool = True) -> LatencyReport:
     container = relay_container.running_relay(topo) if topo.uses_relay() else None
     running = container is not None or (not topo.uses_relay() and any(
         gateway.status(c) == "running" for c in gateway.containers(topo.name, kind="node")))
-    rt = state.load_runtime(topo.name) if running else {}
-    partitioned = tuple(sorted(rt.get("partitioned") or []))
+    rt = state.load(topo.name) if running else state.RuntimeState()
+    partitioned = tuple(sorted(rt.partitioned))
     notes = []
     in_effect = None
     if container is not None:
         in_effect = _live_links(container)
-        expected = relay_container.relay_config(topo, links=rt.get("links"))["links"]
+        expected = relay_container.relay_config(topo, links=rt.links_json())["links"]
         if in_effect is None:
             notes.append("could not read the relay's config; showing the state's overrides")
             in_effect = expected
@@ -250,35 +250,56 @@ def report(topo: Topology, *, measure_links: bool = True) -> LatencyReport:
                   rows=tuple(rows), notes=tuple(notes))
 
 
-def _apply(topo: Topology, **changes: Any) -> None:
-    """Record ``changes`` in the state and push them to the relay; undo the record on failure."""
+def _apply(topo: Topology, change: Callable[[state.RuntimeState], dict[str, Any]]
+           ) -> tuple[state.RuntimeState, state.RuntimeState]:
+    """Record ``change`` (new values of some fields, from the state it is given) under the state's
+    lock and push it to the relay; undo the record on failure. The state before and after (equal
+    when nothing changed: then the relay is left alone)."""
+    seen: list[state.RuntimeState] = []
+    fields: dict[str, Any] = {}
 
-    before = state.load_runtime(topo.name)
-    state.update_runtime(topo.name, **changes)
+    def record(rt: state.RuntimeState) -> state.RuntimeState:
+        seen.append(rt)
+        fields.update(change(rt))
+        return rt.model_copy(update=fields)
+
+    after = state.update(topo.name, record)
+    before = seen[-1]
+    if after == before:
+        return before, after
     try:
         relay_container.update_relay(topo)
     except PgtopoError:
-        state.update_runtime(topo.name, **{k: before.get(k) for k in changes})
+        # Only what still holds our value is undone: a concurrent command's later change stays.
+        state.update(topo.name, lambda rt: rt.model_copy(update={
+            k: getattr(before, k) for k in fields if getattr(rt, k) == getattr(after, k)}))
         raise
+    return before, after
+
+
+def _typed(links: dict[str, dict[str, Any]]) -> dict[str, state.LinkOverride]:
+    return {k: state.LinkOverride.model_validate(v) for k, v in links.items()}
 
 
 def set_link(topo: Topology, a: str, b: str, *, rtt: str, jitter: str | None = None) -> LinkSetting:
     """``pgtopo latency FILE set A B RTT``: change a link of the running topology."""
-    links = override_link(topo, state.load_runtime(topo.name).get("links") or {}, a, b, rtt=rtt, jitter=jitter)
+    def links(rt: state.RuntimeState) -> dict[str, dict[str, Any]]:
+        return override_link(topo, rt.links_json(), a, b, rtt=rtt, jitter=jitter)
+
+    links(state.load(topo.name))  # bad input is reported before a stopped topology
     _require_relay(topo)
-    _apply(topo, links=links)
-    effect = LinkSetting.of(links.get(link_key(a, b)) or topo.link(a, b))
+    _, after = _apply(topo, lambda rt: {"links": _typed(links(rt))})
+    effect = LinkSetting.of(after.links.get(link_key(a, b)) or topo.link(a, b))
     assert effect is not None
     return effect
 
 
 def reset(topo: Topology, pair: Pair | None = None) -> list[str]:
     """``pgtopo latency FILE reset [A B]``: the file's values again; returns the links reset."""
-    current: dict[str, dict[str, Any]] = state.load_runtime(topo.name).get("links") or {}
-    links = reset_links(topo, current, pair)
+    reset_links(topo, {}, pair)  # bad input is reported before a stopped topology
     _require_relay(topo)
-    _apply(topo, links=links)
-    return sorted(set(current) - set(links))
+    before, after = _apply(topo, lambda rt: {"links": _typed(reset_links(topo, rt.links_json(), pair))})
+    return sorted(set(before.links) - set(after.links))
 
 
 @dataclass(frozen=True)
@@ -293,24 +314,30 @@ class PartitionChange:
 def partition(topo: Topology, name: str) -> PartitionChange:
     """``pgtopo partition FILE NAME``: blackhole every cross-region path of a region or node."""
     kind = kind_of(topo, name)
-    current = state.load_runtime(topo.name).get("partitioned") or []
-    new = add_partition(topo, current, name)
     _require_relay(topo)
-    changed = new != sorted(set(current))
-    if changed:
-        _apply(topo, partitioned=new)
-    return PartitionChange(name, kind, changed, tuple(new), tuple(cut_paths(topo, [name])))
+
+    def cut_off(rt: state.RuntimeState) -> dict[str, Any]:
+        new = add_partition(topo, rt.partitioned, name)
+        return {} if new == sorted(set(rt.partitioned)) else {"partitioned": tuple(new)}
+
+    before, after = _apply(topo, cut_off)
+    return PartitionChange(name, kind, after != before, tuple(sorted(set(after.partitioned))),
+                           tuple(cut_paths(topo, [name])))
 
 
 def heal(topo: Topology, name: str | None = None) -> PartitionChange:
     """``pgtopo heal FILE [NAME]``: forward again (every partition when NAME is omitted)."""
     kind = kind_of(topo, name) if name is not None else None
-    current = sorted(set(state.load_runtime(topo.name).get("partitioned") or []))
-    new = remove_partition(topo, current, name)
+    remove_partition(topo, state.load(topo.name).partitioned, name)  # bad input before a stopped topology
     _require_relay(topo)
+
+    def heal_one(rt: state.RuntimeState) -> dict[str, Any]:
+        new = remove_partition(topo, rt.partitioned, name)
+        return {"partitioned": tuple(new)} if new != sorted(set(rt.partitioned)) else {}
+
+    before, after = _apply(topo, heal_one)
+    current, new = sorted(set(before.partitioned)), sorted(set(after.partitioned))
     healed = [n for n in current if n not in new]
-    if healed:
-        _apply(topo, partitioned=new)
     still_cut = set(cut_paths(topo, new))
     restored = [p for p in cut_paths(topo, current) if p not in still_cut]
     return PartitionChange(name, kind, bool(healed), tuple(new), tuple(restored))

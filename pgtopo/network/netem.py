@@ -74,11 +74,12 @@ def mechanism(*, topology: str, image: str, multi_region: bool, running: bool) -
     if not multi_region:
         return Mechanism("none", None, "a single region has no cross-region links")
     # Only a state that `up` wrote is a cache: never create one for a topology started elsewhere.
-    known = state.load_runtime(topology) if running else {}
-    cached = known.get("netem")
-    if isinstance(cached, dict) and "available" in cached:
-        return describe(cached["available"], str(cached.get("detail", "")))
+    known = running and state.exists(topology)
+    cached = state.load(topology).netem if known else None
+    if cached is not None:
+        return describe(cached.available, cached.detail)
     available, why = detect(image, topology=topology)
     if known and available is not None:
-        state.update_runtime(topology, netem={"available": available, "detail": why})
+        rec = state.NetemRecord(available=available, detail=why)
+        state.update(topology, lambda rt: rt.model_copy(update={"netem": rec}))
     return describe(available, why)

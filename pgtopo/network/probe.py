@@ -32,17 +32,18 @@ def measure_latency(topo: Topology, *, count: int = PROBE_COUNT) -> dict[Pair, f
     if not pairs or not relays:
         return {p: None for p in pairs}
     relay = relays[0]
-    rt = state.load_runtime(topo.name)
+    rt = state.load(topo.name)
     # A partitioned region or node blackholes its listeners: probing it would only time out.
-    cut = set(rt.get("partitioned") or [])
-    overrides = rt.get("links") or {}
+    cut = set(rt.partitioned)
+    overrides = rt.links
 
     def probe(src: str, target: str) -> float | None:
         dst = topo.node(target).region
         if cut & {src, dst, target}:
             return None
         link = topo.link(src, dst)
-        rtt_ms = float((overrides.get("|".join(sorted((src, dst)))) or {}).get("rtt_ms", link.rtt_ms if link else 0))
+        override = overrides.get("|".join(sorted((src, dst))))
+        rtt_ms = override.rtt_ms if override else float(link.rtt_ms if link else 0)
         cmd = ["python3", RELAY_SCRIPT_PATH, "probe", "--host", "127.0.0.1", "--port",
                str(topo.relay_port(src, target)), "--count", str(count), "--timeout", f"{2 + 2 * rtt_ms / 1000:g}"]
         try:

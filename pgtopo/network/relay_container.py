@@ -8,6 +8,7 @@ and pushes changes to it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ def relay_image(topo: Topology) -> str:
 
 
 def relay_config(topo: Topology, *, links: dict[str, dict[str, Any]] | None = None,
-                 peers: dict[str, str] | None = None, partitioned: list[str] | None = None) -> dict[str, Any]:
+                 peers: dict[str, str] | None = None, partitioned: Iterable[str] | None = None) -> dict[str, Any]:
     """The relay's JSON config. ``links`` overrides the file's latencies (``latency set``)."""
     listeners = []
     for region in topo.regions:
@@ -91,12 +92,12 @@ def running_relay(topo: Topology) -> Container | None:
 
 def live_relay_config(topo: Topology) -> dict[str, Any]:
     """The relay's config with run-time facts: node addresses, link overrides, partitions."""
-    rt = state.load_runtime(topo.name)
+    rt = state.load(topo.name)
     peers: dict[str, str] = {}
     for c in gateway.containers(topo.name, kind="node"):
         for ip in gateway.ip_addresses(c).values():
             peers[ip] = c.labels.get(gateway.LABEL_NODE, "")
-    return relay_config(topo, links=rt.get("links"), peers=peers, partitioned=rt.get("partitioned"))
+    return relay_config(topo, links=rt.links_json(), peers=peers, partitioned=rt.partitioned)
 
 
 def update_relay(topo: Topology) -> None:

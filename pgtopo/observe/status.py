@@ -374,8 +374,7 @@ def observe(topo: Topology, *, max_retained: int = DEFAULT_MAX_RETAINED, measure
 
     gateway.require_running(topo.name)
     primaries = state.current_primaries(topo)
-    links = state.load_runtime(topo.name).get("links") or {}
-    overrides = {k: float(v["rtt_ms"]) for k, v in links.items() if isinstance(v, dict) and "rtt_ms" in v}
+    overrides = {k: v.rtt_ms for k, v in state.load(topo.name).links.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
         snap_future = pool.submit(snapshot.collect, topo)
         latency_future = pool.submit(measure_latency, topo) if measure else None

@@ -1,6 +1,7 @@
 """The state directory: generated passwords and what a running topology learned at run time.
 
-Kept outside the topology file (which users commit) with mode 0700 / 0600.
+Kept outside the topology file (which users commit) with mode 0700 / 0600: ``secrets.json``
+(`passwords`) and ``runtime.json`` (`RuntimeState`: read with `load`, changed with `update`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import json
 import os
 import secrets as _secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pgtopo.errors import OperationFailed
 from pgtopo.model.render import ROLES
@@ -91,33 +94,162 @@ def pgpass(pw: dict[str, str]) -> str:
     return "".join(f"*:*:*:{role}:{pw[role]}\n" for role in ROLES)
 
 
-def load_runtime(name: str) -> dict[str, Any]:
-    path = topology_dir(name) / "runtime.json"
+# -- run-time facts: runtime.json --------------------------------------------------------------------
+
+class _Record(BaseModel):
+    """A frozen part of runtime.json.
+
+    Unknown keys (written by a newer pgtopo, or retired by an older one) are neither validated nor
+    used, and they are written back unchanged by `update`: mixing versions never loses the other's
+    facts, and never fails on them. A null where a value has a non-null default (an older
+    pgtopo wrote ``"links": null`` when it undid a change) reads as that default.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = {f.alias or k for k, f in cls.model_fields.items() if not f.is_required() and
+                    f.get_default(call_default_factory=True) is not None}
+        return {k: v for k, v in data.items() if not (v is None and k in defaults)}
+
+
+class LinkOverride(_Record):
+    """A link set at run time (`pgtopo latency set`, the routing bench's slowed link)."""
+
+    rtt_ms: float
+    jitter_ms: float = 0.0
+    bandwidth_kbps: float | None = None
+
+
+class FenceRecord(_Record):
+    """How a node was fenced (or left stopped); `unfence` removes it once the node streams again."""
+
+    method: str
+    detail: str
+    at: str
+
+
+class LastKnown(_Record):
+    """A primary's WAL position read just before `kill_node` crashed it (bounds a failover's loss)."""
+
+    lsn: str
+    timeline: int | None = None
+    at: str
+
+
+class SyncRecord(_Record):
+    """The synchronous settings pgtopo last gave a cluster's primary."""
+
+    method: str
+    count: int
+    standbys: tuple[str, ...]
+
+
+class ChangeRecord(_Record):
+    """The last failover or switchover."""
+
+    mode: str
+    cluster: str
+    from_: str = Field(alias="from")
+    to: str
+    at: str
+    recovery_s: float
+    timeline: int | None = None
+    lost_bytes: int | None = None
+
+
+class NetemRecord(_Record):
+    """The kernel's answer to "is netem available", cached for a running topology."""
+
+    available: bool
+    detail: str = ""
+
+
+class RuntimeState(_Record):
+    """What a running topology learned at run time (``runtime.json``); the default when there is none.
+
+    Read with `load`, changed only with `update` (under the topology's lock). The dicts inside are
+    shared with the instance: build new ones (``{**old.fenced, node: rec}``), never mutate them.
+    """
+
+    topology_file: str | None = None  # written by `up`; `pgtopo ls` shows it
+    primaries: dict[str, str] = Field(default_factory=dict)  # cluster -> node, after a failover
+    links: dict[str, LinkOverride] = Field(default_factory=dict)  # "a|b" regions -> override
+    partitioned: tuple[str, ...] = ()  # regions and nodes cut off by `pgtopo partition`
+    fenced: dict[str, FenceRecord] = Field(default_factory=dict)  # node -> fence
+    last_known: dict[str, LastKnown] = Field(default_factory=dict)  # node -> position when killed
+    synchronous: dict[str, SyncRecord | None] = Field(default_factory=dict)  # cluster -> settings (None: async)
+    last_change: ChangeRecord | None = None
+    netem: NetemRecord | None = None
+
+    def links_json(self) -> dict[str, dict[str, Any]]:
+        """The link overrides as the relay's config spells them (which refuses unknown fields)."""
+        return {k: {"rtt_ms": v.rtt_ms, "jitter_ms": v.jitter_ms, "bandwidth_kbps": v.bandwidth_kbps}
+                for k, v in self.links.items()}
+
+    def primaries_of(self, topo: Topology) -> dict[str, str]:
+        """Cluster -> primary node: the file's, unless a failover recorded another."""
+        return {c: self.primaries.get(c, cl.primary_name) for c, cl in topo.clusters.items()}
+
+
+def _runtime_path(name: str) -> Path:
+    return topology_dir(name) / "runtime.json"
+
+
+def _parse(path: Path, data: dict[str, Any]) -> RuntimeState:
+    try:
+        return RuntimeState.model_validate(data)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+        raise OperationFailed(f"{path}: unreadable state file ({where}); fix or remove it") from None
+
+
+def exists(name: str) -> bool:
+    """Whether a run-time state was written (by `up`, or a command on the running topology)."""
+    return _runtime_path(name).exists()
+
+
+def load(name: str) -> RuntimeState:
+    """The run-time state; no lock needed, since writes are atomic renames."""
+    path = _runtime_path(name)
     if not path.exists():
-        return {}
-    return _read_json(path)
+        return RuntimeState()
+    return _parse(path, _read_json(path))
 
 
-def save_runtime(name: str, data: dict[str, Any]) -> None:
-    _write_private(topology_dir(name) / "runtime.json", data)
+def update(name: str, fn: Callable[[RuntimeState], RuntimeState]) -> RuntimeState:
+    """Read, change with ``fn`` and write the run-time state under the topology's lock; the new state.
 
-
-def update_runtime(name: str, **changes: Any) -> dict[str, Any]:
+    Every read-modify-write goes through here, so concurrent pgtopo commands never lose each
+    other's changes. ``fn`` should be quick and do no I/O (it holds the lock); when it raises
+    nothing is written, and when it returns a state equal to the old one the file is left alone
+    (not even created).
+    """
+    path = _runtime_path(name)
     with _locked(name):
-        data = load_runtime(name)
-        data.update(changes)
-        save_runtime(name, data)
-    return data
+        old = load(name)
+        new = fn(old)
+        if new == old:
+            return old
+        data = new.model_dump(mode="json", by_alias=True)
+        # model_copy(update=...) does not validate: what is written must read back, checked before writing.
+        checked = RuntimeState.model_validate(data)
+        _write_private(path, data)
+    return checked
 
 
 def forget(name: str) -> None:
     """Remove runtime facts (kept: passwords, so a volume kept by `down` still opens)."""
-    path = topology_dir(name) / "runtime.json"
-    if path.exists():
-        path.unlink()
+    if not _runtime_path(name).exists():
+        return  # and no state directory created for a topology that never had one
+    with _locked(name):  # an `update` in flight would write the old facts back
+        _runtime_path(name).unlink(missing_ok=True)
 
 
 def current_primaries(topo: Topology) -> dict[str, str]:
     """Cluster -> primary node: the file's, unless a failover recorded another in the state."""
-    recorded: dict[str, str] = load_runtime(topo.name).get("primaries", {})
-    return {c: recorded.get(c, cl.primary_name) for c, cl in topo.clusters.items()}
+    return load(topo.name).primaries_of(topo)

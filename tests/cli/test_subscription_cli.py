@@ -118,7 +118,7 @@ def test_default_name_too_long_is_refused(topo_file: Path) -> None:
 
 
 def test_after_a_failover_the_promoted_node_is_the_publisher(topo_file: Path) -> None:
-    state.update_runtime("t-subcli", primaries={"main": "pg-eu", "billing": "pg-billing"})
+    state.update("t-subcli", lambda rt: rt.model_copy(update={"primaries": {"main": "pg-eu", "billing": "pg-billing"}}))
     before = topo_file.read_bytes()
     res = CliRunner().invoke(app, ["add-subscription", str(topo_file), "--subscriber", "pg-billing",
                                    "--publisher", "pg-us", "--tables", "orders"])

@@ -293,7 +293,7 @@ def test_failover_after_kill(saas: tuple[Topology, Path]) -> None:
     assert snap.writable("main") == ["pg-eu"]
     assert snap.nodes["pg-us"].container == "exited"
     assert snap.nodes["pg-eu2"].upstream == "pg-eu" and snap.nodes["pg-eu2"].timeline == 2
-    assert state.load_runtime(topo.name)["fenced"]["pg-us"]["method"] == "already down"
+    assert state.load(topo.name).fenced["pg-us"].method == "already down"
 
     # The recovery time is reported (benchmarks/failover.py measures it); tests check behaviour only.
     recovery = float(re.search(r"recovery time ([\d.]+) s", out).group(1))  # type: ignore[union-attr]
@@ -328,7 +328,7 @@ def test_rejoin_after_failover(saas: tuple[Topology, Path]) -> None:
     assert snap.writable("main") == ["pg-eu"]
     assert {n: (snap.nodes[n].upstream, snap.nodes[n].timeline) for n in ("pg-us", "pg-eu2")} == {
         "pg-us": ("pg-eu", 2), "pg-eu2": ("pg-eu", 2)}
-    assert "pg-us" not in state.load_runtime(topo.name).get("fenced", {})
+    assert "pg-us" not in state.load(topo.name).fenced
     assert snap.nodes["pg-eu"].settings["synchronized_standby_slots"] == "pg_us, pg_eu2"
     assert snap.nodes["pg-us"].settings["sync_replication_slots"] == "on"
     # Its own logical slot is gone, so the failover slot syncs to it from the new primary.
@@ -450,7 +450,7 @@ def test_paused_primary_is_fenced_off_the_network_then_rejoins(sync: tuple[Topol
     assert new != old
     snap = snapshot.collect(topo)
     assert snap.writable("main") == [new]
-    assert state.load_runtime(topo.name)["fenced"][old]["method"] == "disconnected"
+    assert state.load(topo.name).fenced[old].method == "disconnected"
 
     code, out = cli("rejoin", str(path), old)
     print(out)

@@ -26,7 +26,7 @@ import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
 from pgtopo.cli.app import app
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
-from pgtopo.network import latency
+from pgtopo.network import latency, relay_container
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
 from tests.docker.conftest import running, wait_for
@@ -55,7 +55,7 @@ def close_to(measured: float, expected: float) -> bool:
 
 def from_region(env: Env, region: str, node: str) -> psycopg.Connection[Any]:
     """A client in ``region``: the relay's published port for (region, node), as pgtopo."""
-    relay = latency.relay_container(env.topo)
+    relay = relay_container.running_relay(env.topo)
     assert relay is not None
     port = gateway.published_port(relay, f"{env.topo.relay_port(region, node)}/tcp")
     assert port is not None
@@ -155,8 +155,7 @@ def test_latency_set_changes_the_link_and_reset_restores_it(env: Env) -> None:
         try:
             out = cli("latency", path, "set", "us-east", "eu-west", "200ms")
             assert "round trip 200 ms in effect" in out
-            assert state.load_runtime(NAME)["links"] == {
-                "eu-west|us-east": {"rtt_ms": 200.0, "jitter_ms": 0.0, "bandwidth_kbps": None}}
+            assert state.load(NAME).links == {"eu-west|us-east": state.LinkOverride(rtt_ms=200.0, jitter_ms=0.0)}
             # The open connection pays the new delay too: a WAN whose latency changed.
             slow = select_1_median_ms(conn)
             print(f"SELECT 1 after `latency set us-east eu-west 200ms`: median {slow:.1f} ms")
@@ -166,7 +165,7 @@ def test_latency_set_changes_the_link_and_reset_restores_it(env: Env) -> None:
             assert row.overridden and row.in_effect == latency.LinkSetting(200.0, 0.0)
         finally:
             cli("latency", path, "reset")
-        assert state.load_runtime(NAME)["links"] == {}
+        assert state.load(NAME).links == {}
         back = select_1_median_ms(conn)
         print(f"SELECT 1 after reset: median {back:.1f} ms")
         assert close_to(back, 80), f"SELECT 1 after reset: median {back:.1f} ms"
@@ -202,7 +201,7 @@ def test_partition_stops_replication_and_heal_catches_up_with_no_row_lost(env: E
     try:
         t0 = time.monotonic()
         assert "is partitioned" in cli("partition", path, cut)
-        assert state.load_runtime(NAME)["partitioned"] == [cut]
+        assert state.load(NAME).partitioned == (cut,)
 
         def gone() -> bool:
             nonlocal written
@@ -227,7 +226,7 @@ def test_partition_stops_replication_and_heal_catches_up_with_no_row_lost(env: E
         assert _replayed_count(table) < written  # nothing crossed the partition
     finally:
         cli("heal", path)
-    assert state.load_runtime(NAME)["partitioned"] == []
+    assert state.load(NAME).partitioned == ()
     t1 = time.monotonic()
     wait_for(_streaming, timeout=30, what="pg-eu streaming again after the heal")
     print(f"heal of {cut}: streaming again after {time.monotonic() - t1:.1f} s")

@@ -162,7 +162,7 @@ def test_bench_replica_only_is_stale_lsn_never(topo: tuple[Topology, Path]) -> N
     assert stats["lsn"].write_p50_ms >= 90, stats
 
     # The link is back to the file's latency, and the bench table is gone.
-    assert "links" not in state.load_runtime(NAME)
+    assert state.load(NAME).links == {}
     ep = endpoints.app_endpoints(t, region="eu-west")
     with psycopg.connect(ep.primary_url, autocommit=True) as conn:
         assert near_declared(median_ms(conn), DECLARED_RTT_MS)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pgtopo.commands import observe
 from typer.testing import CliRunner, Result
 
 import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.cli import observe
 from pgtopo.cli.app import app
 from pgtopo.lifecycle import deploy
 from pgtopo.model import render

@@ -250,8 +250,8 @@ class FakeRelay:
     def __call__(self, topo: Topology) -> None:
         if self.fail:
             raise OperationFailed("relay gone", step="update relay")
-        rt = state.load_runtime(topo.name)
-        self.pushed.append(relay_container.relay_config(topo, links=rt.get("links"), partitioned=rt.get("partitioned")))
+        rt = state.load(topo.name)
+        self.pushed.append(relay_container.relay_config(topo, links=rt.links_json(), partitioned=rt.partitioned))
 
 
 @pytest.fixture
@@ -274,14 +274,13 @@ def test_partition_and_heal_update_state_and_relay(topo: Topology, fake_relay: F
     assert healed.partitioned == ("pg-billing",)
     assert healed.paths == ("us-east -> pg-eu", "eu-west -> pg-us", "ap-south -> pg-eu")
     assert fake_relay.pushed[-1]["partitioned"] == ["pg-billing"]
-    assert L.heal(topo).changed and state.load_runtime(topo.name)["partitioned"] == []
+    assert L.heal(topo).changed and state.load(topo.name).partitioned == ()
     assert not L.heal(topo).changed
 
 
 def test_set_and_reset_update_state_and_relay(topo: Topology, fake_relay: FakeRelay) -> None:
     assert L.set_link(topo, "eu-west", "us-east", rtt="150ms", jitter="3ms") == L.LinkSetting(150, 3)
-    assert state.load_runtime(topo.name)["links"] == {
-        "eu-west|us-east": {"rtt_ms": 150.0, "jitter_ms": 3.0, "bandwidth_kbps": None}}
+    assert state.load(topo.name).links == {"eu-west|us-east": state.LinkOverride(rtt_ms=150.0, jitter_ms=3.0)}
     assert fake_relay.pushed[-1]["links"]["eu-west|us-east"]["rtt_ms"] == 150.0
     assert L.reset(topo) == ["eu-west|us-east"]
     assert fake_relay.pushed[-1]["links"] == relay_container.relay_config(topo)["links"]
@@ -294,5 +293,5 @@ def test_a_failed_relay_update_leaves_the_state_as_it_was(topo: Topology, fake_r
         L.partition(topo, "ap-south")
     with pytest.raises(OperationFailed):
         L.set_link(topo, "eu-west", "us-east", rtt="1s", jitter=None)
-    rt = state.load_runtime(topo.name)
-    assert rt["partitioned"] == ["pg-eu"] and not rt.get("links")
+    rt = state.load(topo.name)
+    assert rt.partitioned == ("pg-eu",) and rt.links == {}

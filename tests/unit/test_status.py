@@ -384,7 +384,7 @@ def test_measure_latency_falls_back_to_the_other_direction(monkeypatch: pytest.M
     assert sorted(calls) == sorted([*answers])
 
     # A partitioned region is not probed at all (the relay would blackhole the probe).
-    state.update_runtime(topo.name, partitioned=["ap-south"])
+    state.update(topo.name, lambda rt: rt.model_copy(update={"partitioned": ("ap-south",)}))
     calls.clear()
     assert probe.measure_latency(topo) == {
         ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): None, ("eu-west", "ap-south"): None}
@@ -396,7 +396,8 @@ def test_measure_latency_falls_back_to_the_other_direction(monkeypatch: pytest.M
 
 def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
-    state.update_runtime(GLOBAL.name, links={"eu-west|us-east": {"rtt_ms": 3000, "jitter_ms": 0}})
+    state.update(GLOBAL.name, lambda rt: rt.model_copy(
+        update={"links": {"eu-west|us-east": state.LinkOverride(rtt_ms=3000, jitter_ms=0)}}))
     timeouts: dict[int, str] = {}
 
     def exec_in(_c: object, cmd: list[str], *, user: str = "postgres",
