@@ -7,14 +7,14 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, app, handled
+from pgtopo.cli.app import TopologyFile, app, sub_command
 from pgtopo.cli.app import load_topology as _load
 
 bench_app = typer.Typer(help="Benchmarks against a running topology.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
-@bench_app.command("ryw")
+@sub_command(bench_app, "ryw")
 def ryw(
     file: TopologyFile,
     region: Annotated[str, typer.Option("--region", "-r", help="Where the sessions run.", show_default=False)],
@@ -33,15 +33,14 @@ def ryw(
 ) -> None:
     """Sessions in REGION write a row and read it back at once: stale reads, reads served
     locally, read and write latency per strategy. Uses a table of pgtopo's own, dropped afterwards."""
-    with handled():
-        from pgtopo.apps import routing_bench as bench
+    from pgtopo.apps import routing_bench as bench
 
-        chosen = bench.parse_strategies(strategies)
-        printer = output.StepPrinter()
-        result = bench.run(_load(file), region=region, strategies=chosen, sessions=sessions, ops=ops,
-                           slow_link_ms=slow_link, cluster=cluster, max_wait_ms=max_wait, progress=printer)
-        if as_json:
-            output.as_json({"setup": result.setup.__dict__, "strategies": [s.to_json() for s in result.stats]})
-            return
-        output.info(bench.describe(result.setup))
-        output.table(None, bench.columns(), bench.rows(result))
+    chosen = bench.parse_strategies(strategies)
+    printer = output.StepPrinter()
+    result = bench.run(_load(file), region=region, strategies=chosen, sessions=sessions, ops=ops,
+                       slow_link_ms=slow_link, cluster=cluster, max_wait_ms=max_wait, progress=printer)
+    if as_json:
+        output.as_json({"setup": result.setup.__dict__, "strategies": [s.to_json() for s in result.stats]})
+        return
+    output.info(bench.describe(result.setup))
+    output.table(None, bench.columns(), bench.rows(result))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import TopologyFile, command
 from pgtopo.cli.app import load_topology as _load
 
 
@@ -31,8 +31,7 @@ def env(
     Nodes in other regions are reached through the latency relay, so the application pays the
     declared round trip. Use: eval "$(pgtopo env FILE --region eu-west)".
     """
-    with handled():
-        from pgtopo.apps import endpoints
+    from pgtopo.apps import endpoints
 
-        ep = endpoints.app_endpoints(_load(file), region=region, cluster=cluster)
-        output.info(endpoints.render(ep, fmt=fmt.value))
+    ep = endpoints.app_endpoints(_load(file), region=region, cluster=cluster)
+    output.info(endpoints.render(ep, fmt=fmt.value))

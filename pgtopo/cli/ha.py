@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import TopologyFile, command
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError
@@ -93,15 +93,14 @@ def failover(
     = DEFAULT_MAX_LAG,
 ) -> None:
     """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest."""
-    with handled():
-        from pgtopo.ha import promotion
+    from pgtopo.ha import promotion
 
-        started = time.monotonic()
-        topo = _load(file)
-        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
-                                                                     progress=output.StepPrinter()))
+    started = time.monotonic()
+    topo = _load(file)
+    plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+               execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
+                                                                 progress=output.StepPrinter()))
 
 
 @command()
@@ -113,15 +112,14 @@ def switchover(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Planned change of primary with zero loss; the old primary becomes a replica of the new one."""
-    with handled():
-        from pgtopo.ha import promotion
+    from pgtopo.ha import promotion
 
-        started = time.monotonic()
-        topo = _load(file)
-        plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
-                                                                       progress=output.StepPrinter()))
+    started = time.monotonic()
+    topo = _load(file)
+    plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+               execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
+                                                                   progress=output.StepPrinter()))
 
 
 @command()
@@ -131,17 +129,16 @@ def rejoin(
     reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
 ) -> None:
     """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
-    with handled():
-        from pgtopo.ha import rejoin as rj
+    from pgtopo.ha import rejoin as rj
 
-        topo = _load(file)
-        res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
-        if res.method == "already streaming":
-            output.success(f"{res.detail}: nothing to do")
-            return
-        sync = res.sync_after.text() if res.sync_after else "''"
-        output.success(f"{node} streams from {res.upstream} ({res.method}: {res.detail}) in {res.seconds:.1f} s; "
-                       f"synchronous_standby_names on {res.primary} = {sync}")
+    topo = _load(file)
+    res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+    if res.method == "already streaming":
+        output.success(f"{res.detail}: nothing to do")
+        return
+    sync = res.sync_after.text() if res.sync_after else "''"
+    output.success(f"{node} streams from {res.upstream} ({res.method}: {res.detail}) in {res.seconds:.1f} s; "
+                   f"synchronous_standby_names on {res.primary} = {sync}")
 
 
 @command()
@@ -150,10 +147,9 @@ def kill(
     node: Annotated[str, typer.Argument(help="The node to crash.")],
 ) -> None:
     """Crash a node (SIGKILL to its container), for failover drills."""
-    with handled():
-        from pgtopo.ha import fencing
+    from pgtopo.ha import fencing
 
-        topo = _load(file)
-        last = fencing.kill_node(topo, node)
-        where = f" (its last position was {last})" if last else ""
-        output.success(f"killed {node} with SIGKILL{where}")
+    topo = _load(file)
+    last = fencing.kill_node(topo, node)
+    where = f" (its last position was {last})" if last else ""
+    output.success(f"killed {node} with SIGKILL{where}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import TopologyFile, command
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.errors import InputError
 
@@ -63,33 +63,32 @@ def latency(
     as_json: Annotated[bool, typer.Option("--json", help="Show the matrix as JSON.")] = False,
 ) -> None:
     """Region-pair round trips: declared (file), in effect (relay) and measured (relay probe)."""
-    with handled():
-        from pgtopo.network import latency as lat
+    from pgtopo.network import latency as lat
 
-        rest = args or []
-        if action is None:
-            if jitter is not None:
-                raise InputError("--jitter goes with `set`")
-            _show(file, as_json=as_json)
-            return
-        if as_json:
-            raise InputError("--json goes with showing the matrix, not with set or reset")
-        if action not in ACTIONS:
-            raise InputError(f"unknown action '{action}' (use: {'; '.join(ACTIONS.values())})")
-        if action == "set":
-            if len(rest) != 3:
-                raise InputError(f"usage: pgtopo latency FILE {ACTIONS['set']}")
-            topo = _load(file)
-            s = lat.set_link(topo, rest[0], rest[1], rtt=rest[2], jitter=jitter)
-            output.success(f"{rest[0]} <-> {rest[1]}: round trip {_setting(s)} in effect on '{topo.name}'")
-        else:
-            if len(rest) not in (0, 2) or jitter is not None:
-                raise InputError(f"usage: pgtopo latency FILE {ACTIONS['reset']}")
-            topo = _load(file)
-            done = lat.reset(topo, (rest[0], rest[1]) if rest else None)
-            what = ", ".join(k.replace("|", " <-> ") for k in done) or "nothing was overridden"
-            output.success(f"the file's latencies are in effect on '{topo.name}' (reset: {what})")
-        output.info("measure with `pgtopo latency FILE`")
+    rest = args or []
+    if action is None:
+        if jitter is not None:
+            raise InputError("--jitter goes with `set`")
+        _show(file, as_json=as_json)
+        return
+    if as_json:
+        raise InputError("--json goes with showing the matrix, not with set or reset")
+    if action not in ACTIONS:
+        raise InputError(f"unknown action '{action}' (use: {'; '.join(ACTIONS.values())})")
+    if action == "set":
+        if len(rest) != 3:
+            raise InputError(f"usage: pgtopo latency FILE {ACTIONS['set']}")
+        topo = _load(file)
+        s = lat.set_link(topo, rest[0], rest[1], rtt=rest[2], jitter=jitter)
+        output.success(f"{rest[0]} <-> {rest[1]}: round trip {_setting(s)} in effect on '{topo.name}'")
+    else:
+        if len(rest) not in (0, 2) or jitter is not None:
+            raise InputError(f"usage: pgtopo latency FILE {ACTIONS['reset']}")
+        topo = _load(file)
+        done = lat.reset(topo, (rest[0], rest[1]) if rest else None)
+        what = ", ".join(k.replace("|", " <-> ") for k in done) or "nothing was overridden"
+        output.success(f"the file's latencies are in effect on '{topo.name}' (reset: {what})")
+    output.info("measure with `pgtopo latency FILE`")
 
 
 @command(rich_help_panel=PANEL)
@@ -98,18 +97,17 @@ def partition(
     name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False)],
 ) -> None:
     """Cut all cross-region traffic of a region or node (blackhole: sockets stay open, nothing passes)."""
-    with handled():
-        from pgtopo.network import latency
+    from pgtopo.network import latency
 
-        topo = _load(file)
-        ch = latency.partition(topo, name)
-        for path in ch.paths:
-            output.info(f"  cut: {path}")
-        if ch.changed:
-            output.success(f"{ch.kind} {name} is partitioned from the other regions of '{topo.name}'; PostgreSQL "
-                           "notices within about 5-10 s (wal_sender/wal_receiver_timeout 5 s)")
-        else:
-            output.success(f"{ch.kind} {name} was already partitioned; nothing changed")
+    topo = _load(file)
+    ch = latency.partition(topo, name)
+    for path in ch.paths:
+        output.info(f"  cut: {path}")
+    if ch.changed:
+        output.success(f"{ch.kind} {name} is partitioned from the other regions of '{topo.name}'; PostgreSQL "
+                       "notices within about 5-10 s (wal_sender/wal_receiver_timeout 5 s)")
+    else:
+        output.success(f"{ch.kind} {name} was already partitioned; nothing changed")
 
 
 @command(rich_help_panel=PANEL)
@@ -119,15 +117,14 @@ def heal(
                                                show_default=False)] = None,
 ) -> None:
     """Restore the traffic a partition cut; blackholed connections are reset so clients reconnect."""
-    with handled():
-        from pgtopo.network import latency
+    from pgtopo.network import latency
 
-        topo = _load(file)
-        ch = latency.heal(topo, name)
-        for path in ch.paths:
-            output.info(f"  restored: {path}")
-        if not ch.changed:
-            output.success(f"nothing was partitioned in '{topo.name}'")
-        else:
-            left = f"; still partitioned: {', '.join(ch.partitioned)}" if ch.partitioned else ""
-            output.success(f"healed {name or 'every partition'} in '{topo.name}'{left}")
+    topo = _load(file)
+    ch = latency.heal(topo, name)
+    for path in ch.paths:
+        output.info(f"  restored: {path}")
+    if not ch.changed:
+        output.success(f"nothing was partitioned in '{topo.name}'")
+    else:
+        left = f"; still partitioned: {', '.join(ch.partitioned)}" if ch.partitioned else ""
+        output.success(f"healed {name or 'every partition'} in '{topo.name}'{left}")
