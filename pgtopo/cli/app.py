@@ -1,4 +1,4 @@
-"""The typer app, the error handler and helpers shared by every command module.
+"""The typer app, the error handler, command registration and helpers shared by every command module.
 
 Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected error
 (traceback written to the log file), 130 interrupted.
@@ -7,7 +7,7 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar, cast
@@ -21,22 +21,13 @@ from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.runtime.gateway import DOCKER_ERRORS
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
-    pretty_exceptions_enable=False,
-)
-image_app = typer.Typer(help="The PostgreSQL image (built locally, no registry needed).", no_args_is_help=True)
-app.add_typer(image_app, name="image")
-
 TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """The one place errors become exit codes (applied to every command by ``command()``)."""
+    """The one place errors become exit codes (``Commands.register`` applies it to every command)."""
     try:
         yield
     except errors.PgtopoError as exc:
@@ -60,7 +51,7 @@ def _untranslated(what: str, exc: Exception) -> NoReturn:
     raise typer.Exit(errors.EXIT_FAILED) from None
 
 
-def run_handled(fn: F) -> F:
+def _run_handled(fn: F) -> F:
     """``fn`` run inside ``handled()``; functools.wraps keeps the signature typer reads its parameters from."""
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -70,17 +61,48 @@ def run_handled(fn: F) -> F:
     return cast(F, run)
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    return sub_command(app, *args, **kwargs)
+class Commands:
+    """The commands one module contributes.
+
+    ``@commands.command()`` only records a function; ``register(app)`` adds the recorded commands,
+    each run inside ``handled()``, to ``app`` itself or, when ``name`` is given, to a sub-command
+    group (``pgtopo NAME COMMAND ...``).
+    """
+
+    def __init__(self, name: str | None = None, *, help: str | None = None,
+                 rich_help_panel: str | None = None) -> None:
+        self.name = name
+        self.help = help
+        self.rich_help_panel = rich_help_panel
+        self._recorded: list[tuple[Callable[..., Any], str | None, dict[str, Any]]] = []
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+        def record(fn: F) -> F:
+            self._recorded.append((fn, name, kwargs))
+            return fn
+
+        return record
+
+    def register(self, app: typer.Typer) -> None:
+        target = app
+        if self.name is not None:
+            target = typer.Typer(help=self.help, no_args_is_help=True)
+            app.add_typer(target, name=self.name, rich_help_panel=self.rich_help_panel)
+        for fn, name, kwargs in self._recorded:
+            target.command(name, **kwargs)(_run_handled(fn))
 
 
-def sub_command(target: typer.Typer, *args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """Register a command of ``target`` (the app or a sub-app), run inside ``handled()``."""
-    def register(fn: F) -> F:
-        target.command(*args, **kwargs)(run_handled(fn))
-        return fn
-
-    return register
+def create_app(groups: Iterable[Commands]) -> typer.Typer:
+    """The typer app with ``groups`` registered in order (the order `pgtopo --help` lists them)."""
+    app = typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
+        pretty_exceptions_enable=False,
+    )
+    for group in groups:
+        group.register(app)
+    return app
 
 
 def load_topology(path: Path) -> Topology:

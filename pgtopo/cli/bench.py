@@ -7,14 +7,13 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, app, sub_command
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 
-bench_app = typer.Typer(help="Benchmarks against a running topology.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+commands = Commands("bench", help="Benchmarks against a running topology.")
 
 
-@sub_command(bench_app, "ryw")
+@commands.command("ryw")
 def ryw(
     file: TopologyFile,
     region: Annotated[str, typer.Option("--region", "-r", help="Where the sessions run.", show_default=False)],

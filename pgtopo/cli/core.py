@@ -10,11 +10,14 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, image_app, sub_command
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 
+commands = Commands()
+image = Commands("image", help="The PostgreSQL image (built locally, no registry needed).")
 
-@command()
+
+@commands.command()
 def validate(file: TopologyFile) -> None:
     """Check a topology file; print every problem as path.to.field: message."""
     try:
@@ -33,7 +36,7 @@ def validate(file: TopologyFile) -> None:
     )
 
 
-@command()
+@commands.command()
 def render(
     file: TopologyFile,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write <node>/<file> into.")] = Path("rendered"),
@@ -54,7 +57,7 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
-@command()
+@commands.command()
 def graph(
     file: TopologyFile,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="tree, mermaid or dot")] = GraphFormat.tree,
@@ -65,7 +68,7 @@ def graph(
     output.info(g.FORMATS[fmt.value](_load(file)).rstrip("\n"))
 
 
-@command()
+@commands.command()
 def schema() -> None:
     """Print the JSON Schema of the topology file (for editor completion)."""
     from pgtopo.model.loader import json_schema
@@ -73,7 +76,7 @@ def schema() -> None:
     output.as_json(json_schema())
 
 
-@command()
+@commands.command()
 def up(file: TopologyFile) -> None:
     """Start the topology in Docker; returns when every replica streams and every subscription is ready."""
     from pgtopo.lifecycle import deploy
@@ -95,7 +98,7 @@ def up(file: TopologyFile) -> None:
         output.success(f"topology '{topo.name}' is already up; nothing changed")
 
 
-@command()
+@commands.command()
 def down(
     file: TopologyFile,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Also remove the data volumes.")] = False,
@@ -111,7 +114,7 @@ def down(
     )
 
 
-@command("ls")
+@commands.command("ls")
 def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the topologies that are up."""
     from pgtopo.lifecycle import deploy
@@ -127,7 +130,7 @@ def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     output.table(None, ["topology", "nodes running", "file"], rows)
 
 
-@sub_command(image_app, "build")
+@image.command("build")
 def image_build(
     version: Annotated[int, typer.Option(help="PostgreSQL major version.")] = 17,
     tag: Annotated[str | None, typer.Option(help="Image tag (default pgtopo/postgres:VERSION).")] = None,

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+
+commands = Commands()
 
 
 class EnvFormat(StrEnum):
@@ -18,7 +20,7 @@ class EnvFormat(StrEnum):
     dotenv = "dotenv"
 
 
-@command()
+@commands.command()
 def env(
     file: TopologyFile,
     region: Annotated[str, typer.Option("--region", "-r", help="Where the application runs.", show_default=False)],

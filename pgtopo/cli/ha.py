@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError
@@ -18,6 +18,8 @@ from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
     from pgtopo.ha.promotion import Outcome
+
+commands = Commands()
 
 ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="The cluster (default: the only one with replicas).")]
 
@@ -81,7 +83,7 @@ def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
     output.show(outcome_screen(execute(waited)))
 
 
-@command()
+@commands.command()
 def failover(
     file: TopologyFile,
     cluster: ClusterOpt = None,
@@ -103,7 +105,7 @@ def failover(
                                                                  progress=output.StepPrinter()))
 
 
-@command()
+@commands.command()
 def switchover(
     file: TopologyFile,
     to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False)],
@@ -122,7 +124,7 @@ def switchover(
                                                                    progress=output.StepPrinter()))
 
 
-@command()
+@commands.command()
 def rejoin(
     file: TopologyFile,
     node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.")],
@@ -141,7 +143,7 @@ def rejoin(
                    f"synchronous_standby_names on {res.primary} = {sync}")
 
 
-@command()
+@commands.command()
 def kill(
     file: TopologyFile,
     node: Annotated[str, typer.Argument(help="The node to crash.")],

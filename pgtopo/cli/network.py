@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.errors import InputError
 
 if TYPE_CHECKING:
     from pgtopo.network.latency import LinkSetting
+
+commands = Commands()
 
 PANEL = "Network simulation"
 ACTIONS = {"set": "set REGION_A REGION_B RTT [--jitter J]", "reset": "reset [REGION_A REGION_B]"}
@@ -50,7 +52,7 @@ def _show(file: TopologyFile, *, as_json: bool) -> None:
         output.warn(note)
 
 
-@command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL)
 def latency(
     file: TopologyFile,
     action: Annotated[str | None, typer.Argument(
@@ -91,7 +93,7 @@ def latency(
     output.info("measure with `pgtopo latency FILE`")
 
 
-@command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL)
 def partition(
     file: TopologyFile,
     name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False)],
@@ -110,7 +112,7 @@ def partition(
         output.success(f"{ch.kind} {name} was already partitioned; nothing changed")
 
 
-@command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL)
 def heal(
     file: TopologyFile,
     name: Annotated[str | None, typer.Argument(help="The region or node to heal (default: every partition).",

@@ -10,13 +10,15 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.output import Block, Line, TableData
 
 if TYPE_CHECKING:
     from pgtopo.observe.status import Assessment
     from pgtopo.observe.verify import Report
+
+commands = Commands()
 
 DEFAULT_WATCH_SECONDS = 2.0
 PROBLEM_STYLE = {"error": "error", "warning": "warning", "info": "info"}
@@ -81,7 +83,7 @@ def _fail_status(a: Assessment, *, listed: bool) -> None:
     raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}': {errs[0]}", details=errs[1:])
 
 
-@command()
+@commands.command()
 def status(
     file: TopologyFile,
     seconds: Annotated[float | None, typer.Argument(metavar="SECONDS", show_default=False,
@@ -163,7 +165,7 @@ def verify_lines(r: Report) -> list[Block]:
     return blocks
 
 
-@command()
+@commands.command()
 def verify(
     file: TopologyFile,
     as_json: Annotated[bool, typer.Option("--json", help="JSON (schema in pgtopo/verify.py).")] = False,

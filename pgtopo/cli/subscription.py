@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command
+from pgtopo.cli.app import Commands, TopologyFile
+
+commands = Commands()
 
 
 def _print_steps(steps: list[tuple[str, str, str, str]]) -> None:
@@ -21,7 +23,7 @@ def _print_steps(steps: list[tuple[str, str, str, str]]) -> None:
         output.info(f"{statement};")
 
 
-@command("add-subscription")
+@commands.command("add-subscription")
 def add_subscription(
     file: TopologyFile,
     subscriber: Annotated[str, typer.Option(help="The node that subscribes: its cluster's current primary.")],
@@ -68,7 +70,7 @@ def add_subscription(
                    f"{', failover slot' if i.failover else ''}; {file} updated")
 
 
-@command("remove-subscription")
+@commands.command("remove-subscription")
 def remove_subscription(
     file: TopologyFile,
     name: Annotated[str, typer.Argument(help="The subscription to drop.", show_default=False)],

@@ -13,8 +13,7 @@ import requests.exceptions
 from typer.testing import CliRunner
 
 from pgtopo import errors
-from pgtopo.cli.app import app
-from pgtopo.cli.main import main
+from pgtopo.cli.main import app, main
 from pgtopo.model import loader
 
 REPO = Path(__file__).resolve().parents[2]

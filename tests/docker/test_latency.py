@@ -22,8 +22,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.network import latency

@@ -18,8 +18,7 @@ import pytest
 from pgtopo.commands import observe
 from typer.testing import CliRunner, Result
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.lifecycle import deploy
 from pgtopo.model import render
 from pgtopo.model.loader import load

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.errors import InputError, OperationFailed
 from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
