@@ -23,7 +23,7 @@ run pgtopo up $T
 run pgtopo status $T
 run pgtopo verify $T
 run pgtopo env $T --region eu-west
-run pgtopo latency $T
+run pgtopo latency show $T
 run pgtopo add-subscription $T --subscriber pg-billing --publisher pg-us --tables orders
 run pgtopo partition $T eu-west
 sleep 8

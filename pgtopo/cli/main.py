@@ -27,6 +27,7 @@ COMMANDS = (
     subscription.commands,
     core.image,
     bench.commands,
+    network.latency,
 )
 app = create_app(COMMANDS)
 
