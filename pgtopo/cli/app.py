@@ -22,6 +22,11 @@ from pgtopo.model.topology import Topology
 from pgtopo.runtime.gateway import DOCKER_ERRORS
 
 TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
+# Commands pick a different default cluster (env: the first with replicas; failover: the cluster of
+# --to, else the only one with replicas): each command's description says which.
+ClusterOption = Annotated[str | None, typer.Option(
+    "--cluster", "-c", help="The cluster to act on (default: see the description above).",
+    show_default=False)]
 F = TypeVar("F", bound=Callable[..., Any])
 
 

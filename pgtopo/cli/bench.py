@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 
 commands = Commands("bench", help="Benchmarks against a running topology.")
@@ -26,12 +26,14 @@ def ryw(
         help="RTT between the primary's and the replica's regions during the run (restored afterwards).")] = None,
     max_wait: Annotated[float | None, typer.Option(
         "--max-wait", metavar="MS", help="lsn: longest wait for the replica (default: twice the expected lag).")] = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Default: the first cluster with replicas.")]
-    = None,
+    cluster: ClusterOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sessions in REGION write a row and read it back at once: stale reads, reads served
-    locally, read and write latency per strategy. Uses a table of pgtopo's own, dropped afterwards."""
+    locally, read and write latency per strategy. Uses a table of pgtopo's own, dropped afterwards.
+
+    Without --cluster: the first cluster with replicas (else the first cluster).
+    """
     from pgtopo.apps import routing_bench as bench
 
     chosen = bench.parse_strategies(strategies)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 
 commands = Commands()
@@ -25,13 +25,14 @@ def env(
     file: TopologyFile,
     region: Annotated[str, typer.Option("--region", "-r", help="Where the application runs.", show_default=False)],
     fmt: Annotated[EnvFormat, typer.Option("--format", "-f", help="shell (export lines), json or dotenv")] = EnvFormat.shell,
-    cluster: Annotated[str | None, typer.Option("--cluster", "-c",
-                                                help="Default: the first cluster with replicas.")] = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Print PRIMARY_DATABASE_URL, LOCAL_READ_REPLICA_URL and DATABASE_URL_MULTIHOST as seen from REGION.
 
     Nodes in other regions are reached through the latency relay, so the application pays the
     declared round trip. Use: eval "$(pgtopo env FILE --region eu-west)".
+
+    Without --cluster: the first cluster with replicas (else the first cluster).
     """
     from pgtopo.apps import endpoints
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from pgtopo.ha.promotion import Outcome
 
 commands = Commands()
-
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="The cluster (default: the only one with replicas).")]
-
 
 def plan_screen(plan: Plan) -> list[Block]:
     blocks: list[Block] = [TableData(f"candidates for cluster {plan.cluster}", RANKING_COLUMNS, ranking_rows(plan))]
@@ -86,7 +83,7 @@ def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
 @commands.command()
 def failover(
     file: TopologyFile,
-    cluster: ClusterOpt = None,
+    cluster: ClusterOption = None,
     to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ranking and the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -94,7 +91,11 @@ def failover(
     max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
     = DEFAULT_MAX_LAG,
 ) -> None:
-    """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest."""
+    """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest.
+
+    Without --cluster: the cluster of --to, else the only cluster with replicas (with several, --cluster is
+    needed).
+    """
     from pgtopo.ha import promotion
 
     started = time.monotonic()
@@ -109,11 +110,14 @@ def failover(
 def switchover(
     file: TopologyFile,
     to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False)],
-    cluster: ClusterOpt = None,
+    cluster: ClusterOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Planned change of primary with zero loss; the old primary becomes a replica of the new one."""
+    """Planned change of primary with zero loss; the old primary becomes a replica of the new one.
+
+    The cluster is the one --to belongs to; --cluster, if given, must name that one.
+    """
     from pgtopo.ha import promotion
 
     started = time.monotonic()

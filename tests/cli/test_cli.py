@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -199,3 +200,25 @@ def test_an_unexpected_error_is_exit_3_with_the_traceback_in_the_crash_log(
     assert capsys.readouterr().err.splitlines() == [
         "unexpected error: ZeroDivisionError: division by zero", f"traceback written to {log}"]
     assert "Traceback" in log.read_text() and "ZeroDivisionError" in log.read_text()
+
+
+@pytest.mark.parametrize("flag", ["--cluster", "-c"])
+@pytest.mark.parametrize(("args", "module", "function"), [
+    (["env", GLOBAL, "--region", "eu-west"], "pgtopo.apps.endpoints", "app_endpoints"),
+    (["bench", "ryw", GLOBAL, "--region", "eu-west"], "pgtopo.apps.routing_bench", "run"),
+    (["failover", GLOBAL], "pgtopo.ha.promotion", "plan_live"),
+    (["switchover", GLOBAL, "--to", "pg-eu"], "pgtopo.ha.promotion", "plan_live"),
+], ids=["env", "bench ryw", "failover", "switchover"])
+def test_one_cluster_option_everywhere(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, flag: str,
+                                       args: list[str], module: str, function: str) -> None:
+    passed: list[str | None] = []
+
+    def record(*_args: object, cluster: str | None, **_kwargs: object) -> None:
+        passed.append(cluster)
+        raise errors.InputError("stop here")
+
+    monkeypatch.setattr(importlib.import_module(module), function, record)
+    res = runner.invoke(app, [*args, flag, "billing"])
+    assert (res.exit_code, res.output.strip(), passed) == (2, "error: stop here", ["billing"])
+    res = runner.invoke(app, args)
+    assert passed == ["billing", None]
