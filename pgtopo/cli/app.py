@@ -16,7 +16,7 @@ import psycopg
 import typer
 
 from pgtopo import errors
-from pgtopo.cli import output
+from pgtopo.cli import completion, output
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.runtime.gateway import DOCKER_ERRORS
@@ -26,7 +26,7 @@ TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", 
 # --to, else the only one with replicas): each command's description says which.
 ClusterOption = Annotated[str | None, typer.Option(
     "--cluster", "-c", help="The cluster to act on (default: see the description above).",
-    show_default=False)]
+    show_default=False, autocompletion=completion.complete_cluster)]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -100,7 +100,7 @@ class Commands:
 def create_app(groups: Iterable[Commands]) -> typer.Typer:
     """The typer app with ``groups`` registered in order (the order `pgtopo --help` lists them)."""
     app = typer.Typer(
-        add_completion=False,
+        add_completion=True,
         no_args_is_help=True,
         help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
         pretty_exceptions_enable=False,

@@ -9,6 +9,7 @@ import typer
 from pgtopo.cli import output
 from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_region
 
 commands = Commands("bench", help="Benchmarks against a running topology.")
 
@@ -16,7 +17,8 @@ commands = Commands("bench", help="Benchmarks against a running topology.")
 @commands.command("ryw")
 def ryw(
     file: TopologyFile,
-    region: Annotated[str, typer.Option("--region", "-r", help="Where the sessions run.", show_default=False)],
+    region: Annotated[str, typer.Option("--region", "-r", help="Where the sessions run.", show_default=False,
+                                          autocompletion=complete_region)],
     strategies: Annotated[str, typer.Option(help="Comma-separated: lsn, time-window, primary-only, replica-only.")]
     = "lsn,time-window,primary-only,replica-only",
     sessions: Annotated[int, typer.Option(help="Concurrent sessions.", min=1, max=64)] = 4,

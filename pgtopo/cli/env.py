@@ -10,6 +10,7 @@ import typer
 from pgtopo.cli import output
 from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_region
 
 commands = Commands()
 
@@ -23,7 +24,8 @@ class EnvFormat(StrEnum):
 @commands.command()
 def env(
     file: TopologyFile,
-    region: Annotated[str, typer.Option("--region", "-r", help="Where the application runs.", show_default=False)],
+    region: Annotated[str, typer.Option("--region", "-r", help="Where the application runs.", show_default=False,
+                                          autocompletion=complete_region)],
     fmt: Annotated[EnvFormat, typer.Option("--format", "-f", help="shell (export lines), json or dotenv")] = EnvFormat.shell,
     cluster: ClusterOption = None,
 ) -> None:

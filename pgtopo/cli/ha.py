@@ -11,6 +11,7 @@ import typer
 from pgtopo.cli import output
 from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError
 from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
@@ -84,7 +85,8 @@ def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
 def failover(
     file: TopologyFile,
     cluster: ClusterOption = None,
-    to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).",
+                                                 autocompletion=complete_node)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ranking and the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
@@ -109,7 +111,8 @@ def failover(
 @commands.command()
 def switchover(
     file: TopologyFile,
-    to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False,
+                                       autocompletion=complete_node)],
     cluster: ClusterOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -131,7 +134,8 @@ def switchover(
 @commands.command()
 def rejoin(
     file: TopologyFile,
-    node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.")],
+    node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.",
+                                       autocompletion=complete_node)],
     reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
 ) -> None:
     """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
@@ -150,7 +154,7 @@ def rejoin(
 @commands.command()
 def kill(
     file: TopologyFile,
-    node: Annotated[str, typer.Argument(help="The node to crash.")],
+    node: Annotated[str, typer.Argument(help="The node to crash.", autocompletion=complete_node)],
 ) -> None:
     """Crash a node (SIGKILL to its container), for failover drills."""
     from pgtopo.ha import fencing

@@ -9,6 +9,7 @@ import typer
 from pgtopo.cli import output
 from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_region, complete_region_or_node
 from pgtopo.errors import InputError
 
 if TYPE_CHECKING:
@@ -64,8 +65,10 @@ def latency_show(
 @latency.command("set")
 def latency_set(
     file: TopologyFile,
-    region_a: Annotated[str, typer.Argument(metavar="REGION_A", help="One end of the link.", show_default=False)],
-    region_b: Annotated[str, typer.Argument(metavar="REGION_B", help="The other end.", show_default=False)],
+    region_a: Annotated[str, typer.Argument(metavar="REGION_A", help="One end of the link.", show_default=False,
+                                               autocompletion=complete_region)],
+    region_b: Annotated[str, typer.Argument(metavar="REGION_B", help="The other end.", show_default=False,
+                                               autocompletion=complete_region)],
     rtt: Annotated[str, typer.Argument(metavar="RTT", help="The round trip, e.g. 120ms.", show_default=False)],
     jitter: Annotated[str | None, typer.Option(
         "--jitter", help="+/- range of each one-way delay, e.g. 5ms (default 0).", show_default=False)] = None,
@@ -83,9 +86,11 @@ def latency_set(
 def latency_reset(
     file: TopologyFile,
     region_a: Annotated[str | None, typer.Argument(
-        metavar="REGION_A", help="One end of the link to reset (default: every link).", show_default=False)] = None,
+        metavar="REGION_A", help="One end of the link to reset (default: every link).", show_default=False,
+        autocompletion=complete_region)] = None,
     region_b: Annotated[str | None, typer.Argument(
-        metavar="REGION_B", help="The other end (give both regions or neither).", show_default=False)] = None,
+        metavar="REGION_B", help="The other end (give both regions or neither).", show_default=False,
+        autocompletion=complete_region)] = None,
 ) -> None:
     """The file's latencies again on the running topology: every link, or only REGION_A <-> REGION_B."""
     from pgtopo.network import latency as lat
@@ -102,7 +107,8 @@ def latency_reset(
 @commands.command(rich_help_panel=PANEL)
 def partition(
     file: TopologyFile,
-    name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False,
+                                         autocompletion=complete_region_or_node)],
 ) -> None:
     """Cut all cross-region traffic of a region or node (blackhole: sockets stay open, nothing passes)."""
     from pgtopo.network import latency
@@ -122,7 +128,7 @@ def partition(
 def heal(
     file: TopologyFile,
     name: Annotated[str | None, typer.Argument(help="The region or node to heal (default: every partition).",
-                                               show_default=False)] = None,
+                                               show_default=False, autocompletion=complete_region_or_node)] = None,
 ) -> None:
     """Restore the traffic a partition cut; blackholed connections are reset so clients reconnect."""
     from pgtopo.network import latency

@@ -8,6 +8,7 @@ import typer
 
 from pgtopo.cli import output
 from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.completion import complete_node, complete_publication, complete_subscription
 
 commands = Commands()
 
@@ -26,10 +27,13 @@ def _print_steps(steps: list[tuple[str, str, str, str]]) -> None:
 @commands.command("add-subscription")
 def add_subscription(
     file: TopologyFile,
-    subscriber: Annotated[str, typer.Option(help="The node that subscribes: its cluster's current primary.")],
+    subscriber: Annotated[str, typer.Option(help="The node that subscribes: its cluster's current primary.",
+                                            autocompletion=complete_node)],
     publication: Annotated[str | None, typer.Option(
-        help="An existing publication; with --tables, the one to create or extend (default <first table>_pub).")] = None,
-    publisher: Annotated[str | None, typer.Option(help="The publishing node: its cluster's current primary.")] = None,
+        help="An existing publication; with --tables, the one to create or extend (default <first table>_pub).",
+        autocompletion=complete_publication)] = None,
+    publisher: Annotated[str | None, typer.Option(help="The publishing node: its cluster's current primary.",
+                                                  autocompletion=complete_node)] = None,
     tables: Annotated[str | None, typer.Option(help="Tables to publish, comma-separated (needs --publisher).")] = None,
     row_filter: Annotated[list[str] | None, typer.Option(
         "--row-filter", help="TABLE:EXPRESSION, a row filter for one of --tables (repeatable).")] = None,
@@ -73,7 +77,8 @@ def add_subscription(
 @commands.command("remove-subscription")
 def remove_subscription(
     file: TopologyFile,
-    name: Annotated[str, typer.Argument(help="The subscription to drop.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="The subscription to drop.", show_default=False,
+                                         autocompletion=complete_subscription)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL and the file change; change nothing.")] = False,
 ) -> None:
     """Drop a subscription (and its slot on the publisher) and remove it from the file."""
