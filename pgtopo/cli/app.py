@@ -1,4 +1,4 @@
-"""The typer app, the error handler and helpers shared by every command module.
+"""The typer app, the error handler, command registration and helpers shared by every command module.
 
 Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected error
 (traceback written to the log file), 130 interrupted.
@@ -6,34 +6,33 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
+import psycopg
 import typer
 
 from pgtopo import errors
-from pgtopo.cli import output
+from pgtopo.cli import completion, output
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
-    pretty_exceptions_enable=False,
-)
-image_app = typer.Typer(help="The PostgreSQL image (built locally, no registry needed).", no_args_is_help=True)
-app.add_typer(image_app, name="image")
+from pgtopo.runtime.gateway import DOCKER_ERRORS
 
 TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
+# Commands pick a different default cluster (env: the first with replicas; failover: the cluster of
+# --to, else the only one with replicas): each command's description says which.
+ClusterOption = Annotated[str | None, typer.Option(
+    "--cluster", "-c", help="The cluster to act on (default: see the description above).",
+    show_default=False, autocompletion=completion.complete_cluster)]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """The one place errors become exit codes."""
+    """The one place errors become exit codes (``Commands.register`` applies it to every command)."""
     try:
         yield
     except errors.PgtopoError as exc:
@@ -42,23 +41,74 @@ def handled() -> Iterator[None]:
     except KeyboardInterrupt:
         output.error_lines(["interrupted"])
         raise typer.Exit(errors.EXIT_INTERRUPTED) from None
-    except Exception as exc:
-        # A database or Docker error that a domain module did not translate (a connection lost
-        # mid-command, a container removed meanwhile): one line and exit 1, not a traceback.
-        # Anything else is a bug: re-raised for main()'s crash log (exit 3).
-        source = type(exc).__module__.split(".")[0]
-        if source not in ("psycopg", "docker", "requests", "urllib3"):
-            raise
-        what = "database" if source == "psycopg" else "Docker"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        output.error_lines([f"error: {what} error: {first}"])
-        raise typer.Exit(errors.EXIT_FAILED) from None
+    # A database or Docker error that a domain module did not translate (a connection lost
+    # mid-command, a container removed meanwhile): one line and exit 1, not a traceback. Anything
+    # else is a bug and goes on to main()'s crash log (exit 3).
+    except psycopg.Error as exc:
+        _untranslated("database", exc)
+    except DOCKER_ERRORS as exc:
+        _untranslated("Docker", exc)
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    return app.command(*args, **kwargs)
+def _untranslated(what: str, exc: Exception) -> NoReturn:
+    text = str(exc).strip()
+    output.error_lines([f"error: {what} error: {text.splitlines()[0] if text else type(exc).__name__}"])
+    raise typer.Exit(errors.EXIT_FAILED) from None
+
+
+def _run_handled(fn: F) -> F:
+    """``fn`` run inside ``handled()``; functools.wraps keeps the signature typer reads its parameters from."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with handled():
+            return fn(*args, **kwargs)
+
+    return cast(F, run)
+
+
+class Commands:
+    """The commands one module contributes.
+
+    ``@commands.command()`` only records a function; ``register(app)`` adds the recorded commands,
+    each run inside ``handled()``, to ``app`` itself or, when ``name`` is given, to a sub-command
+    group (``pgtopo NAME COMMAND ...``).
+    """
+
+    def __init__(self, name: str | None = None, *, help: str | None = None,
+                 rich_help_panel: str | None = None) -> None:
+        self.name = name
+        self.help = help
+        self.rich_help_panel = rich_help_panel
+        self._recorded: list[tuple[Callable[..., Any], str | None, dict[str, Any]]] = []
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+        def record(fn: F) -> F:
+            self._recorded.append((fn, name, kwargs))
+            return fn
+
+        return record
+
+    def register(self, app: typer.Typer) -> None:
+        target = app
+        if self.name is not None:
+            target = typer.Typer(help=self.help, no_args_is_help=True)
+            app.add_typer(target, name=self.name, rich_help_panel=self.rich_help_panel)
+        for fn, name, kwargs in self._recorded:
+            target.command(name, **kwargs)(_run_handled(fn))
+
+
+def create_app(groups: Iterable[Commands]) -> typer.Typer:
+    """The typer app with ``groups`` registered in order (the order `pgtopo --help` lists them)."""
+    app = typer.Typer(
+        add_completion=True,
+        no_args_is_help=True,
+        help="Design, run and operate multi-region PostgreSQL topologies on one machine.",
+        pretty_exceptions_enable=False,
+    )
+    for group in groups:
+        group.register(app)
+    return app
 
 
 def load_topology(path: Path) -> Topology:
-
     return loader.load(path)

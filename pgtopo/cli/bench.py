@@ -7,17 +7,18 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, app, handled
+from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_region
 
-bench_app = typer.Typer(help="Benchmarks against a running topology.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+commands = Commands("bench", help="Benchmarks against a running topology.")
 
 
-@bench_app.command("ryw")
+@commands.command("ryw")
 def ryw(
     file: TopologyFile,
-    region: Annotated[str, typer.Option("--region", "-r", help="Where the sessions run.", show_default=False)],
+    region: Annotated[str, typer.Option("--region", "-r", help="Where the sessions run.", show_default=False,
+                                          autocompletion=complete_region)],
     strategies: Annotated[str, typer.Option(help="Comma-separated: lsn, time-window, primary-only, replica-only.")]
     = "lsn,time-window,primary-only,replica-only",
     sessions: Annotated[int, typer.Option(help="Concurrent sessions.", min=1, max=64)] = 4,
@@ -27,21 +28,22 @@ def ryw(
         help="RTT between the primary's and the replica's regions during the run (restored afterwards).")] = None,
     max_wait: Annotated[float | None, typer.Option(
         "--max-wait", metavar="MS", help="lsn: longest wait for the replica (default: twice the expected lag).")] = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Default: the first cluster with replicas.")]
-    = None,
+    cluster: ClusterOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Sessions in REGION write a row and read it back at once: stale reads, reads served
-    locally, read and write latency per strategy. Uses a table of pgtopo's own, dropped afterwards."""
-    with handled():
-        from pgtopo.apps import routing_bench as bench
+    locally, read and write latency per strategy. Uses a table of pgtopo's own, dropped afterwards.
 
-        chosen = bench.parse_strategies(strategies)
-        printer = output.StepPrinter()
-        result = bench.run(_load(file), region=region, strategies=chosen, sessions=sessions, ops=ops,
-                           slow_link_ms=slow_link, cluster=cluster, max_wait_ms=max_wait, progress=printer)
-        if as_json:
-            output.as_json({"setup": result.setup.__dict__, "strategies": [s.to_json() for s in result.stats]})
-            return
-        output.info(bench.describe(result.setup))
-        output.table(None, bench.columns(), bench.rows(result))
+    Without --cluster: the first cluster with replicas (else the first cluster).
+    """
+    from pgtopo.apps import routing_bench as bench
+
+    chosen = bench.parse_strategies(strategies)
+    printer = output.StepPrinter()
+    result = bench.run(_load(file), region=region, strategies=chosen, sessions=sessions, ops=ops,
+                       slow_link_ms=slow_link, cluster=cluster, max_wait_ms=max_wait, progress=printer)
+    if as_json:
+        output.as_json({"setup": result.setup.__dict__, "strategies": [s.to_json() for s in result.stats]})
+        return
+    output.info(bench.describe(result.setup))
+    output.table(None, bench.columns(), bench.rows(result))

@@ -10,44 +10,45 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled, image_app
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 
+commands = Commands()
+image = Commands("image", help="The PostgreSQL image (built locally, no registry needed).")
 
-@command()
+
+@commands.command()
 def validate(file: TopologyFile) -> None:
     """Check a topology file; print every problem as path.to.field: message."""
-    with handled():
-        try:
-            topo = _load(file)
-        except errors.ValidationFailed as exc:
-            output.error_lines(exc.problems)
-            output.error_lines([f"{file}: {len(exc.problems)} problem(s)"])
-            raise typer.Exit(errors.EXIT_BAD_INPUT) from None
-        nodes = topo.all_nodes()
-        replicas = sum(1 for _c, _n, node in nodes if node.role == "replica")
-        pubs = sum(len(c.publications) for c in topo.clusters.values())
-        subs = sum(len(c.subscriptions) for c in topo.clusters.values())
-        output.success(
-            f"{file}: topology '{topo.name}' is valid: {len(topo.regions)} regions, {len(topo.clusters)} clusters, "
-            f"{len(nodes)} nodes ({replicas} replicas), {pubs} publications, {subs} subscriptions"
-        )
+    try:
+        topo = _load(file)
+    except errors.ValidationFailed as exc:
+        output.error_lines(exc.problems)
+        output.error_lines([f"{file}: {len(exc.problems)} problem(s)"])
+        raise typer.Exit(errors.EXIT_BAD_INPUT) from None
+    nodes = topo.all_nodes()
+    replicas = sum(1 for _c, _n, node in nodes if node.role == "replica")
+    pubs = sum(len(c.publications) for c in topo.clusters.values())
+    subs = sum(len(c.subscriptions) for c in topo.clusters.values())
+    output.success(
+        f"{file}: topology '{topo.name}' is valid: {len(topo.regions)} regions, {len(topo.clusters)} clusters, "
+        f"{len(nodes)} nodes ({replicas} replicas), {pubs} publications, {subs} subscriptions"
+    )
 
 
-@command()
+@commands.command()
 def render(
     file: TopologyFile,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write <node>/<file> into.")] = Path("rendered"),
 ) -> None:
     """Write each node's postgresql.conf, pg_hba.conf and SQL: the files `up` uses."""
-    with handled():
-        from pgtopo.model import render as r
+    from pgtopo.model import render as r
 
-        topo = _load(file)
-        written = r.write(r.render_all(topo, topo_path=file), out)
-        for p in written:
-            output.info(str(p))
-        output.success(f"{len(written)} files for {len(topo.node_names())} nodes in {out}")
+    topo = _load(file)
+    written = r.write(r.render_all(topo, topo_path=file), out)
+    for p in written:
+        output.info(str(p))
+    output.success(f"{len(written)} files for {len(topo.node_names())} nodes in {out}")
 
 
 class GraphFormat(StrEnum):
@@ -56,19 +57,18 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
-@command()
+@commands.command()
 def graph(
     file: TopologyFile,
     fmt: Annotated[GraphFormat, typer.Option("--format", "-f", help="tree, mermaid or dot")] = GraphFormat.tree,
 ) -> None:
     """Draw the topology: regions, nodes, physical and logical replication, latencies."""
-    with handled():
-        from pgtopo.model import graph as g
+    from pgtopo.model import graph as g
 
-        output.info(g.FORMATS[fmt.value](_load(file)).rstrip("\n"))
+    output.info(g.FORMATS[fmt.value](_load(file)).rstrip("\n"))
 
 
-@command()
+@commands.command()
 def schema() -> None:
     """Print the JSON Schema of the topology file (for editor completion)."""
     from pgtopo.model.loader import json_schema
@@ -76,75 +76,71 @@ def schema() -> None:
     output.as_json(json_schema())
 
 
-@command()
+@commands.command()
 def up(file: TopologyFile) -> None:
     """Start the topology in Docker; returns when every replica streams and every subscription is ready."""
-    with handled():
-        from pgtopo.lifecycle import deploy
+    from pgtopo.lifecycle import deploy
 
-        topo = _load(file)
-        result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
-        def url(cluster: str, port: int | None) -> str:
-            db = next(iter(topo.clusters[cluster].databases), "postgres")
-            return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
+    topo = _load(file)
+    result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
+    def url(cluster: str, port: int | None) -> str:
+        db = next(iter(topo.clusters[cluster].databases), "postgres")
+        return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
 
-        rows = [[s.node, s.cluster, s.region, s.role, url(s.cluster, s.port),
-                 "created" if s.created else "already running"] for s in result.summaries]
-        output.table(None, ["node", "cluster", "region", "role", "connection (published on 127.0.0.1 only)",
-                            "this run"], rows)
-        output.info(f"passwords and per-region URLs (through the simulated WAN): pgtopo env {file} --region REGION")
-        if result.created_any:
-            output.success(f"topology '{topo.name}' is up in {result.phases['total']:.1f} s")
-        else:
-            output.success(f"topology '{topo.name}' is already up; nothing changed")
+    rows = [[s.node, s.cluster, s.region, s.role, url(s.cluster, s.port),
+             "created" if s.created else "already running"] for s in result.summaries]
+    output.table(None, ["node", "cluster", "region", "role", "connection (published on 127.0.0.1 only)",
+                        "this run"], rows)
+    output.info(f"passwords and per-region URLs (through the simulated WAN): pgtopo env {file} --region REGION")
+    if result.created_any:
+        output.success(f"topology '{topo.name}' is up in {result.phases['total']:.1f} s")
+    else:
+        output.success(f"topology '{topo.name}' is already up; nothing changed")
 
 
-@command()
+@commands.command()
 def down(
     file: TopologyFile,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Also remove the data volumes.")] = False,
 ) -> None:
     """Remove every container and network labelled for this topology (volumes with --volumes)."""
-    with handled():
-        from pgtopo.lifecycle import deploy
+    from pgtopo.lifecycle import deploy
 
-        topo = _load(file)
-        removed = deploy.down(topo.name, volumes=volumes)
-        output.success(
-            f"removed {removed['containers']} containers, {removed['networks']} networks, "
-            f"{removed['volumes']} volumes of '{topo.name}'"
-        )
+    topo = _load(file)
+    removed = deploy.down(topo.name, volumes=volumes)
+    output.success(
+        f"removed {removed['containers']} containers, {removed['networks']} networks, "
+        f"{removed['volumes']} volumes of '{topo.name}'"
+    )
 
 
-@command("ls")
+@commands.command("ls")
 def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the topologies that are up."""
-    with handled():
-        from pgtopo.lifecycle import deploy
+    from pgtopo.lifecycle import deploy
 
-        data = deploy.running()
-        if as_json:
-            output.as_json(data)
-            return
-        if not data:
-            output.info("no topology is up")
-            return
-        rows = [[n, f"{d['running']}/{d['nodes']}", str(d["file"] or "-")] for n, d in data.items()]
-        output.table(None, ["topology", "nodes running", "file"], rows)
+    data = deploy.running()
+    if as_json:
+        output.as_json(data)
+        return
+    if not data:
+        output.info("no topology is up")
+        return
+    rows = [[n, f"{d['running']}/{d['nodes']}", str(d["file"] or "-")] for n, d in data.items()]
+    output.table(None, ["topology", "nodes running", "file"], rows)
 
 
-@image_app.command("build")
+@image.command("build")
 def image_build(
     version: Annotated[int, typer.Option(help="PostgreSQL major version.")] = 17,
     tag: Annotated[str | None, typer.Option(help="Image tag (default pgtopo/postgres:VERSION).")] = None,
 ) -> None:
     """Build the PostgreSQL image from Debian packages (mmdebstrap + docker import)."""
-    with handled():
-        from pgtopo.runtime import image
+    from pgtopo.runtime import image
 
-        target = tag or f"pgtopo/postgres:{version}"
-        printer = output.StepPrinter()
-        image.build(target, version=version, progress=lambda m: printer("image", m))
-        output.success(f"built {target}")
+    target = tag or f"pgtopo/postgres:{version}"
+    printer = output.StepPrinter()
+    image.build(target, version=version, progress=lambda m: printer("image", m))
+    output.success(f"built {target}")
 
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError
 from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
@@ -19,8 +20,7 @@ if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
     from pgtopo.ha.promotion import Outcome
 
-ClusterOpt = Annotated[str | None, typer.Option("--cluster", help="The cluster (default: the only one with replicas).")]
-
+commands = Commands()
 
 def plan_screen(plan: Plan) -> list[Block]:
     blocks: list[Block] = [TableData(f"candidates for cluster {plan.cluster}", RANKING_COLUMNS, ranking_rows(plan))]
@@ -81,79 +81,85 @@ def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
     output.show(outcome_screen(execute(waited)))
 
 
-@command()
+@commands.command()
 def failover(
     file: TopologyFile,
-    cluster: ClusterOpt = None,
-    to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).")] = None,
+    cluster: ClusterOption = None,
+    to: Annotated[str | None, typer.Option("--to", help="Promote this replica (default: the best ranked).",
+                                                 autocompletion=complete_node)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the ranking and the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
     max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
     = DEFAULT_MAX_LAG,
 ) -> None:
-    """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest."""
-    with handled():
-        from pgtopo.ha import promotion
+    """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest.
 
-        started = time.monotonic()
-        topo = _load(file)
-        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
-                                                                     progress=output.StepPrinter()))
+    Without --cluster: the cluster of --to, else the only cluster with replicas (with several, --cluster is
+    needed).
+    """
+    from pgtopo.ha import promotion
+
+    started = time.monotonic()
+    topo = _load(file)
+    plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+               execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
+                                                                 progress=output.StepPrinter()))
 
 
-@command()
+@commands.command()
 def switchover(
     file: TopologyFile,
-    to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False)],
-    cluster: ClusterOpt = None,
+    to: Annotated[str, typer.Option("--to", help="The replica to promote.", show_default=False,
+                                       autocompletion=complete_node)],
+    cluster: ClusterOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Planned change of primary with zero loss; the old primary becomes a replica of the new one."""
-    with handled():
-        from pgtopo.ha import promotion
+    """Planned change of primary with zero loss; the old primary becomes a replica of the new one.
 
-        started = time.monotonic()
-        topo = _load(file)
-        plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
-                                                                       progress=output.StepPrinter()))
+    The cluster is the one --to belongs to; --cluster, if given, must name that one.
+    """
+    from pgtopo.ha import promotion
+
+    started = time.monotonic()
+    topo = _load(file)
+    plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+               execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
+                                                                   progress=output.StepPrinter()))
 
 
-@command()
+@commands.command()
 def rejoin(
     file: TopologyFile,
-    node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.")],
+    node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.",
+                                       autocompletion=complete_node)],
     reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
 ) -> None:
     """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
-    with handled():
-        from pgtopo.ha import rejoin as rj
+    from pgtopo.ha import rejoin as rj
 
-        topo = _load(file)
-        res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
-        if res.method == "already streaming":
-            output.success(f"{res.detail}: nothing to do")
-            return
-        sync = res.sync_after.text() if res.sync_after else "''"
-        output.success(f"{node} streams from {res.upstream} ({res.method}: {res.detail}) in {res.seconds:.1f} s; "
-                       f"synchronous_standby_names on {res.primary} = {sync}")
+    topo = _load(file)
+    res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+    if res.method == "already streaming":
+        output.success(f"{res.detail}: nothing to do")
+        return
+    sync = res.sync_after.text() if res.sync_after else "''"
+    output.success(f"{node} streams from {res.upstream} ({res.method}: {res.detail}) in {res.seconds:.1f} s; "
+                   f"synchronous_standby_names on {res.primary} = {sync}")
 
 
-@command()
+@commands.command()
 def kill(
     file: TopologyFile,
-    node: Annotated[str, typer.Argument(help="The node to crash.")],
+    node: Annotated[str, typer.Argument(help="The node to crash.", autocompletion=complete_node)],
 ) -> None:
     """Crash a node (SIGKILL to its container), for failover drills."""
-    with handled():
-        from pgtopo.ha import fencing
+    from pgtopo.ha import fencing
 
-        topo = _load(file)
-        last = fencing.kill_node(topo, node)
-        where = f" (its last position was {last})" if last else ""
-        output.success(f"killed {node} with SIGKILL{where}")
+    topo = _load(file)
+    last = fencing.kill_node(topo, node)
+    where = f" (its last position was {last})" if last else ""
+    output.success(f"killed {node} with SIGKILL{where}")

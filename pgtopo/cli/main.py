@@ -1,4 +1,6 @@
-"""The command line entry point. Commands live in the modules of ``pgtopo.cli``; each translates only.
+"""The command line entry point: the app with every command registered, and ``main()``.
+
+Commands live in the modules of ``pgtopo.cli``; each translates only.
 
 Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected error
 (traceback written to the log file), 130 interrupted.
@@ -11,10 +13,23 @@ import traceback
 
 from pgtopo import errors
 from pgtopo.cli import bench, core, env, ha, network, observe, output, subscription
-from pgtopo.cli.app import app
+from pgtopo.cli.app import create_app
 from pgtopo.runtime import state
 
-COMMAND_MODULES = (bench, core, env, ha, network, observe, subscription)  # importing them registers their commands
+# Every command of pgtopo, in the order `pgtopo --help` lists them (typer shows sub-command groups
+# after the plain commands, so they come last here too).
+COMMANDS = (
+    core.commands,
+    env.commands,
+    ha.commands,
+    network.commands,
+    observe.commands,
+    subscription.commands,
+    core.image,
+    bench.commands,
+    network.latency,
+)
+app = create_app(COMMANDS)
 
 
 def main() -> None:

@@ -7,15 +7,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
+from pgtopo.cli.completion import complete_region, complete_region_or_node
 from pgtopo.errors import InputError
 
 if TYPE_CHECKING:
     from pgtopo.network.latency import LinkSetting
 
 PANEL = "Network simulation"
-ACTIONS = {"set": "set REGION_A REGION_B RTT [--jitter J]", "reset": "reset [REGION_A REGION_B]"}
+commands = Commands()
+latency = Commands("latency", help="Region-pair round trips: show them, change a link while the topology runs, "
+                   "reset to the file's values.", rich_help_panel=PANEL)
 
 
 def _ms(value: float | None) -> str:
@@ -50,84 +53,92 @@ def _show(file: TopologyFile, *, as_json: bool) -> None:
         output.warn(note)
 
 
-@command(rich_help_panel=PANEL)
-def latency(
+@latency.command("show")
+def latency_show(
     file: TopologyFile,
-    action: Annotated[str | None, typer.Argument(
-        metavar="ACTION", help="Nothing: show the matrix. 'set A B RTT': change a link of the running "
-        "topology (e.g. set us-east eu-west 120ms). 'reset [A B]': the file's values again.",
-        show_default=False)] = None,
-    args: Annotated[list[str] | None, typer.Argument(metavar="ARGS", hidden=True, show_default=False)] = None,
-    jitter: Annotated[str | None, typer.Option(
-        "--jitter", help="With set: +/- range of each one-way delay, e.g. 5ms (default 0).", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Show the matrix as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The matrix as JSON.")] = False,
 ) -> None:
     """Region-pair round trips: declared (file), in effect (relay) and measured (relay probe)."""
-    with handled():
-        from pgtopo.network import latency as lat
-
-        rest = args or []
-        if action is None:
-            if jitter is not None:
-                raise InputError("--jitter goes with `set`")
-            _show(file, as_json=as_json)
-            return
-        if as_json:
-            raise InputError("--json goes with showing the matrix, not with set or reset")
-        if action not in ACTIONS:
-            raise InputError(f"unknown action '{action}' (use: {'; '.join(ACTIONS.values())})")
-        if action == "set":
-            if len(rest) != 3:
-                raise InputError(f"usage: pgtopo latency FILE {ACTIONS['set']}")
-            topo = _load(file)
-            s = lat.set_link(topo, rest[0], rest[1], rtt=rest[2], jitter=jitter)
-            output.success(f"{rest[0]} <-> {rest[1]}: round trip {_setting(s)} in effect on '{topo.name}'")
-        else:
-            if len(rest) not in (0, 2) or jitter is not None:
-                raise InputError(f"usage: pgtopo latency FILE {ACTIONS['reset']}")
-            topo = _load(file)
-            done = lat.reset(topo, (rest[0], rest[1]) if rest else None)
-            what = ", ".join(k.replace("|", " <-> ") for k in done) or "nothing was overridden"
-            output.success(f"the file's latencies are in effect on '{topo.name}' (reset: {what})")
-        output.info("measure with `pgtopo latency FILE`")
+    _show(file, as_json=as_json)
 
 
-@command(rich_help_panel=PANEL)
+@latency.command("set")
+def latency_set(
+    file: TopologyFile,
+    region_a: Annotated[str, typer.Argument(metavar="REGION_A", help="One end of the link.", show_default=False,
+                                               autocompletion=complete_region)],
+    region_b: Annotated[str, typer.Argument(metavar="REGION_B", help="The other end.", show_default=False,
+                                               autocompletion=complete_region)],
+    rtt: Annotated[str, typer.Argument(metavar="RTT", help="The round trip, e.g. 120ms.", show_default=False)],
+    jitter: Annotated[str | None, typer.Option(
+        "--jitter", help="+/- range of each one-way delay, e.g. 5ms (default 0).", show_default=False)] = None,
+) -> None:
+    """Change a link of the running topology (e.g. us-east eu-west 120ms); the file is left as it is."""
+    from pgtopo.network import latency as lat
+
+    topo = _load(file)
+    s = lat.set_link(topo, region_a, region_b, rtt=rtt, jitter=jitter)
+    output.success(f"{region_a} <-> {region_b}: round trip {_setting(s)} in effect on '{topo.name}'")
+    output.info("measure with `pgtopo latency show FILE`")
+
+
+@latency.command("reset")
+def latency_reset(
+    file: TopologyFile,
+    region_a: Annotated[str | None, typer.Argument(
+        metavar="REGION_A", help="One end of the link to reset (default: every link).", show_default=False,
+        autocompletion=complete_region)] = None,
+    region_b: Annotated[str | None, typer.Argument(
+        metavar="REGION_B", help="The other end (give both regions or neither).", show_default=False,
+        autocompletion=complete_region)] = None,
+) -> None:
+    """The file's latencies again on the running topology: every link, or only REGION_A <-> REGION_B."""
+    from pgtopo.network import latency as lat
+
+    if (region_a is None) != (region_b is None):
+        raise InputError("usage: pgtopo latency reset FILE [REGION_A REGION_B] (both regions of the link, or none)")
+    topo = _load(file)
+    done = lat.reset(topo, (region_a, region_b) if region_a is not None and region_b is not None else None)
+    what = ", ".join(k.replace("|", " <-> ") for k in done) or "nothing was overridden"
+    output.success(f"the file's latencies are in effect on '{topo.name}' (reset: {what})")
+    output.info("measure with `pgtopo latency show FILE`")
+
+
+@commands.command(rich_help_panel=PANEL)
 def partition(
     file: TopologyFile,
-    name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False,
+                                         autocompletion=complete_region_or_node)],
 ) -> None:
     """Cut all cross-region traffic of a region or node (blackhole: sockets stay open, nothing passes)."""
-    with handled():
-        from pgtopo.network import latency
+    from pgtopo.network import latency
 
-        topo = _load(file)
-        ch = latency.partition(topo, name)
-        for path in ch.paths:
-            output.info(f"  cut: {path}")
-        if ch.changed:
-            output.success(f"{ch.kind} {name} is partitioned from the other regions of '{topo.name}'; PostgreSQL "
-                           "notices within about 5-10 s (wal_sender/wal_receiver_timeout 5 s)")
-        else:
-            output.success(f"{ch.kind} {name} was already partitioned; nothing changed")
+    topo = _load(file)
+    ch = latency.partition(topo, name)
+    for path in ch.paths:
+        output.info(f"  cut: {path}")
+    if ch.changed:
+        output.success(f"{ch.kind} {name} is partitioned from the other regions of '{topo.name}'; PostgreSQL "
+                       "notices within about 5-10 s (wal_sender/wal_receiver_timeout 5 s)")
+    else:
+        output.success(f"{ch.kind} {name} was already partitioned; nothing changed")
 
 
-@command(rich_help_panel=PANEL)
+@commands.command(rich_help_panel=PANEL)
 def heal(
     file: TopologyFile,
     name: Annotated[str | None, typer.Argument(help="The region or node to heal (default: every partition).",
-                                               show_default=False)] = None,
+                                               show_default=False, autocompletion=complete_region_or_node)] = None,
 ) -> None:
     """Restore the traffic a partition cut; blackholed connections are reset so clients reconnect."""
-    with handled():
-        from pgtopo.network import latency
+    from pgtopo.network import latency
 
-        topo = _load(file)
-        ch = latency.heal(topo, name)
-        for path in ch.paths:
-            output.info(f"  restored: {path}")
-        if not ch.changed:
-            output.success(f"nothing was partitioned in '{topo.name}'")
-        else:
-            left = f"; still partitioned: {', '.join(ch.partitioned)}" if ch.partitioned else ""
-            output.success(f"healed {name or 'every partition'} in '{topo.name}'{left}")
+    topo = _load(file)
+    ch = latency.heal(topo, name)
+    for path in ch.paths:
+        output.info(f"  restored: {path}")
+    if not ch.changed:
+        output.success(f"nothing was partitioned in '{topo.name}'")
+    else:
+        left = f"; still partitioned: {', '.join(ch.partitioned)}" if ch.partitioned else ""
+        output.success(f"healed {name or 'every partition'} in '{topo.name}'{left}")

@@ -10,7 +10,7 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import TopologyFile, command, handled
+from pgtopo.cli.app import Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.postgres.lsn import fmt_bytes
@@ -18,6 +18,8 @@ from pgtopo.postgres.lsn import fmt_bytes
 if TYPE_CHECKING:
     from pgtopo.observe.status import Assessment
     from pgtopo.observe.verify import VerifyReport
+
+commands = Commands()
 
 DEFAULT_WATCH_SECONDS = 2.0
 PROBLEM_STYLE = {"error": "error", "warning": "warning", "info": "info"}
@@ -82,7 +84,7 @@ def _fail_status(a: Assessment, *, listed: bool) -> None:
     raise errors.PgtopoError(f"{len(errs)} problem(s) in '{a.topology}': {errs[0]}", details=errs[1:])
 
 
-@command()
+@commands.command()
 def status(
     file: TopologyFile,
     seconds: Annotated[float | None, typer.Argument(metavar="SECONDS", show_default=False,
@@ -96,39 +98,38 @@ def status(
     Marks what differs from the file (! unexpected, ? unreachable). Exit 1 on any problem,
     split brain included.
     """
-    with handled():
-        from pgtopo.observe import status as st
+    from pgtopo.observe import status as st
 
-        if seconds is not None and not watch:
-            raise errors.InputError("SECONDS is the refresh interval of --watch: give --watch too")
-        interval = DEFAULT_WATCH_SECONDS if seconds is None else seconds
-        if interval <= 0:
-            raise errors.InputError(f"the refresh interval must be positive (got {interval:g})")
-        topo = _load(file)
-        if not watch:
-            a = st.observe(topo)
-            if as_json:
-                output.as_json(a.to_json())
-            else:
-                output.show(status_screen(a))
-            _fail_status(a, listed=not as_json)
-            return
-        last: Assessment | None = None
-        try:
-            if as_json:
-                while True:
-                    last = st.observe(topo)
-                    output.json_line(last.to_json())
-                    time.sleep(interval)
-            with output.live() as update:
-                while True:
-                    last = st.observe(topo)
-                    stamp = time.strftime("%H:%M:%S")
-                    update([Line(f"{stamp}  every {interval:g} s, Ctrl-C to stop", "dim"), *status_screen(last)])
-                    time.sleep(interval)
-        except KeyboardInterrupt:
-            # Ctrl-C ends a watch normally: the exit code is the last refresh's.
-            raise typer.Exit(0 if last is None or last.ok else errors.EXIT_FAILED) from None
+    if seconds is not None and not watch:
+        raise errors.InputError("SECONDS is the refresh interval of --watch: give --watch too")
+    interval = DEFAULT_WATCH_SECONDS if seconds is None else seconds
+    if interval <= 0:
+        raise errors.InputError(f"the refresh interval must be positive (got {interval:g})")
+    topo = _load(file)
+    if not watch:
+        a = st.observe(topo)
+        if as_json:
+            output.as_json(a.to_json())
+        else:
+            output.show(status_screen(a))
+        _fail_status(a, listed=not as_json)
+        return
+    last: Assessment | None = None
+    try:
+        if as_json:
+            while True:
+                last = st.observe(topo)
+                output.json_line(last.to_json())
+                time.sleep(interval)
+        with output.live() as update:
+            while True:
+                last = st.observe(topo)
+                stamp = time.strftime("%H:%M:%S")
+                update([Line(f"{stamp}  every {interval:g} s, Ctrl-C to stop", "dim"), *status_screen(last)])
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        # Ctrl-C ends a watch normally: the exit code is the last refresh's.
+        raise typer.Exit(0 if last is None or last.ok else errors.EXIT_FAILED) from None
 
 
 def _parse_size(text: str) -> int:
@@ -165,7 +166,7 @@ def verify_lines(r: VerifyReport) -> list[Block]:
     return blocks
 
 
-@command()
+@commands.command()
 def verify(
     file: TopologyFile,
     as_json: Annotated[bool, typer.Option("--json", help="JSON (schema in pgtopo/verify.py).")] = False,
@@ -173,19 +174,18 @@ def verify(
     max_retained: Annotated[str, typer.Option("--max-retained", help="Most WAL an inactive slot may retain.")] = "64MiB",
 ) -> None:
     """Prove data flows on every edge (probe rows) and the topology matches the file. Exit 0 only if all pass."""
-    with handled():
-        from pgtopo.observe import verify as v
+    from pgtopo.observe import verify as v
 
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise errors.InputError(f"--timeout must be a positive number of seconds (got {timeout:g})")
-        limit = _parse_size(max_retained)
-        topo = _load(file)
-        report = v.run(topo, topo_path=file, timeout=timeout, max_retained=limit)
-        if as_json:
-            output.as_json(report.to_json())
-        else:
-            output.show(verify_lines(report))
-        if not report.ok:
-            failed = [f"{c.check} {c.subject}" for c in report.checks if not c.passed]
-            failed += [f"edge {e.source}->{e.target}" for e in report.edges if not e.passed]
-            raise errors.PgtopoError(f"verify: {report.failed} check(s) failed: {', '.join(failed)}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise errors.InputError(f"--timeout must be a positive number of seconds (got {timeout:g})")
+    limit = _parse_size(max_retained)
+    topo = _load(file)
+    report = v.run(topo, topo_path=file, timeout=timeout, max_retained=limit)
+    if as_json:
+        output.as_json(report.to_json())
+    else:
+        output.show(verify_lines(report))
+    if not report.ok:
+        failed = [f"{c.check} {c.subject}" for c in report.checks if not c.passed]
+        failed += [f"edge {e.source}->{e.target}" for e in report.edges if not e.passed]
+        raise errors.PgtopoError(f"verify: {report.failed} check(s) failed: {', '.join(failed)}")

@@ -224,7 +224,7 @@ def _live_links(container: Container) -> dict[str, dict[str, Any]] | None:
 
 
 def report(topo: Topology, *, measure_links: bool = True) -> LatencyReport:
-    """``pgtopo latency FILE``: declared, in effect and measured round trips per region pair."""
+    """``pgtopo latency show FILE``: declared, in effect and measured round trips per region pair."""
     container = relay_container.running_relay(topo) if topo.uses_relay() else None
     running = container is not None or (not topo.uses_relay() and any(
         gateway.status(c) == "running" for c in gateway.containers(topo.name, kind="node")))
@@ -239,7 +239,7 @@ def report(topo: Topology, *, measure_links: bool = True) -> LatencyReport:
             notes.append("could not read the relay's config; showing the state's overrides")
             in_effect = expected
         elif in_effect != expected:
-            notes.append("the relay's config differs from the state: `pgtopo latency FILE reset` rewrites it")
+            notes.append("the relay's config differs from the state: `pgtopo latency reset FILE` rewrites it")
     measured = measure_latency(topo) if running and measure_links else {}
     mech = netem.mechanism(topology=topo.name, image=relay_container.relay_image(topo), multi_region=topo.uses_relay(),
                            running=running)
@@ -282,7 +282,7 @@ def _typed(links: dict[str, dict[str, Any]]) -> dict[str, state.LinkOverride]:
 
 
 def set_link(topo: Topology, a: str, b: str, *, rtt: str, jitter: str | None = None) -> LinkSetting:
-    """``pgtopo latency FILE set A B RTT``: change a link of the running topology."""
+    """``pgtopo latency set FILE A B RTT``: change a link of the running topology."""
     def links(rt: state.RuntimeState) -> dict[str, dict[str, Any]]:
         return override_link(topo, rt.links_json(), a, b, rtt=rtt, jitter=jitter)
 
@@ -295,7 +295,7 @@ def set_link(topo: Topology, a: str, b: str, *, rtt: str, jitter: str | None = N
 
 
 def reset(topo: Topology, pair: Pair | None = None) -> list[str]:
-    """``pgtopo latency FILE reset [A B]``: the file's values again; returns the links reset."""
+    """``pgtopo latency reset FILE [A B]``: the file's values again; returns the links reset."""
     reset_links(topo, {}, pair)  # bad input is reported before a stopped topology
     _require_relay(topo)
     before, after = _apply(topo, lambda rt: {"links": _typed(reset_links(topo, rt.links_json(), pair))})

@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+import urllib3.exceptions
 from docker.models.containers import Container
 from docker.models.networks import Network
 
@@ -29,6 +30,12 @@ LABEL_NODE = "pgtopo.node"
 LABEL_REGION = "pgtopo.region"
 LABEL_CLUSTER = "pgtopo.cluster"
 PG_DATA_MOUNT = "/var/lib/postgresql"
+
+# What the Docker SDK raises when a call fails: its own errors, and the HTTP client's underneath it
+# (a daemon gone mid-command, a stream cut). The CLI catches these by class when a domain module did
+# not translate them, without importing docker itself.
+DOCKER_ERRORS: tuple[type[Exception], ...] = (
+    docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError)
 
 
 @lru_cache(maxsize=1)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
+import docker.errors
+import psycopg
 import pytest
+import requests.exceptions
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
-from pgtopo.cli.app import app
+from pgtopo import errors
+from pgtopo.cli.main import app, main
+from pgtopo.model import loader
 
 REPO = Path(__file__).resolve().parents[2]
 GLOBAL = str(REPO / "topologies" / "global-saas.yaml")
@@ -138,3 +144,81 @@ def test_unreadable_inputs_are_exit_2(runner: CliRunner, tmp_path: Path) -> None
                               "--publication", "p"])
     assert res.exit_code == 2
     assert res.output.strip() == f"error: {tmp_path / 'nope.yaml'}: no such file"
+
+
+# -- one error handler for every command ----------------------------------------------------------
+
+@pytest.mark.parametrize(("raised", "code", "line"), [
+    (errors.InputError("bad input"), 2, "error: bad input"),
+    (errors.PgtopoError("it failed"), 1, "error: it failed"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_schema_errors_map_to_exit_codes(runner: CliRunner, monkeypatch: pytest.MonkeyPatch,
+                                         raised: BaseException, code: int, line: str) -> None:
+    def fail() -> None:
+        raise raised
+
+    monkeypatch.setattr(loader, "json_schema", fail)
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == code
+    assert res.output.splitlines() == [line]
+
+
+@pytest.mark.parametrize(("raised", "line"), [
+    (psycopg.OperationalError("server closed the connection unexpectedly\n\tThis probably means..."),
+     "error: database error: server closed the connection unexpectedly"),
+    (docker.errors.NotFound("No such container: global-saas-pg-us"),
+     "error: Docker error: No such container: global-saas-pg-us"),
+    (requests.exceptions.ConnectionError("Connection aborted."), "error: Docker error: Connection aborted."),
+    (psycopg.OperationalError(""), "error: database error: OperationalError"),
+])
+def test_untranslated_database_and_docker_errors_are_one_line_exit_1(
+        runner: CliRunner, monkeypatch: pytest.MonkeyPatch, raised: Exception, line: str) -> None:
+    from pgtopo.lifecycle import deploy
+
+    def fail() -> None:
+        raise raised
+
+    monkeypatch.setattr(deploy, "running", fail)
+    res = runner.invoke(app, ["ls"])
+    assert res.exit_code == 1
+    assert res.output.splitlines() == [line]
+
+
+def test_an_unexpected_error_is_exit_3_with_the_traceback_in_the_crash_log(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def bug() -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(loader, "json_schema", bug)
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["pgtopo", "schema"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 3
+    log = tmp_path / "crash.log"
+    assert capsys.readouterr().err.splitlines() == [
+        "unexpected error: ZeroDivisionError: division by zero", f"traceback written to {log}"]
+    assert "Traceback" in log.read_text() and "ZeroDivisionError" in log.read_text()
+
+
+@pytest.mark.parametrize("flag", ["--cluster", "-c"])
+@pytest.mark.parametrize(("args", "module", "function"), [
+    (["env", GLOBAL, "--region", "eu-west"], "pgtopo.apps.endpoints", "app_endpoints"),
+    (["bench", "ryw", GLOBAL, "--region", "eu-west"], "pgtopo.apps.routing_bench", "run"),
+    (["failover", GLOBAL], "pgtopo.ha.promotion", "plan_live"),
+    (["switchover", GLOBAL, "--to", "pg-eu"], "pgtopo.ha.promotion", "plan_live"),
+], ids=["env", "bench ryw", "failover", "switchover"])
+def test_one_cluster_option_everywhere(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, flag: str,
+                                       args: list[str], module: str, function: str) -> None:
+    passed: list[str | None] = []
+
+    def record(*_args: object, cluster: str | None, **_kwargs: object) -> None:
+        passed.append(cluster)
+        raise errors.InputError("stop here")
+
+    monkeypatch.setattr(importlib.import_module(module), function, record)
+    res = runner.invoke(app, [*args, flag, "billing"])
+    assert (res.exit_code, res.output.strip(), passed) == (2, "error: stop here", ["billing"])
+    res = runner.invoke(app, args)
+    assert passed == ["billing", None]

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.logical.channel_request import default_name
 from pgtopo.runtime import state
 

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load
 from pgtopo.postgres import connect

@@ -22,8 +22,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.network import latency, relay_container
@@ -92,7 +91,7 @@ def test_select_1_from_eu_west_to_the_primary_pays_the_declared_rtt(env: Env) ->
 
 
 def test_latency_matrix_shows_declared_in_effect_and_measured(env: Env) -> None:
-    data = json.loads(cli("latency", str(env.path), "--json"))
+    data = json.loads(cli("latency", "show", str(env.path), "--json"))
     assert data["running"] is True and data["partitioned"] == []
     mech = data["mechanism"]
     assert mech["name"] == "relay" and mech["netem_available"] is not None, mech
@@ -103,7 +102,7 @@ def test_latency_matrix_shows_declared_in_effect_and_measured(env: Env) -> None:
         assert row["declared"]["rtt_ms"] == env.topo.rtt_ms(a, b)
         measured = row["measured_rtt_ms"]
         assert measured is not None and close_to(measured, env.topo.rtt_ms(a, b)), row
-    text = cli("latency", str(env.path))
+    text = cli("latency", "show", str(env.path))
     assert f"mechanism: relay ({mech['detail']}" in text
 
 
@@ -153,7 +152,7 @@ def test_latency_set_changes_the_link_and_reset_restores_it(env: Env) -> None:
     path = str(env.path)
     with from_region(env, "eu-west", "pg-us") as conn:
         try:
-            out = cli("latency", path, "set", "us-east", "eu-west", "200ms")
+            out = cli("latency", "set", path, "us-east", "eu-west", "200ms")
             assert "round trip 200 ms in effect" in out
             assert state.load(NAME).links == {"eu-west|us-east": state.LinkOverride(rtt_ms=200.0, jitter_ms=0.0)}
             # The open connection pays the new delay too: a WAN whose latency changed.
@@ -164,7 +163,7 @@ def test_latency_set_changes_the_link_and_reset_restores_it(env: Env) -> None:
             row = next(r for r in rep.rows if (r.a, r.b) == ("us-east", "eu-west"))
             assert row.overridden and row.in_effect == latency.LinkSetting(200.0, 0.0)
         finally:
-            cli("latency", path, "reset")
+            cli("latency", "reset", path)
         assert state.load(NAME).links == {}
         back = select_1_median_ms(conn)
         print(f"SELECT 1 after reset: median {back:.1f} ms")

@@ -16,10 +16,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
 from pgtopo.apps import endpoints, routing_bench
 from pgtopo.apps.routing import CommitUnknown, Router, Session
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
 from pgtopo.postgres import connect

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
 from pgtopo.cli import observe
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.lifecycle import deploy
 from pgtopo.model import render
 from pgtopo.model.loader import load

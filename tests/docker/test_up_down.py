@@ -9,8 +9,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.errors import OperationFailed
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load

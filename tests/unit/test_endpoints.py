@@ -10,10 +10,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-import pgtopo.cli.main  # noqa: F401  (registers every command)
 from pgtopo.apps import endpoints
 from pgtopo.apps.endpoints import PortMap
-from pgtopo.cli.app import app
+from pgtopo.cli.main import app
 from pgtopo.errors import InputError, PgtopoError
 from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology

@@ -425,8 +425,7 @@ def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch
 def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
     from typer.testing import CliRunner
 
-    import pgtopo.cli.main  # noqa: F401  (registers every command)
-    from pgtopo.cli.app import app
+    from pgtopo.cli.main import app
 
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
