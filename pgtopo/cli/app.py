@@ -51,8 +51,7 @@ def handled() -> Iterator[None]:
 
 
 def _untranslated(what: str, exc: Exception) -> NoReturn:
-    text = str(exc).strip()
-    output.error_lines([f"error: {what} error: {text.splitlines()[0] if text else type(exc).__name__}"])
+    output.error_lines([f"error: {what} error: {errors.first_line(exc)}"])
     raise typer.Exit(errors.EXIT_FAILED) from None
 
 
