@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from pgtopo.errors import OperationFailed
 from pgtopo.runtime import gateway
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
 
 T = TypeVar("T")
+_STOPPED = object()
 
 
 def poll(check: Callable[[], T | None], *, timeout: float, interval: float = 0.2) -> T | None:
@@ -49,19 +50,14 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, step: 
         nonlocal stopped
         if container is not None and gateway.status(container) != "running":
             stopped = True
-            return None
+            return cast(T, _STOPPED)  # truthy: ends the polling at once
         return check()
 
-    deadline = time.monotonic() + timeout
-    while True:
-        result = attempt()
-        if result:
-            return result
-        left = deadline - time.monotonic()
-        if stopped or left <= 0:
-            why = (f"the container stopped while waiting for {what}" if stopped
-                   else f"timed out after {timeout:.0f} s waiting for {what}")
-            seen = last_seen() if last_seen is not None else ""
-            raise OperationFailed(f"{why} ({seen})" if seen else why, node=node, step=step,
-                                  logs=gateway.logs(container) if container is not None else None)
-        time.sleep(min(interval, left))
+    result = poll(attempt, timeout=timeout, interval=interval)
+    if result is not None and not stopped:
+        return result
+    why = (f"the container stopped while waiting for {what}" if stopped
+           else f"timed out after {timeout:.0f} s waiting for {what}")
+    seen = last_seen() if last_seen is not None else ""
+    raise OperationFailed(f"{why} ({seen})" if seen else why, node=node, step=step,
+                          logs=gateway.logs(container) if container is not None else None)
