@@ -22,8 +22,8 @@ from pathlib import Path
 from pgtopo.lifecycle import deploy
 from pgtopo.model import render
 from pgtopo.model.loader import load
-from pgtopo.model.topology import Topology, endpoint, slot_name
-from pgtopo.network import latency, relay_container
+from pgtopo.model.topology import RELAY_ALIAS, Topology, endpoint, slot_name
+from pgtopo.network import relay_container
 from pgtopo.runtime import state
 
 HERE = Path(__file__).resolve().parent
@@ -64,12 +64,12 @@ def baseline(topo: Topology, path: Path, workdir: Path) -> dict[str, float]:
         sh("docker", "network", "create", "--label", label, f"{name}-{region}")
     relay = f"{name}-relay"
     first, *rest = list(topo.regions)
-    conf = latency.relay_config(topo)
+    conf = relay_container.relay_config(topo)
     sh("docker", "create", "--name", relay, "--label", label, "--network", f"{name}-{first}",
-       "--network-alias", relay_container.RELAY_ALIAS, topo.image, "python3", "/etc/pgtopo/relay.py", "serve",
+       "--network-alias", RELAY_ALIAS, topo.image, "python3", "/etc/pgtopo/relay.py", "serve",
        relay_container.RELAY_CONF)
     for region in rest:
-        sh("docker", "network", "connect", "--alias", relay_container.RELAY_ALIAS, f"{name}-{region}", relay)
+        sh("docker", "network", "connect", "--alias", RELAY_ALIAS, f"{name}-{region}", relay)
     rd = workdir / "relay"
     rd.mkdir()
     (rd / "relay.json").write_text(json.dumps(conf))

@@ -29,7 +29,7 @@ def labelled(name: str) -> tuple[int, int, int]:
 def count(topology: str, node: str, query: str, db: str = "production") -> int:
     with connect.connect(topology, node, dbname=db) as conn:
         row = conn.execute(query).fetchone()
-        return int(row[0]) if row else 0
+        return int(str(row[0])) if row else 0
 
 
 def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
