@@ -26,10 +26,10 @@ import pgtopo.cli.main  # noqa: F401  (registers the commands on app)
 from pgtopo.cli.app import app
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
-from pgtopo.network import latency
+from pgtopo.network import latency, relay_container
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-from tests.docker.conftest import running, wait_for
+from tests.support.docker import running, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -55,7 +55,7 @@ def close_to(measured: float, expected: float) -> bool:
 
 def from_region(env: Env, region: str, node: str) -> psycopg.Connection[Any]:
     """A client in ``region``: the relay's published port for (region, node), as pgtopo."""
-    relay = latency.relay_container(env.topo)
+    relay = relay_container.running_relay(env.topo)
     assert relay is not None
     port = gateway.published_port(relay, f"{env.topo.relay_port(region, node)}/tcp")
     assert port is not None

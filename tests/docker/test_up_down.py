@@ -17,8 +17,7 @@ from pgtopo.model.loader import load
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-
-from .conftest import copy_topology, wait_for
+from tests.support.docker import copy_topology, wait_for
 
 
 def labelled(name: str) -> tuple[int, int, int]:
@@ -30,7 +29,7 @@ def labelled(name: str) -> tuple[int, int, int]:
 def count(topology: str, node: str, query: str, db: str = "production") -> int:
     with connect.connect(topology, node, dbname=db) as conn:
         row = conn.execute(query).fetchone()
-        return int(row[0]) if row else 0
+        return int(str(row[0])) if row else 0
 
 
 def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
