@@ -1,21 +1,15 @@
-"""Shared helpers for the end-to-end tests: real Docker, real PostgreSQL 17."""
+"""Fixtures of the end-to-end tests: real Docker, real PostgreSQL 17 (helpers: tests/support/docker.py)."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pgtopo.errors import DockerUnavailable
-from pgtopo.lifecycle import deploy
-from pgtopo.model.loader import load
 from pgtopo.runtime import gateway, image
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,52 +30,21 @@ def docker_ready() -> None:
         pytest.skip(f"Docker is not available: {exc.message}")
 
 
-def copy_topology(dest: Path, source: str, *, name: str, replace: dict[str, str] | None = None) -> Path:
-    """A copy of a shipped topology under another name, so test modules never collide.
-
-    Whatever an interrupted earlier run left under that name is removed first (by label)."""
-    deploy.down(name, volumes=True)
-    src = REPO / "topologies" / source
-    text = src.read_text()
-    first = text.split("name: ", 1)[1].split("\n", 1)[0]
-    text = text.replace(f"name: {first}", f"name: {name}", 1)
-    for old, new in (replace or {}).items():
-        assert old in text, old
-        text = text.replace(old, new)
-    dest.mkdir(parents=True, exist_ok=True)
-    out = dest / source
-    out.write_text(text)
-    if (REPO / "topologies" / "schemas").exists():
-        (dest / "schemas").mkdir(exist_ok=True)
-        for f in (REPO / "topologies" / "schemas").iterdir():
-            (dest / "schemas" / f.name).write_text(f.read_text())
-    return out
-
-
-@contextmanager
-def running(tmp: Path, source: str, *, name: str) -> Iterator[Path]:
-    """A copy of a shipped topology, up for the duration, with its own state directory."""
-    path = copy_topology(tmp, source, name=name)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGTOPO_STATE_DIR", str(tmp / "state"))
-        try:
-            deploy.up(load(path), topo_path=path, progress=lambda *a: None)
-            yield path
-        finally:
-            deploy.down(name, volumes=True)
-
-
-def wait_for(check: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     d = tmp_path / "state"
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(d))
     yield d
+
+
+@pytest.fixture(scope="module")
+def state_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One state directory for a whole module, whose topology lives as long as the module."""
+    d = tmp_path_factory.mktemp("module-state")
+    old = os.environ.get("PGTOPO_STATE_DIR")
+    os.environ["PGTOPO_STATE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("PGTOPO_STATE_DIR", None)
+    else:
+        os.environ["PGTOPO_STATE_DIR"] = old

@@ -28,7 +28,7 @@ from pgtopo.model.topology import Topology
 from pgtopo.network import latency, relay_container
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-from tests.docker.conftest import running, wait_for
+from tests.support.docker import running, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -16,8 +16,7 @@ from pgtopo.model.loader import load
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-
-from .conftest import copy_topology, wait_for
+from tests.support.docker import copy_topology, wait_for
 
 
 def labelled(name: str) -> tuple[int, int, int]:

@@ -1,8 +1,10 @@
-"""`status` and `verify` against a real global-saas topology: healthy, then each failure on purpose.
+"""One scenario, in file order: `status` and `verify` on a real global-saas, healthy, then one failure at a time.
 
-The module brings one topology up (named ``t-status``), breaks one thing per test and restores
-it afterwards; the split brain comes last because it is not undone. Behaviour only, no timings
-beyond what physics guarantees (a probe cannot cross an 80 ms RTT link in under 40 ms).
+The tests share one topology (``t-status``; module-scoped: bringing it up is expensive). Each
+test breaks one thing and restores it before the next (a stopped replica, a dropped
+subscription, a stale slot, a wrong upstream); the split brain comes last because it is not
+undone. Behaviour only, no timings beyond what physics guarantees (a probe cannot cross an
+80 ms RTT link in under 40 ms).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from pgtopo.cli import observe
+from pgtopo.cli import observe as observe_cli
 from pgtopo.cli.main import app
 from pgtopo.lifecycle import deploy
 from pgtopo.model import render
@@ -26,8 +28,7 @@ from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot, status
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-
-from .conftest import running, wait_for
+from tests.support.docker import running, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -124,7 +125,7 @@ def test_status_watch_refreshes_until_interrupted(topo_file: Path, monkeypatch: 
         if len(naps) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(observe, "time", types.SimpleNamespace(sleep=sleep, strftime=time.strftime))
+    monkeypatch.setattr(observe_cli, "time", types.SimpleNamespace(sleep=sleep, strftime=time.strftime))
     res = cli("status", str(topo_file), "--watch", "0.5", "--json")
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()

@@ -9,8 +9,7 @@ import pytest
 from pgtopo.errors import InputError, OperationFailed, ValidationFailed
 from pgtopo.model import topofile
 from pgtopo.model.topology import PublishedTable
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.topologies import EXAMPLES
 
 BASE = """\
 # A comment at the top.
@@ -70,7 +69,7 @@ def edited(text: str, *edits: object) -> str:
 
 def test_unchanged_document_dumps_byte_for_byte() -> None:
     assert topofile.Document(BASE).text() == BASE
-    for path in sorted((REPO / "topologies").glob("*.yaml")):
+    for path in EXAMPLES:
         text = path.read_text()
         assert topofile.Document(text).text() == text, path.name
 

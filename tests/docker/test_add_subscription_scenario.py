@@ -1,8 +1,16 @@
-"""add-subscription and remove-subscription on real containers (PostgreSQL 17, latency relay).
+"""One scenario, in file order: add-subscription and remove-subscription on real containers.
 
-One topology for the whole module (``t-addsub``, a copy of global-saas.yaml); the tests run in
-file order and build on each other: refusals, a channel to billing, a new region and node,
-a failed initial copy, removal (with and without the publisher reachable).
+The tests share one topology (``t-addsub``, a copy of global-saas.yaml with 100 products and
+1000 orders; module-scoped: bringing it up is expensive) and build on each other:
+1. ``--dry-run`` prints the SQL and the file's diff and changes nothing;
+2. every refusal changes nothing (objects made by hand are cleaned up afterwards);
+3. orders to billing: creates ``orders_pg_billing_sub``, the second channel between main and billing;
+4. a new region (sa-east) and cluster (pg-sa) added to the file and brought up; a filtered
+   channel ``recent_orders_pg_sa_sub`` to it;
+5. a failed initial copy to pg-sa is undone entirely;
+6. removing inventory_sub hands the probe publication over to the channel of step 3, which is
+   then removed too;
+7. removing the channel of step 4 while pg-sa is cut off from pg-us names the slot left behind.
 """
 
 from __future__ import annotations
@@ -19,8 +27,7 @@ from pgtopo.cli.main import app
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load
 from pgtopo.postgres import connect
-
-from .conftest import running, wait_for
+from tests.support.docker import running, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -1,7 +1,4 @@
-"""The pure parts of simulated latency and partitions: no Docker daemon needed.
-
-The CLI cases at the end stop at input validation, before anything touches Docker.
-"""
+"""The pure parts of simulated latency and partitions: no Docker daemon needed."""
 
 from __future__ import annotations
 
@@ -9,24 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from pgtopo.cli.main import app
 from pgtopo.errors import InputError, OperationFailed
-from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
 from pgtopo.network import latency as L
 from pgtopo.network import netem, relay_container
-from pgtopo.network import relay as R
 from pgtopo.runtime import state
-
-REPO = Path(__file__).resolve().parents[2]
-GLOBAL_SAAS = REPO / "topologies" / "global-saas.yaml"
-
-
-@pytest.fixture(scope="module")
-def topo() -> Topology:
-    return load(GLOBAL_SAAS)
 
 
 def single_region() -> Topology:
@@ -49,43 +34,6 @@ def test_parse_duration(text: str, ms: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         L.parse_duration_ms(text)
-
-
-# -- relay config --------------------------------------------------------------------------------
-
-def test_relay_config_is_valid_for_the_relay(topo: Topology) -> None:
-    conf = relay_container.relay_config(topo)
-    parsed = R.RelayConfig.from_json(conf)
-    # 3 regions, one node each: every region reaches the 2 nodes of the other regions.
-    assert len(parsed.listeners) == 6
-    assert {(x.src, x.target_node) for x in parsed.listeners} == {
-        (r, n) for r in topo.regions for n in topo.node_names() if topo.node(n).region != r}
-    assert all(x.port == topo.relay_port(x.src, x.target_node) and x.target_port == 5432 for x in parsed.listeners)
-    assert parsed.link("eu-west", "us-east") == R.LinkShape(80.0, 2.0, None)
-    assert parsed.partitioned == frozenset()
-    assert R.link_key("us-east", "eu-west") == "eu-west|us-east"
-
-
-def test_relay_config_overrides_and_partitions(topo: Topology) -> None:
-    override = {"eu-west|us-east": {"rtt_ms": 200.0, "jitter_ms": 0.0, "bandwidth_kbps": None}}
-    conf = relay_container.relay_config(topo, links=override, partitioned=["eu-west", "eu-west"],
-                          peers={"172.30.0.5": "pg-eu"})
-    parsed = R.RelayConfig.from_json(conf)
-    assert parsed.link("us-east", "eu-west") == R.LinkShape(200.0, 0.0, None)
-    assert parsed.link("us-east", "ap-south") == R.LinkShape(200.0, 5.0, None)  # untouched
-    assert conf["partitioned"] == ["eu-west"]
-    cut = {(x.src, x.target_node) for x in parsed.listeners if parsed.is_cut(x)}
-    assert cut == {("eu-west", "pg-us"), ("eu-west", "pg-billing"), ("us-east", "pg-eu"), ("ap-south", "pg-eu")}
-    # The billing subscription (ap-south -> pg-us) does not cross eu-west: it keeps flowing.
-    assert not parsed.is_cut(next(x for x in parsed.listeners if (x.src, x.target_node) == ("ap-south", "pg-us")))
-
-
-def test_node_partition_cuts_its_listeners_and_its_own_connections(topo: Topology) -> None:
-    parsed = R.RelayConfig.from_json(relay_container.relay_config(topo, partitioned=["pg-eu"], peers={"172.30.0.5": "pg-eu"}))
-    to_us = next(x for x in parsed.listeners if (x.src, x.target_node) == ("eu-west", "pg-us"))
-    assert parsed.is_cut(to_us, "172.30.0.5")  # pg-eu's own WAL receiver
-    assert not parsed.is_cut(to_us, "172.30.0.9")  # another client in eu-west
-    assert parsed.is_cut(next(x for x in parsed.listeners if (x.src, x.target_node) == ("us-east", "pg-eu")))
 
 
 # -- matrix --------------------------------------------------------------------------------------
@@ -192,80 +140,6 @@ def test_cut_paths(topo: Topology) -> None:
     assert L.cut_paths(topo, ["pg-billing"]) == ["us-east -> pg-billing", "eu-west -> pg-billing",
                                                 "pg-billing -> any other region"]
     assert L.cut_paths(topo, []) == []
-
-
-# -- netem detection -----------------------------------------------------------------------------
-
-def test_netem_interpret() -> None:
-    assert netem.interpret(0, "") == (True, "netem available on this kernel")
-    assert netem.interpret(2, "Error: Specified qdisc kind is unknown.\n") == (
-        False, "netem unavailable on this kernel")
-    available, why = netem.interpret(2, "RTNETLINK answers: Operation not permitted")
-    assert available is None and why.startswith("netem detection failed: exit code 2: RTNETLINK")
-    assert netem.describe(False, "netem unavailable on this kernel").describe() == (
-        "relay (netem unavailable on this kernel)")
-    assert "relay only" in netem.describe(True, "x").describe()
-
-
-# -- CLI: bad input exits 2 before anything touches Docker ----------------------------------------
-
-@pytest.mark.parametrize(("args", "message"), [
-    (["partition", "{f}", "pg-xx"], "error: unknown region or node 'pg-xx'"),
-    (["heal", "{f}", "mars"], "error: unknown region or node 'mars'"),
-    (["latency", "set", "{f}", "us-east", "mars", "10ms"], "error: unknown region 'mars'"),
-    (["latency", "set", "{f}", "us-east", "eu-west", "fast"], "error: 'fast' is not a duration"),
-    (["latency", "set", "{f}", "us-east", "eu-west"], "Missing argument 'RTT'"),
-    (["latency", "reset", "{f}", "us-east"], "error: usage: pgtopo latency reset FILE [REGION_A REGION_B]"),
-    (["latency", "frobnicate", "{f}"], "No such command 'frobnicate'"),
-    (["latency", "{f}"], "No such command"),
-    (["latency", "show", "{f}", "--jitter", "5ms"], "No such option: --jitter"),
-    (["latency", "reset", "{f}", "--json"], "No such option: --json"),
-])
-def test_cli_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str) -> None:
-    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
-    result = CliRunner().invoke(app, [a.replace("{f}", str(GLOBAL_SAAS)) for a in args])
-    assert result.exit_code == 2, result.output
-    assert message.replace("{f}", str(GLOBAL_SAAS)) in result.output
-    assert not (tmp_path / "state").exists()  # nothing changed
-
-
-def test_cli_single_region_has_nothing_to_partition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
-    f = tmp_path / "solo.yaml"
-    f.write_text("name: solo\nregions: {here: {}}\nclusters:\n  main:\n    nodes:\n"
-                 "      a: {region: here, role: primary}\n")
-    result = CliRunner().invoke(app, ["partition", str(f), "here"])
-    assert result.exit_code == 2
-    assert "single region: there is no cross-region link" in result.output
-
-
-def test_cli_latency_subcommands_reach_the_domain(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`latency set` and `latency reset` pass their arguments on (the relay is replaced by a recorder)."""
-    calls: list[tuple[Any, ...]] = []
-
-    def set_link(topo: Topology, a: str, b: str, *, rtt: str, jitter: str | None = None) -> L.LinkSetting:
-        calls.append(("set", topo.name, a, b, rtt, jitter))
-        return L.LinkSetting(120.0, 5.0)
-
-    def reset(topo: Topology, pair: tuple[str, str] | None = None) -> list[str]:
-        calls.append(("reset", topo.name, pair))
-        return ["eu-west|us-east"] if pair else []
-
-    monkeypatch.setattr(L, "set_link", set_link)
-    monkeypatch.setattr(L, "reset", reset)
-    runner = CliRunner()
-    res = runner.invoke(app, ["latency", "set", str(GLOBAL_SAAS), "us-east", "eu-west", "120ms", "--jitter", "5ms"])
-    assert res.exit_code == 0, res.output
-    assert res.output.splitlines() == ["✓ us-east <-> eu-west: round trip 120 ms ±5 in effect on 'global-saas'",
-                                       "measure with `pgtopo latency show FILE`"]
-    res = runner.invoke(app, ["latency", "reset", str(GLOBAL_SAAS), "us-east", "eu-west"])
-    assert res.exit_code == 0, res.output
-    assert "(reset: eu-west <-> us-east)" in res.output
-    res = runner.invoke(app, ["latency", "reset", str(GLOBAL_SAAS)])
-    assert res.exit_code == 0, res.output
-    assert "(reset: nothing was overridden)" in res.output
-    assert calls == [("set", "global-saas", "us-east", "eu-west", "120ms", "5ms"),
-                     ("reset", "global-saas", ("us-east", "eu-west")), ("reset", "global-saas", None)]
 
 
 # -- state and relay updates, with the relay replaced by a recorder --------------------------------

@@ -1,6 +1,6 @@
 """Rendering is pure and deterministic: compared byte for byte with golden files.
 
-Regenerate after an intended change with: PGTOPO_UPDATE_GOLDEN=1 pytest tests/unit/test_render.py
+Regenerate after an intended change with: PGTOPO_UPDATE_GOLDEN=1 pytest tests/unit/model/test_render.py
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import pytest
 
 from pgtopo.model import render
 from pgtopo.model.loader import load
+from tests.support.topologies import EXAMPLES, FOUR_REGIONS, GLOBAL_SAAS, REGIONAL_PARTITIONING, REPO
 
-REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
-EXAMPLES = sorted((REPO / "topologies").glob("*.yaml"))
 
 
 def rendered(path: Path) -> dict[str, str]:
@@ -52,7 +51,7 @@ def test_deterministic_and_safe(path: Path) -> None:
 
 
 def test_roles_follow_the_node(tmp_path: Path) -> None:
-    files = rendered(REPO / "topologies" / "four-regions.yaml")
+    files = rendered(FOUR_REGIONS)
     primary = files["pg-use/postgresql.conf"]
     assert "synchronous_standby_names = 'ANY 1 (\"pg-use2\", \"pg-usw\")'" in primary
     assert "wal_level = 'replica'" in primary  # no publication in this cluster
@@ -68,7 +67,7 @@ def test_roles_follow_the_node(tmp_path: Path) -> None:
 
 
 def test_publications_quote_identifiers_and_keep_filters() -> None:
-    files = rendered(REPO / "topologies" / "regional-partitioning.yaml")
+    files = rendered(REGIONAL_PARTITIONING)
     init = files["core-us/init.sql"]
     assert 'CREATE PUBLICATION "eu_customers" FOR TABLE "customers" WHERE (region = \'eu\');' in init
     assert ('CREATE PUBLICATION "ap_customers" FOR TABLE "customers" ("id", "region", "name", "email") '
@@ -80,7 +79,7 @@ def test_publications_quote_identifiers_and_keep_filters() -> None:
 
 @pytest.mark.parametrize("version", [15, 16])
 def test_older_versions_render_without_17_only_settings(tmp_path: Path, version: int) -> None:
-    src = (REPO / "topologies" / "global-saas.yaml").read_text()
+    src = GLOBAL_SAAS.read_text()
     src = src.replace("version: 17", f"version: {version}").replace("        failover: true\n", "")
     path = tmp_path / "t.yaml"
     path.write_text(src)

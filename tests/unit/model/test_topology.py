@@ -13,8 +13,7 @@ from pgtopo.errors import InputError, ValidationFailed
 from pgtopo.model.loader import load
 from pgtopo.model.schema_file import schema_tables
 from pgtopo.model.topology import endpoint, slot_name
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.topologies import EXAMPLES
 
 BASE: dict[str, Any] = {
     "name": "lab",
@@ -64,7 +63,7 @@ def test_base_is_valid(tmp_path: Path) -> None:
     assert topo.clusters["main"].primary_name == "pg-us"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "topologies").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_shipped_examples_are_valid(path: Path) -> None:
     load(path)
 

@@ -1,7 +1,9 @@
-"""`pgtopo env`, the router and the read-your-writes bench against real containers.
+"""One scenario, in file order: `pgtopo env`, the router and the read-your-writes bench on real containers.
 
-One topology (a copy of global-saas named t-routing) for the module; the failover test comes
-last because it stops the primary.
+The tests share one topology (``t-routing``, a copy of global-saas; module-scoped: bringing it up
+is expensive). Each test but the last leaves it as it found it (its tables dropped, the link's
+latency restored); the last, ``test_router_follows_a_manual_promotion``, stops pg-us and promotes
+pg-eu by hand, which is not undone: it must stay last.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-
-from .conftest import running
+from tests.support.docker import running
 
 pytestmark = pytest.mark.docker
 

@@ -2,97 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pgtopo.model.loader import load
-from pgtopo.model.topology import Topology
-from pgtopo.network import probe
-from pgtopo.network.relay import RELAY_SCRIPT_PATH
-from pgtopo.observe import expectations, status
-from pgtopo.observe.snapshot import Downstream, NodeSnapshot, Slot, Snapshot, SubscriptionState
+from pgtopo.observe import status
+from pgtopo.observe.snapshot import NodeSnapshot, Slot
 from pgtopo.observe.status import Problem
-from pgtopo.runtime import gateway, state
-from pgtopo.runtime.gateway import ExecResult
-
-REPO = Path(__file__).resolve().parents[2]
-GLOBAL_PATH = REPO / "topologies" / "global-saas.yaml"
-GLOBAL = load(GLOBAL_PATH)
-FOUR = load(REPO / "topologies" / "four-regions.yaml")
-FILE_PRIMARIES = {"main": "pg-us", "billing": "pg-billing"}
-EU_TO_US = GLOBAL.relay_port("eu-west", "pg-us")
-AP_TO_US = GLOBAL.relay_port("ap-south", "pg-us")
-CONNINFO_US = (f"host=pgtopo-relay port={EU_TO_US} user=replicator dbname=postgres application_name=pg-eu "
-               "passfile=/etc/pgtopo/pgpass connect_timeout=5")
-
-
-def downstream(name: str, *, lag: int = 0, replay_lag: float | None = None, sync: str = "async",
-               prio: int = 0) -> Downstream:
-    return Downstream(application_name=name, state="streaming", sent_lsn="0/3000100", write_lsn="0/3000100",
-                      flush_lsn="0/3000100", replay_lsn="0/3000100", lag_bytes=lag, write_lag_s=None,
-                      flush_lag_s=None, replay_lag_s=replay_lag, sync_state=sync, sync_priority=prio)
-
-
-def subscription(**kw: Any) -> SubscriptionState:
-    base: dict[str, Any] = dict(
-        name="inventory_sub", database="production", enabled=True, publications=("inventory_pub", "pgtopo_probe"),
-        conninfo=f"host=pgtopo-relay port={AP_TO_US}", slot_name="inventory_sub", failover=True, worker_running=True,
-        tables_ready=2, tables_total=2, received_lsn="0/3000100", latest_end_time_lag_s=1.0, apply_errors=0,
-        sync_errors=0, last_error=None)
-    base.update(kw)
-    return SubscriptionState(**base)
-
-
-def primary(node: str, cluster: str, region: str, **kw: Any) -> NodeSnapshot:
-    base: dict[str, Any] = dict(node=node, cluster=cluster, region=region, container="running", reachable=True,
-                                in_recovery=False, system_identifier="7001", timeline=1, current_lsn="0/3000100",
-                                settings={"cluster_name": node, "primary_conninfo": "", "primary_slot_name": ""})
-    base.update(kw)
-    return NodeSnapshot(**base)
-
-
-def replica(node: str, cluster: str, region: str, *, upstream: str | None, **kw: Any) -> NodeSnapshot:
-    base: dict[str, Any] = dict(node=node, cluster=cluster, region=region, container="running", reachable=True,
-                                in_recovery=True, system_identifier="7001", timeline=1, receive_lsn="0/3000100",
-                                replay_lsn="0/3000100", receiver_status="streaming" if upstream else None,
-                                upstream=upstream, upstream_raw=f"pgtopo-relay:{EU_TO_US}" if upstream else None,
-                                receiver_slot=node.replace("-", "_"),
-                                settings={"cluster_name": node, "primary_conninfo": CONNINFO_US,
-                                          "primary_slot_name": node.replace("-", "_")})
-    base.update(kw)
-    return NodeSnapshot(**base)
-
-
-def down(node: str, cluster: str, region: str, why: str = "container exited") -> NodeSnapshot:
-    return NodeSnapshot(node=node, cluster=cluster, region=region, container="exited", reachable=False, error=why)
-
-
-def healthy() -> dict[str, NodeSnapshot]:
-    """global-saas as `up` leaves it."""
-    return {
-        "pg-us": primary(
-            "pg-us", "main", "us-east", downstream=(downstream("inventory_sub"), downstream("pg-eu")),
-            slots=(Slot("inventory_sub", "logical", True, 56, "reserved", "production", True, False),
-                   Slot("pg_eu", "physical", True, 0, "reserved", None, False, False)),
-            settings={"cluster_name": "pg-us", "primary_conninfo": "", "primary_slot_name": "",
-                      "synchronized_standby_slots": "pg_eu"}),
-        "pg-eu": replica("pg-eu", "main", "eu-west", upstream="pg-us",
-                         slots=(Slot("inventory_sub", "logical", False, 56, "reserved", "production", True, True),)),
-        "pg-billing": primary("pg-billing", "billing", "ap-south", system_identifier="7002", current_lsn="0/1B00000",
-                              subscriptions=(subscription(),)),
-    }
-
-
-def snap(nodes: dict[str, NodeSnapshot], topo: Topology = GLOBAL) -> Snapshot:
-    return Snapshot(topology=topo.name, taken_at=1_700_000_000.0, nodes=nodes)
-
-
-def change(nodes: dict[str, NodeSnapshot], name: str, **kw: Any) -> dict[str, NodeSnapshot]:
-    return {**nodes, name: dataclasses.replace(nodes[name], **kw)}
+from tests.support.global_saas import (
+    CONNINFO_US,
+    EU_TO_US,
+    FILE_PRIMARIES,
+    FOUR,
+    GLOBAL,
+    healthy,
+    snap,
+    standby,
+    writable,
+)
+from tests.support.snapshots import change, down, downstream, subscription
 
 
 def assess(nodes: dict[str, NodeSnapshot], *, primaries: dict[str, str] | None = None,
@@ -111,11 +40,11 @@ def test_healthy_rows_and_no_problems() -> None:
     assert a.problems == ()
     assert a.ok and a.split_brain == ()
     us, eu, billing = (row(a, n) for n in ("pg-us", "pg-eu", "pg-billing"))
-    assert (us.role, us.mark, us.state, us.current_lsn, us.upstream) == ("primary", "", "running", "0/3000100", None)
+    assert (us.role, us.mark, us.state, us.current_lsn, us.upstream) == ("primary", "", "running", "0/3000000", None)
     assert (eu.role, eu.mark, eu.state, eu.upstream, eu.expected_upstream) == (
         "replica", "", "streaming", "pg-us", "pg-us")
     assert (eu.lag_bytes, eu.lag_seconds, eu.sync_state, eu.sync_priority) == (0, 0.0, "async", 0)
-    assert (eu.received_lsn, eu.replayed_lsn, eu.timeline) == ("0/3000100", "0/3000100", 1)
+    assert (eu.received_lsn, eu.replayed_lsn, eu.timeline) == ("0/3000000", "0/3000000", 1)
     assert billing.role == "primary"
     [sub] = a.subscriptions
     assert (sub.node, sub.publisher, sub.worker, sub.tables_ready, sub.tables_total, sub.lag_bytes) == (
@@ -144,7 +73,7 @@ def test_down_node_is_marked_unreachable() -> None:
 
 def test_standby_down_holds_back_failover_slots() -> None:
     nodes = healthy()
-    nodes["pg-eu"] = down("pg-eu", "main", "eu-west")
+    nodes["pg-eu"] = down("pg-eu", "eu-west")
     nodes = change(nodes, "pg-us", slots=(
         Slot("inventory_sub", "logical", True, 56, "reserved", "production", True, False),
         Slot("pg_eu", "physical", False, 0, "reserved", None, False, False)))
@@ -169,12 +98,12 @@ def test_replica_not_streaming_names_where_primary_conninfo_points() -> None:
 def test_replica_streaming_from_unexpected_upstream() -> None:
     topo = FOUR
     nodes = {
-        "pg-use": primary("pg-use", "main", "us-east", downstream=(downstream("pg-use2"), downstream("pg-usw"),
-                                                                    downstream("pg-euw"), downstream("pg-euc"))),
-        "pg-use2": replica("pg-use2", "main", "us-east", upstream="pg-use"),
-        "pg-usw": replica("pg-usw", "main", "us-west", upstream="pg-use"),
-        "pg-euw": replica("pg-euw", "main", "eu-west", upstream="pg-use"),
-        "pg-euc": replica("pg-euc", "main", "eu-central", upstream="pg-use"),
+        "pg-use": writable("pg-use", "us-east", downstream=(downstream("pg-use2"), downstream("pg-usw"),
+                                                            downstream("pg-euw"), downstream("pg-euc"))),
+        "pg-use2": standby("pg-use2", "us-east", upstream="pg-use"),
+        "pg-usw": standby("pg-usw", "us-west", upstream="pg-use"),
+        "pg-euw": standby("pg-euw", "eu-west", upstream="pg-use"),
+        "pg-euc": standby("pg-euc", "eu-central", upstream="pg-use"),
     }
     a = status.assess(topo, snap(nodes, topo), primaries={"main": "pg-use"})
     assert [p for p in a.problems if p.severity == "error"] == [
@@ -196,9 +125,9 @@ def test_split_brain_is_an_error_and_names_both_nodes() -> None:
 
 def test_role_changed_by_a_recorded_failover_is_marked_but_not_an_error() -> None:
     nodes = healthy()
-    nodes["pg-eu"] = primary("pg-eu", "main", "eu-west", downstream=(downstream("pg-us"),),
-                             settings={"cluster_name": "pg-eu", "primary_conninfo": CONNINFO_US})
-    nodes["pg-us"] = replica("pg-us", "main", "us-east", upstream="pg-eu")
+    nodes["pg-eu"] = writable("pg-eu", "eu-west", downstream=(downstream("pg-us"),),
+                              settings={"cluster_name": "pg-eu", "primary_conninfo": CONNINFO_US})
+    nodes["pg-us"] = standby("pg-us", "us-east", upstream="pg-eu")
     a = assess(nodes, primaries={"main": "pg-eu", "billing": "pg-billing"})
     assert a.ok
     assert (row(a, "pg-eu").mark, row(a, "pg-eu").reasons) == ("!", ("replica in the file, primary since a failover",))
@@ -210,8 +139,8 @@ def test_role_changed_by_a_recorded_failover_is_marked_but_not_an_error() -> Non
 
 def test_promotion_outside_pgtopo() -> None:
     nodes = healthy()
-    nodes["pg-us"] = down("pg-us", "main", "us-east")
-    nodes["pg-eu"] = primary("pg-eu", "main", "eu-west")
+    nodes["pg-us"] = down("pg-us", "us-east")
+    nodes["pg-eu"] = writable("pg-eu", "eu-west")
     a = assess(nodes)
     assert Problem("error", "pg-eu", "pg-eu: writable, but pgtopo expects pg-us as the primary (promoted outside "
                                      "pgtopo?)") in a.problems
@@ -311,25 +240,6 @@ def test_latency_ok_is_20_percent_or_10_ms(expected: float, measured: float, ok:
     assert status.latency_ok(expected, measured) is ok
 
 
-# -- expectations --------------------------------------------------------------------------------------
-
-def test_expected_upstream_follows_failovers() -> None:
-    file = {"main": "pg-use"}
-    assert [expectations.expected_upstream(FOUR, n, file) for n in ("pg-use", "pg-use2", "pg-euw", "pg-euc")] == [
-        None, "pg-use", "pg-use", "pg-euw"]
-    moved = {"main": "pg-euw"}
-    assert [expectations.expected_upstream(FOUR, n, moved) for n in ("pg-use", "pg-use2", "pg-euw", "pg-euc")] == [
-        "pg-euw", "pg-euw", None, "pg-euw"]
-    assert expectations.failed_over(FOUR, moved) == {"main"}
-
-
-def test_configured_upstream() -> None:
-    ns = replica("pg-eu", "main", "eu-west", upstream="pg-us")
-    assert expectations.configured_upstream(GLOBAL, ns) == "pg-us"
-    assert expectations.configured_upstream(GLOBAL, dataclasses.replace(ns, settings={"primary_conninfo": "host="})) is None
-    assert expectations.configured_upstream(GLOBAL, dataclasses.replace(ns, settings={})) is None
-
-
 def test_json_schema_is_stable() -> None:
     data = assess(healthy(), latency={("us-east", "eu-west"): 81.0}).to_json()
     json.dumps(data)
@@ -347,86 +257,3 @@ def test_json_schema_is_stable() -> None:
         "tables_total", "lag_bytes", "lag_seconds", "apply_errors", "sync_errors", "last_error"]
     assert data["latency"][0] == {"regions": ["us-east", "eu-west"], "declared_rtt_seconds": 0.08,
                                   "expected_rtt_seconds": 0.08, "measured_rtt_seconds": 0.081, "ok": True}
-
-
-# -- measure_latency with a small fake relay -------------------------------------------------------------
-
-class FakeContainer:
-    def __init__(self) -> None:
-        self.labels: dict[str, str] = {}
-
-
-def test_measure_latency_falls_back_to_the_other_direction(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
-    topo = GLOBAL
-    answers = {  # port -> median; pg-eu (eu-west) is down: probes towards it fail
-        topo.relay_port("us-east", "pg-eu"): None, topo.relay_port("eu-west", "pg-us"): 82.0,
-        topo.relay_port("us-east", "pg-billing"): 201.0, topo.relay_port("eu-west", "pg-billing"): 121.0,
-    }
-    calls: list[int] = []
-
-    def exec_in(_c: object, cmd: list[str], *, user: str = "postgres",
-                environment: dict[str, str] | None = None) -> ExecResult:
-        assert cmd[:3] == ["python3", RELAY_SCRIPT_PATH, "probe"] and user == "root"
-        assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and cmd[cmd.index("--count") + 1] == "3"
-        port = int(cmd[cmd.index("--port") + 1])
-        calls.append(port)
-        ms = answers.get(port)
-        if ms is None:
-            return ExecResult(1, "", "probe: closed before answering")
-        return ExecResult(0, json.dumps({"samples_ms": [ms - 1, ms, ms + 5], "median_ms": ms, "min_ms": ms - 1}), "")
-
-    monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
-    monkeypatch.setattr(gateway, "status", lambda _c: "running")
-    monkeypatch.setattr(gateway, "exec_in", exec_in)
-    assert probe.measure_latency(topo) == {
-        ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): 201.0, ("eu-west", "ap-south"): 121.0}
-    assert sorted(calls) == sorted([*answers])
-
-    # A partitioned region is not probed at all (the relay would blackhole the probe).
-    state.update(topo.name, lambda rt: rt.model_copy(update={"partitioned": ("ap-south",)}))
-    calls.clear()
-    assert probe.measure_latency(topo) == {
-        ("us-east", "eu-west"): 82.0, ("us-east", "ap-south"): None, ("eu-west", "ap-south"): None}
-    assert sorted(calls) == sorted([topo.relay_port("us-east", "pg-eu"), topo.relay_port("eu-west", "pg-us")])
-
-    monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [])
-    assert probe.measure_latency(topo) == dict.fromkeys(topo.region_pairs())
-
-
-def test_probe_timeout_grows_with_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
-    state.update(GLOBAL.name, lambda rt: rt.model_copy(
-        update={"links": {"eu-west|us-east": state.LinkOverride(rtt_ms=3000, jitter_ms=0)}}))
-    timeouts: dict[int, str] = {}
-
-    def exec_in(_c: object, cmd: list[str], *, user: str = "postgres",
-                environment: dict[str, str] | None = None) -> ExecResult:
-        timeouts[int(cmd[cmd.index("--port") + 1])] = cmd[cmd.index("--timeout") + 1]
-        return ExecResult(1, "", "probe: timed out")
-
-    monkeypatch.setattr(gateway, "containers", lambda _t, kind=None: [FakeContainer()] if kind == "relay" else [])
-    monkeypatch.setattr(gateway, "status", lambda _c: "running")
-    monkeypatch.setattr(gateway, "exec_in", exec_in)
-    probe.measure_latency(GLOBAL)
-    assert timeouts[GLOBAL.relay_port("us-east", "pg-eu")] == "8"  # 2 s + twice the 3 s set at run time
-    assert timeouts[GLOBAL.relay_port("us-east", "pg-billing")] == "2.4"  # 2 s + twice the declared 200 ms
-
-
-# -- command-line input errors (exit 2 before anything is contacted) ------------------------------------
-
-@pytest.mark.parametrize(("args", "message"), [
-    (["status", str(GLOBAL_PATH), "3"], "error: SECONDS is the refresh interval of --watch: give --watch too"),
-    (["status", str(GLOBAL_PATH), "--watch", "0"], "error: the refresh interval must be positive (got 0)"),
-    (["verify", str(GLOBAL_PATH), "--max-retained", "lots"],
-     "error: --max-retained: 'lots' is not a size (examples: 64MiB, 1GB, 1048576)"),
-    (["verify", str(GLOBAL_PATH), "--timeout", "0"], "error: --timeout must be a positive number of seconds (got 0)"),
-])
-def test_bad_arguments_exit_2(args: list[str], message: str) -> None:
-    from typer.testing import CliRunner
-
-    from pgtopo.cli.main import app
-
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2, res.output
-    assert res.output.strip() == message

@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from typer.testing import CliRunner
 
 from pgtopo.apps import endpoints
-from pgtopo.apps.endpoints import PortMap
-from pgtopo.cli.main import app
 from pgtopo.errors import InputError, PgtopoError
 from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
-
-REPO = Path(__file__).resolve().parents[2]
-GLOBAL = REPO / "topologies" / "global-saas.yaml"
-FOUR = REPO / "topologies" / "four-regions.yaml"
+from tests.support.ports import ports
+from tests.support.topologies import FOUR_REGIONS, GLOBAL_SAAS
 
 
 @pytest.fixture(scope="module")
 def saas() -> Topology:
-    return load(GLOBAL)
-
-
-def ports(topo: Topology, *, running: list[str] | None = None) -> PortMap:
-    """Node n publishes 5000 + its index; relay listener L publishes 20000 + (L - 10000)."""
-    names = topo.node_names()
-    up = names if running is None else running
-    relay = {topo.relay_port(r, n): 20000 + topo.relay_port(r, n) - 10000
-             for r in topo.regions for n in names if topo.node(n).region != r}
-    return PortMap(nodes={n: 5000 + names.index(n) for n in up}, relay=relay)
+    return load(GLOBAL_SAAS)
 
 
 def host_ports(url: str) -> list[int]:
@@ -90,7 +75,7 @@ def test_a_cluster_without_replicas_reads_from_its_primary(saas: Topology) -> No
 
 
 def test_nearest_replica_by_rtt_when_none_is_local() -> None:
-    four = load(FOUR)
+    four = load(FOUR_REGIONS)
     everyone = four.node_names()
     ep = compute(four, "eu-central")
     assert ep.replica.node == "pg-euc"  # local
@@ -130,35 +115,3 @@ def test_formats(saas: Topology) -> None:
     assert dotenv[1:] == [f"{k}={v}" for k, v in ep.as_env().items()]
     assert json.loads(endpoints.render(ep, fmt="json")) == ep.as_env()
     assert list(ep.as_env()) == ["PRIMARY_DATABASE_URL", "LOCAL_READ_REPLICA_URL", "DATABASE_URL_MULTIHOST"]
-
-
-# -- the command (no Docker: names are checked first, the live ports are faked) -----------------
-
-def test_cli_unknown_region_and_cluster() -> None:
-    runner = CliRunner()
-    res = runner.invoke(app, ["env", str(GLOBAL), "--region", "mars"])
-    assert res.exit_code == 2
-    assert res.output.splitlines() == ["error: unknown region 'mars' (known: us-east, eu-west, ap-south)"]
-    res = runner.invoke(app, ["env", str(GLOBAL), "--region", "eu-west", "--cluster", "nope"])
-    assert res.exit_code == 2
-    assert res.output.splitlines() == ["error: unknown cluster 'nope' (known: main, billing)"]
-
-
-def test_cli_not_running(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(endpoints, "live_ports", lambda topo: PortMap(nodes={}, relay={}))
-    res = CliRunner().invoke(app, ["env", str(GLOBAL), "--region", "eu-west"])
-    assert res.exit_code == 1
-    assert res.output.splitlines() == ["error: topology 'global-saas' is not running (start it with `pgtopo up FILE`)"]
-
-
-def test_cli_prints_the_live_endpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, saas: Topology) -> None:
-    from pgtopo.runtime import state
-
-    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
-    pw = state.passwords(saas.name)["app"]
-    monkeypatch.setattr(endpoints, "live_ports", lambda topo: ports(topo))
-    res = CliRunner().invoke(app, ["env", str(GLOBAL), "-r", "eu-west", "--format", "json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    assert data["LOCAL_READ_REPLICA_URL"] == f"postgresql://app:{pw}@127.0.0.1:5001/production"
