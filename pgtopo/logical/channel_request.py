@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from pgtopo.errors import InputError
+from pgtopo.model import reserved
 from pgtopo.model.topology import PublishedTable, Topology, _check_identifier
 
 
@@ -184,6 +185,9 @@ def read_intent(topo: Topology, req: AddRequest, *, primaries: Mapping[str, str]
     name = _ident("--name", req.name) if req.name else default_name(publication, sub_node)
     if not req.name:
         _ident("--name (default)", name)
+    owner = reserved.slot_owner(topo, name)
+    if owner is not None:
+        raise InputError(f"--name{'' if req.name else ' (default)'}: {reserved.slot_clash(name, owner)}")
     for c, cl in topo.clusters.items():
         if name in cl.subscriptions:
             raise InputError(f"--name: subscription '{name}' already exists in {path} (cluster '{c}')")

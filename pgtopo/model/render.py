@@ -14,7 +14,7 @@ from psycopg import sql
 
 from pgtopo.errors import InputError
 from pgtopo.model.schema_file import read_schema
-from pgtopo.model.topology import PG_PORT, PublishedTable, Topology, endpoint, slot_name
+from pgtopo.model.topology import PG_PORT, PROBE_PUBLICATION, PROBE_SCHEMA, PublishedTable, Topology, endpoint, slot_name
 
 
 def _templates() -> Path:
@@ -27,9 +27,7 @@ def _templates() -> Path:
 TEMPLATES = _templates()
 CONF_DIR = "/etc/pgtopo"
 PASSFILE = f"{CONF_DIR}/pgpass"
-PROBE_SCHEMA = "pgtopo"
 PROBE_TABLE = "probe"
-PROBE_PUBLICATION = "pgtopo_probe"
 PROBE = sql.Identifier(PROBE_SCHEMA, PROBE_TABLE)
 ROLES = ("pgtopo", "replicator", "app")
 

@@ -11,7 +11,9 @@ import ipaddress
 from pathlib import Path
 
 from pgtopo.errors import InputError
+from pgtopo.model import reserved
 from pgtopo.model.schema_file import read_schema, schema_tables
+from pgtopo.model.sqlcheck import schema_problems
 from pgtopo.model.topology import MAX_NODES, Cluster, Topology
 
 
@@ -27,6 +29,7 @@ def problems(topo: Topology, path: Path) -> list[str]:
         if len(primaries) != 1:
             found = ", ".join(primaries) if primaries else "none"
             p.append(f"{base}.nodes: a cluster needs exactly one primary (found: {found})")
+        p.extend(reserved.cluster_problems(topo, cname, cluster))
         for dname, db in cluster.databases.items():
             try:
                 text = read_schema(path, db)
@@ -36,6 +39,9 @@ def problems(topo: Topology, path: Path) -> list[str]:
             except UnicodeDecodeError:
                 p.append(f"{base}.databases.{dname}.schema_file: '{db.schema_file}' is not UTF-8 text")
                 text = None
+            if text is not None:
+                field = "schema_file" if db.schema_file is not None else "schema"
+                p.extend(f"{base}.databases.{dname}.{field}: {msg}" for msg in schema_problems(text))
             schemas[(cname, dname)] = schema_tables(text) if text is not None else None
         for nname, node in cluster.nodes.items():
             npath = f"{base}.nodes.{nname}"

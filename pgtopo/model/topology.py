@@ -28,6 +28,12 @@ from pgtopo.errors import InputError
 DEFAULT_IMAGE = "pgtopo/postgres:{version}"
 PG_PORT = 5432
 RELAY_ALIAS = "pgtopo-relay"  # the relay's network alias on every region network
+RELAY_NODE = "relay"  # the relay container's name (after the topology's) and its pgtopo.node label
+PROBE_SCHEMA = "pgtopo"  # pgtopo's schema in every database: the probe table of `verify`
+PROBE_PUBLICATION = "pgtopo_probe"
+# Names that pgtopo gives its own things, with what takes them: the file cannot use them.
+RESERVED_NODE_NAMES = {RELAY_NODE: "the relay container's name", RELAY_ALIAS: "the relay's network alias"}
+RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 RELAY_PORT_BASE = 20000
 RELAY_PORT_SPAN = 40000
 MAX_NODES = 99

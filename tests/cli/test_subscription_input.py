@@ -1,0 +1,46 @@
+"""add-subscription refuses names and row filters that `validate` would refuse in the file:
+exit 2, one line, the file left byte-identical, nothing reached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import pgtopo.cli.main  # noqa: F401  (registers every command)
+from pgtopo.cli.app import app
+from pgtopo.runtime import gateway
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def topo_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    def no_docker() -> None:
+        pytest.fail("a refused request reached Docker")
+
+    monkeypatch.setattr(gateway, "client", no_docker)
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "global-saas.yaml"
+    path.write_text((REPO / "topologies" / "global-saas.yaml").read_text().replace("name: global-saas", "name: t-subin"))
+    return path
+
+
+ORDERS = ["--subscriber", "pg-billing", "--publisher", "pg-us", "--tables", "orders"]
+
+REFUSALS = [
+    (["--subscriber", "pg-billing", "--publication", "inventory_pub", "--name", "pg_eu"],
+     "--name: 'pg_eu' is the physical replication slot of node 'pg-eu' (a subscription's slot takes its name); "
+     "choose another name"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSALS, ids=[str(i) for i in range(len(REFUSALS))])
+def test_refused(topo_file: Path, args: list[str], message: str) -> None:
+    before = topo_file.read_bytes()
+    for dry_run in ([], ["--dry-run"]):
+        res = CliRunner().invoke(app, ["add-subscription", str(topo_file), *args, *dry_run])
+        assert res.exit_code == 2, res.output
+        assert res.output.splitlines() == [f"error: {message}"]
+        assert topo_file.read_bytes() == before
