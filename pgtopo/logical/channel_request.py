@@ -14,6 +14,7 @@ from typing import Literal
 
 from pgtopo.errors import InputError
 from pgtopo.model import reserved
+from pgtopo.model.rowfilter import row_filter_problem
 from pgtopo.model.topology import PublishedTable, Topology, _check_identifier
 
 
@@ -86,6 +87,9 @@ def _requested_tables(req: AddRequest) -> list[PublishedTable]:
         table, expr = _split("--row-filter", raw, tables=names)
         if table in where:
             raise InputError(f"--row-filter: table '{table}' has two row filters")
+        problem = row_filter_problem(expr)
+        if problem:
+            raise InputError(f"--row-filter: table '{table}': {problem}")
         where[table] = expr
     cols: dict[str, list[str]] = {}
     for raw in req.columns:

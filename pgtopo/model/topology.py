@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from pgtopo.errors import InputError
+from pgtopo.model.rowfilter import row_filter_problem
 
 DEFAULT_IMAGE = "pgtopo/postgres:{version}"
 PG_PORT = 5432
@@ -177,6 +178,15 @@ class PublishedTable(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_identifier(value)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = row_filter_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("columns")
     @classmethod

@@ -71,6 +71,13 @@ def add_database(name: str) -> Mutation:
 
 
 SCHEMA_FIELD = "clusters.main.databases.crm.schema"
+WHERE_FIELD = "clusters.main.publications.eu_pub.tables.0.where"
+ONE_TRANSACTION = "the schema runs as one transaction, so it cannot hold transaction control or statements that " \
+                  "cannot run inside one"
+
+
+def where(expr: str) -> Mutation:
+    return lambda d: table(d).update(where=expr)
 
 # (case, mutation, a line `validate` must print)
 CASES: list[tuple[str, Mutation, str]] = [
@@ -104,6 +111,77 @@ CASES: list[tuple[str, Mutation, str]] = [
     ("schema renames a schema to pgtopo", schema("CREATE SCHEMA x;\nALTER SCHEMA x RENAME TO PGTOPO;\n"),
      f"{SCHEMA_FIELD}: line 9: creates schema 'pgtopo', which pgtopo owns (the probe table of `verify`); "
      "choose another name"),
+    ("schema creates publication pgtopo_probe", schema("CREATE PUBLICATION pgtopo_probe FOR TABLE orders;\n"),
+     f"{SCHEMA_FIELD}: line 8: creates publication 'pgtopo_probe', which pgtopo owns; choose another name"),
+    # -- a row filter is one expression ---------------------------------------------------------
+    ("row filter closes the WHERE and adds a statement", where("id > 0); DROP TABLE customers; --"),
+     f"{WHERE_FIELD}: unbalanced parentheses: ')' at character 7 closes what was not opened (it would close the "
+     "WHERE's own parenthesis)"),
+    ("row filter with a second statement", where("region = 'eu'; DROP TABLE customers"),
+     f"{WHERE_FIELD}: a row filter is one expression: ';' is not allowed"),
+    ("row filter with a line comment", where("region = 'eu' -- eu only"),
+     f"{WHERE_FIELD}: a row filter cannot hold a comment ('--' or '/*')"),
+    ("row filter with a block comment", where("region = /* x */ 'eu'"),
+     f"{WHERE_FIELD}: a row filter cannot hold a comment ('--' or '/*')"),
+    ("row filter with a psql meta-command", where("true\n\\! id > /tmp/pwned"),
+     f"{WHERE_FIELD}: a row filter cannot hold a backslash outside a string ('\\!' is a psql meta-command)"),
+    ("row filter with a psql variable", where("region = :'pgtopo_password'"),
+     f"{WHERE_FIELD}: a row filter cannot hold ':'pgtopo_password'' (psql would replace it with a variable)"),
+    ("row filter never closes a parenthesis", where("(region = 'eu'"),
+     f"{WHERE_FIELD}: unbalanced parentheses: '(' at character 1 is never closed"),
+    ("row filter with mismatched brackets", where("(region = 'eu']"),
+     f"{WHERE_FIELD}: unbalanced parentheses: ']' at character 15 closes what was not opened (it would close the "
+     "WHERE's own parenthesis)"),
+    ("row filter with an unterminated string", where("region = 'eu"),
+     f"{WHERE_FIELD}: unterminated string constant (a row filter is one expression)"),
+    ("row filter with an unterminated dollar quote", where("region = $$eu"),
+     f"{WHERE_FIELD}: unterminated dollar-quoted string $$ (a row filter is one expression)"),
+    ("row filter with a backslash in a plain string", where("region ~ '^\\w+$'"),
+     f"{WHERE_FIELD}: a backslash in a '...' string is ambiguous in a row filter: write it as E'...' with \\\\"),
+    ("empty row filter", where("  "), f"{WHERE_FIELD}: a row filter cannot be empty"),
+    ("row filter with a control character", where("region = 'eu'\x1b"),
+     f"{WHERE_FIELD}: a row filter cannot hold the control character '\\x1b'"),
+    ("huge row filter", where("id > 0 AND " * 400 + "true"),
+     f"{WHERE_FIELD}: a row filter is one expression of at most 4096 characters"),
+    # -- SQL from the file never goes through psql ----------------------------------------------
+    ("schema with a shell escape", schema("\\! touch /tmp/pwned\n"),
+     f"{SCHEMA_FIELD}: line 8: psql meta-command '\\!': the schema is sent to the server as SQL, never read by psql; "
+     "remove it"),
+    ("schema with a meta-command after a statement", schema("SELECT 1; \\connect postgres\n"),
+     f"{SCHEMA_FIELD}: line 8: psql meta-command '\\connect': the schema is sent to the server as SQL, never read by "
+     "psql; remove it"),
+    ("schema reading a psql variable", schema("COMMENT ON TABLE orders IS :'pgtopo_password';\n"),
+     f"{SCHEMA_FIELD}: line 8: ':'pgtopo_password'' is a psql variable: the schema is sent to the server as SQL, never "
+     "read by psql"),
+    ("schema with BEGIN", schema("BEGIN;\nCREATE TABLE t (i int);\nCOMMIT;\n"),
+     f"{SCHEMA_FIELD}: line 8: BEGIN: {ONE_TRANSACTION}"),
+    ("schema with COMMIT", schema("BEGIN;\nCREATE TABLE t (i int);\nCOMMIT;\n"),
+     f"{SCHEMA_FIELD}: line 10: COMMIT: {ONE_TRANSACTION}"),
+    ("schema with VACUUM", schema("VACUUM orders;\n"), f"{SCHEMA_FIELD}: line 8: VACUUM: {ONE_TRANSACTION}"),
+    ("schema with CREATE INDEX CONCURRENTLY", schema("CREATE INDEX CONCURRENTLY o_c ON orders (customer_id);\n"),
+     f"{SCHEMA_FIELD}: line 8: CREATE INDEX CONCURRENTLY: {ONE_TRANSACTION}"),
+    ("schema with CREATE DATABASE", schema("CREATE DATABASE other;\n"),
+     f"{SCHEMA_FIELD}: line 8: CREATE DATABASE: {ONE_TRANSACTION}"),
+    ("schema with COPY from stdin", schema("COPY orders FROM stdin;\n"),
+     f"{SCHEMA_FIELD}: line 8: COPY from stdin or to stdout needs psql; the schema is sent to the server as SQL "
+     "(load rows with INSERT)"),
+    ("schema with an unterminated string", schema("INSERT INTO orders VALUES (1, 'x);\n"),
+     f"{SCHEMA_FIELD}: line 8: unterminated string constant"),
+    ("schema with an unterminated comment", schema("/* TODO\n"), f"{SCHEMA_FIELD}: line 8: unterminated /* comment"),
+    ("schema with a NUL", schema("SELECT 1;\x00\n"), f"{SCHEMA_FIELD}: line 8: a NUL character; a schema is SQL text"),
+    # -- column lists are checked against the schema's tables -----------------------------------
+    ("column list names an unknown column", lambda d: table(d).update(columns=["id", "nope"]),
+     "clusters.main.publications.eu_pub.tables.0.columns.1: column 'nope' is not in table 'customers' of the schema "
+     "of 'crm'"),
+    ("subscriber's table lacks a published column",
+     lambda d: d["clusters"]["svc"]["databases"]["crm"].update(schema=SCHEMA.replace("    name text NOT NULL,\n", "")),
+     "clusters.svc.subscriptions.eu_sub: column 'name' of table 'customers' (publication 'eu_pub') is not in table "
+     "'customers' of the schema of 'crm' in cluster 'svc'"),
+    ("subscriber's table lacks a column of a publication without a column list",
+     lambda d: (table(d).pop("columns"),
+                d["clusters"]["svc"]["databases"]["crm"].update(schema=SCHEMA.replace("    tax_id text\n", "    x int\n"))),
+     "clusters.svc.subscriptions.eu_sub: column 'tax_id' of table 'customers' (publication 'eu_pub') is not in table "
+     "'customers' of the schema of 'crm' in cluster 'svc'"),
 ]
 
 

@@ -33,6 +33,16 @@ REFUSALS = [
     (["--subscriber", "pg-billing", "--publication", "inventory_pub", "--name", "pg_eu"],
      "--name: 'pg_eu' is the physical replication slot of node 'pg-eu' (a subscription's slot takes its name); "
      "choose another name"),
+    ([*ORDERS, "--row-filter", "orders:id > 0); DROP TABLE orders; --"],
+     "--row-filter: table 'orders': unbalanced parentheses: ')' at character 7 closes what was not opened (it would "
+     "close the WHERE's own parenthesis)"),
+    ([*ORDERS, "--row-filter", "orders:quantity > 0; DROP TABLE orders"],
+     "--row-filter: table 'orders': a row filter is one expression: ';' is not allowed"),
+    ([*ORDERS, "--row-filter", "orders:quantity > 0 -- and more"],
+     "--row-filter: table 'orders': a row filter cannot hold a comment ('--' or '/*')"),
+    ([*ORDERS, "--row-filter", "orders:true\n\\! id"],
+     "--row-filter: table 'orders': a row filter cannot hold a backslash outside a string ('\\!' is a psql "
+     "meta-command)"),
 ]
 
 
