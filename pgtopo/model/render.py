@@ -13,6 +13,7 @@ import jinja2
 from psycopg import sql
 
 from pgtopo.errors import InputError
+from pgtopo.model.files import FileRefused
 from pgtopo.model.rowfilter import row_filter_problem
 from pgtopo.model.schema_file import read_schema
 from pgtopo.model.topology import PG_PORT, PROBE_PUBLICATION, PROBE_SCHEMA, PublishedTable, Topology, endpoint, slot_name
@@ -182,7 +183,11 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
         if has_pub:
             pubs.append(q(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
                 sql.Identifier(PROBE_PUBLICATION), probe)))
-        schema = read_schema(topo_path, db)
+        try:
+            schema = read_schema(topo_path, db)
+        except FileRefused as exc:
+            raise InputError(f"clusters.{cluster}.databases.{dname}.schema_file: cannot read '{db.schema_file}' "
+                             f"({exc.message})") from None
         dbs.append({
             "name": dname,
             "create": q(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident, sql.Identifier("app"))),

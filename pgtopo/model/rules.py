@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pgtopo.errors import InputError
 from pgtopo.model import reserved
+from pgtopo.model.files import FileRefused
 from pgtopo.model.schema_file import TableColumns, read_schema, schema_columns, schema_tables
 from pgtopo.model.sqlcheck import schema_problems
 from pgtopo.model.topology import MAX_NODES, Cluster, Topology
@@ -34,11 +35,9 @@ def problems(topo: Topology, path: Path) -> list[str]:
         for dname, db in cluster.databases.items():
             try:
                 text = read_schema(path, db)
-            except OSError as exc:
-                p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({exc.strerror})")
-                text = None
-            except UnicodeDecodeError:
-                p.append(f"{base}.databases.{dname}.schema_file: '{db.schema_file}' is not UTF-8 text")
+            except FileRefused as exc:
+                why = "No such file or directory" if exc.missing else exc.message
+                p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({why})")
                 text = None
             if text is not None:
                 field = "schema_file" if db.schema_file is not None else "schema"

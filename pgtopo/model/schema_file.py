@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pgtopo.model import files
 from pgtopo.model.sqltext import SqlLexError, Token, keywords, statements, tokens
 from pgtopo.model.topology import Database
 
@@ -144,8 +145,9 @@ def _altered_columns(cols: TableColumns | None, actions: list[Token]) -> TableCo
 
 
 def read_schema(topo_path: Path, db: Database) -> str | None:
+    """The database's schema: inline, or its file beside the topology file (FileRefused)."""
     if db.schema_sql is not None:
         return db.schema_sql
     if db.schema_file is not None:
-        return (topo_path.parent / db.schema_file).read_text()
+        return files.read_text(files.schema_path(topo_path, db.schema_file))
     return None

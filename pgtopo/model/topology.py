@@ -18,6 +18,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -92,10 +95,13 @@ def _check_identifier(value: str) -> str:
 
 
 PgIdent = Annotated[str, AfterValidator(_check_identifier)]
+# Strict numbers: YAML's `true` is not 1, and a number is not silently a boolean. A float field
+# still takes an integer (rtt_ms: 80).
+StrictNumber = Annotated[float, Strict()]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Region(_Model):
@@ -122,9 +128,9 @@ class Link(_Model):
     """Latency between two regions: round-trip time and optional jitter, in milliseconds."""
 
     between: tuple[RegionName, RegionName]
-    rtt_ms: float = Field(ge=0, le=10_000)
-    jitter_ms: float = Field(default=0, ge=0, le=10_000)
-    bandwidth_kbps: int | None = Field(default=None, gt=0)
+    rtt_ms: StrictNumber = Field(ge=0, le=10_000)
+    jitter_ms: StrictNumber = Field(default=0, ge=0, le=10_000)
+    bandwidth_kbps: StrictInt | None = Field(default=None, gt=0)
 
 
 class Database(_Model):
@@ -146,8 +152,8 @@ class Node(_Model):
     region: RegionName
     role: Literal["primary", "replica"] = "replica"
     upstream: NodeName | None = None
-    failover_priority: int = Field(default=100, ge=0, le=1000)
-    port: int | None = Field(default=None, ge=1024, le=65535)
+    failover_priority: StrictInt = Field(default=100, ge=0, le=1000)
+    port: StrictInt | None = Field(default=None, ge=1024, le=65535)
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("settings")
@@ -165,7 +171,7 @@ class Synchronous(_Model):
     """``synchronous_standby_names`` of a cluster: ``ANY n (...)`` or ``FIRST n (...)``."""
 
     method: Literal["any", "first"] = "any"
-    count: int = Field(default=1, ge=1)
+    count: StrictInt = Field(default=1, ge=1)
     standbys: list[NodeName] = Field(min_length=1)
 
 
@@ -202,7 +208,7 @@ class PublishedTable(_Model):
 class Publication(_Model):
     database: str
     tables: list[PublishedTable] | None = None
-    all_tables: bool = False
+    all_tables: StrictBool = False
 
     @field_validator("tables", mode="before")
     @classmethod
@@ -235,8 +241,8 @@ class Subscription(_Model):
     publisher: str
     publication: str
     database: str | None = None
-    copy_data: bool = True
-    failover: bool | None = None
+    copy_data: StrictBool = True
+    failover: StrictBool | None = None
 
     @field_validator("publication")
     @classmethod
@@ -264,6 +270,14 @@ class Cluster(_Model):
 class PostgresSpec(_Model):
     version: Literal[15, 16, 17] = 17
     image: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _strict_version(cls, value: Any) -> Any:
+        # A Literal cannot be strict in pydantic: 17.0 would pass as 17.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected 15, 16 or 17, not {value!r}")
+        return value
 
 
 class Topology(_Model):

@@ -8,7 +8,10 @@ before Docker is reached (the Docker client is replaced by a failure), so nothin
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +185,26 @@ CASES: list[tuple[str, Mutation, str]] = [
                 d["clusters"]["svc"]["databases"]["crm"].update(schema=SCHEMA.replace("    tax_id text\n", "    x int\n"))),
      "clusters.svc.subscriptions.eu_sub: column 'tax_id' of table 'customers' (publication 'eu_pub') is not in table "
      "'customers' of the schema of 'crm' in cluster 'svc'"),
+    # -- types are strict -------------------------------------------------------------------------
+    ("failover_priority true", lambda d: main(d)["nodes"]["pg-eu"].update(failover_priority=True),
+     "clusters.main.nodes.pg-eu.failover_priority: expected a number, not the boolean true"),
+    ("port as a string", lambda d: main(d)["nodes"]["pg-eu"].update(port="15432"),
+     "clusters.main.nodes.pg-eu.port: Input should be a valid integer"),
+    ("copy_data 1", lambda d: d["clusters"]["svc"]["subscriptions"]["eu_sub"].update(copy_data=1),
+     "clusters.svc.subscriptions.eu_sub.copy_data: expected true or false, not 1"),
+    ("failover yes", lambda d: d["clusters"]["svc"]["subscriptions"]["eu_sub"].update(failover="yes"),
+     "clusters.svc.subscriptions.eu_sub.failover: expected true or false, not 'yes'"),
+    ("all_tables 1", lambda d: main(d)["publications"].update(all_pub={"database": "crm", "all_tables": 1}),
+     "clusters.main.publications.all_pub.all_tables: expected true or false, not 1"),
+    ("rtt_ms true", lambda d: d["latency"][0].update(rtt_ms=True), "latency.0.rtt_ms: expected a number, not the boolean true"),
+    ("rtt_ms infinite", lambda d: d["latency"][0].update(rtt_ms=float("inf")),
+     "latency.0.rtt_ms: Input should be a finite number"),
+    ("jitter_ms not a number", lambda d: d["latency"][0].update(jitter_ms=float("nan")),
+     "latency.0.jitter_ms: Input should be a finite number"),
+    ("synchronous count true", lambda d: main(d).update(synchronous={"count": True, "standbys": ["pg-eu"]}),
+     "clusters.main.synchronous.count: expected a number, not the boolean true"),
+    ("version 17.0", lambda d: d.update(postgres={"version": 17.0}), "postgres.version: expected 15, 16 or 17, not 17.0"),
+    ("version true", lambda d: d.update(postgres={"version": True}), "postgres.version: expected 15, 16 or 17, not True"),
 ]
 
 
@@ -220,3 +243,194 @@ def test_refused(runner: CliRunner, tmp_path: Path, case: str, mutate: Mutation,
     assert res.exit_code == 2, res.output
     assert expected in res.output, res.output
     assert not (tmp_path / "state").exists()
+
+
+# -- the file system --------------------------------------------------------------------------
+
+SCHEMA_FILE = "clusters.main.databases.crm.schema_file"
+OUTSIDE = ("outside the topology file's directory: a topology file reads schemas only beside itself (allow more "
+           "directories with PGTOPO_SCHEMA_PATH)")
+
+
+def _fifo(d: Path) -> str:
+    os.mkfifo(d / "pipe.sql")
+    return "pipe.sql"
+
+
+def _loop(d: Path) -> str:
+    (d / "a.sql").symlink_to("b.sql")
+    (d / "b.sql").symlink_to("a.sql")
+    return "a.sql"
+
+
+def _big(d: Path) -> str:
+    with (d / "big.sql").open("wb") as fh:
+        fh.truncate(11 * 1024 * 1024)  # sparse: costs no disk
+    return "big.sql"
+
+
+def _latin1(d: Path) -> str:
+    (d / "latin1.sql").write_bytes(b"CREATE TABLE caf\xe9 (i int);")
+    return "latin1.sql"
+
+
+def _link_out(d: Path) -> str:
+    (d / "link.sql").symlink_to("/etc/hostname")
+    return "link.sql"
+
+
+def _parent(d: Path) -> str:
+    (d.parent / "outside.sql").write_text(SCHEMA)
+    return "../outside.sql"
+
+
+def _directory(d: Path) -> str:
+    (d / "schemas").mkdir()
+    return "schemas"
+
+
+FILE_CASES: list[tuple[str, Callable[[Path], str], str]] = [
+    ("absolute path", lambda d: "/etc/hostname", f"an absolute path, {OUTSIDE}"),
+    ("dot-dot escape", _parent, f"it resolves to {{parent}}/outside.sql, {OUTSIDE}"),
+    ("symlink leading out", _link_out, f"it resolves to {os.path.realpath('/etc/hostname')}, {OUTSIDE}"),
+    ("FIFO", _fifo, "is a FIFO (named pipe), not a regular file"),
+    ("symlink loop", _loop, "too many levels of symbolic links (a symlink loop)"),
+    ("too large", _big, "is 11.0 MiB; at most 10.0 MiB is read"),
+    ("directory", _directory, "is a directory, not a regular file"),
+    ("not UTF-8", _latin1, "not a UTF-8 text file (byte 16)"),
+    ("missing", lambda d: "nope.sql", "No such file or directory"),
+    ("empty path", lambda d: " ", "an empty path"),
+]
+
+
+@pytest.fixture
+def topo_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "topo"
+    d.mkdir()
+    return d
+
+
+@pytest.mark.parametrize(("case", "make", "why"), FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_schema_file_refused(runner: CliRunner, topo_dir: Path, case: str, make: Callable[[Path], str],
+                             why: str) -> None:
+    name = make(topo_dir)
+    data = copy.deepcopy(BASE)
+    main(data)["databases"]["crm"] = {"schema_file": name}
+    path = write(topo_dir, data)
+    with alarm(10):
+        res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2, res.output
+    expected = f"{SCHEMA_FILE}: cannot read '{name}' ({why.format(parent=topo_dir.parent)})"
+    assert expected in res.output.splitlines(), res.output
+    assert "Traceback" not in res.output
+
+
+def test_schema_path_is_the_users_opt_in(runner: CliRunner, topo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = copy.deepcopy(BASE)
+    main(data)["databases"]["crm"] = {"schema_file": _parent(topo_dir)}
+    path = write(topo_dir, data)
+    monkeypatch.setenv("PGTOPO_SCHEMA_PATH", str(topo_dir.parent))
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    # Even so, a device is never read.
+    monkeypatch.setenv("PGTOPO_SCHEMA_PATH", "/dev")
+    main(data)["databases"]["crm"] = {"schema_file": "/dev/zero"}
+    path = write(topo_dir, data)
+    with alarm(10):
+        res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2, res.output
+    assert f"{SCHEMA_FILE}: cannot read '/dev/zero' (is a character device, not a regular file)" in res.output.splitlines()
+
+
+def _deep(p: Path) -> Path:
+    p.write_text("name: " + "[" * 1_500 + "]" * 1_500 + "\n")
+    return p
+
+
+def _deep_blocks(p: Path) -> Path:
+    p.write_text("name:\n" + "".join(" " * i + "a:\n" for i in range(1, 1200)) + " " * 1200 + "x\n")
+    return p
+
+
+def _shallow_but_deep(p: Path) -> Path:
+    p.write_text("name: x\nregions: " + "{a: " * 20 + "{}" + "}" * 20 + "\n")
+    return p
+
+
+def _alias_bomb(p: Path) -> Path:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _fifo_file(p: Path) -> Path:
+    os.mkfifo(p)
+    return p
+
+
+def _loop_file(p: Path) -> Path:
+    p.symlink_to(p)
+    return p
+
+
+def _big_file(p: Path) -> Path:
+    with p.open("wb") as fh:
+        fh.truncate(20 * 1024 * 1024)
+    return p
+
+
+TOPOLOGY_FILE_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("deeply nested YAML", _deep, "nested too deeply (a topology file is at most 16 levels deep)"),
+    ("deeply indented YAML", _deep_blocks, "nested too deeply (a topology file is at most 16 levels deep)"),
+    ("nested deeper than any field", _shallow_but_deep, "nested too deeply (a topology file is at most 16 levels deep)"),
+    ("YAML alias bomb", _alias_bomb, "more than 200000 values (YAML aliases counted where they are used)"),
+    ("FIFO", _fifo_file, "is a FIFO (named pipe), not a regular file"),
+    ("symlink loop", _loop_file, "too many levels of symbolic links (a symlink loop)"),
+    ("too large", _big_file, "is 20.0 MiB; at most 10.0 MiB is read"),
+    ("/dev/zero", lambda p: Path("/dev/zero"), "is a character device, not a regular file"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "message"), TOPOLOGY_FILE_CASES, ids=[c[0] for c in TOPOLOGY_FILE_CASES])
+def test_topology_file_refused(runner: CliRunner, tmp_path: Path, case: str, make: Callable[[Path], Path],
+                               message: str) -> None:
+    path = make(tmp_path / "topo.yaml")
+    for cmd in ("validate", "up"):
+        with alarm(10):
+            res = runner.invoke(app, [cmd, str(path)])
+        assert res.exit_code == 2, res.output
+        assert res.output.splitlines() == [f"error: {path}: {message}"]
+
+
+def test_repeated_problems_are_summarised(runner: CliRunner, tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["regions"] = {f"r{i}": {} for i in range(300)}
+    data["latency"] = []
+    for cluster in data["clusters"].values():
+        for node in cluster["nodes"].values():
+            node["region"] = "r0"
+    res = runner.invoke(app, ["validate", str(write(tmp_path, data))])
+    assert res.exit_code == 2
+    lines = res.output.splitlines()
+    assert lines[:2] == ["latency: no latency declared between 'r0' and 'r1' (needed: clients and failover can use any path)",
+                         "latency: no latency declared between 'r0' and 'r2' (needed: clients and failover can use any path)"]
+    assert lines[10:] == [
+        "... and 44840 more like: latency: no latency declared between 'r0' and 'r11' (needed: clients and failover "
+        "can use any path)",
+        f"{tmp_path / 'topo.yaml'}: 44850 problem(s)"]
+
+
+@contextmanager
+def alarm(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging (a FIFO opened for reading blocks until a writer comes)."""
+    def fail(_signum: int, _frame: object) -> None:
+        raise TimeoutError(f"still reading after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
