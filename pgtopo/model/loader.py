@@ -27,9 +27,54 @@ _MODEL_NAMES = {"Region", "Link", "Database", "Node", "Synchronous", "PublishedT
                 "Cluster", "PostgresSpec", "Topology", "str", "int", "float", "bool"}
 
 
+_SCALARS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _scalar_unions(errors: list[Any]) -> tuple[dict[tuple[Any, ...], str], set[int]]:
+    """A value that fits no member of a scalar union (a setting: string, integer, number or
+    boolean) gets one line, not one per member."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, e in enumerate(errors):
+        if e["loc"] and e["loc"][-1] in _SCALARS:
+            groups.setdefault(tuple(e["loc"][:-1]), []).append(i)
+    lines: dict[tuple[Any, ...], str] = {}
+    covered: set[int] = set()
+    for loc, idx in groups.items():
+        if len(idx) < 2:
+            continue
+        covered.update(idx)
+        value = errors[idx[0]]["input"]
+        if any(errors[i]["type"] == "finite_number" for i in idx):
+            lines[loc] = "Input should be a finite number"
+        else:
+            kinds = list(dict.fromkeys(_SCALARS[errors[i]["loc"][-1]] for i in idx))
+            if "a number" in kinds and "an integer" in kinds:
+                kinds.remove("an integer")
+            lines[loc] = f"expected {', '.join(kinds[:-1])} or {kinds[-1]}, not {_shown(value)}"
+    return lines, covered
+
+
 def _pydantic_problems(err: ValidationError) -> list[str]:
     problems: list[str] = []
-    for e in err.errors():
+    errors = err.errors()
+    unions, covered = _scalar_unions(errors)
+    for i, e in enumerate(errors):
+        if i in covered:
+            loc = tuple(e["loc"][:-1])
+            line = f"{_loc(loc)}: {unions[loc]}"
+            if line not in problems:
+                problems.append(line)
+            continue
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"

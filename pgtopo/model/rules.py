@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 
 from pgtopo.errors import InputError
-from pgtopo.model import reserved
+from pgtopo.model import pgsettings, reserved
 from pgtopo.model.files import FileRefused
 from pgtopo.model.schema_file import TableColumns, read_schema, schema_columns, schema_tables
 from pgtopo.model.sqlcheck import schema_problems
@@ -46,6 +46,10 @@ def problems(topo: Topology, path: Path) -> list[str]:
             columns[(cname, dname)] = schema_columns(text) if text is not None else {}
         for nname, node in cluster.nodes.items():
             npath = f"{base}.nodes.{nname}"
+            for key, setting in node.settings.items():
+                bad = pgsettings.problem(key, setting, version=topo.postgres.version)
+                if bad:
+                    p.append(f"{npath}.settings.{key}: {bad}")
             if nname in seen_nodes:
                 p.append(f"{npath}: node name already used in cluster '{seen_nodes[nname]}'")
             seen_nodes.setdefault(nname, cname)

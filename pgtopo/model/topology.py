@@ -76,6 +76,21 @@ RESERVED_SETTINGS = frozenset(
         "max_wal_senders",
         "max_replication_slots",
         "recovery_target_timeline",
+        # A replica with a recovery target stops following its upstream (or promotes itself).
+        "recovery_target",
+        "recovery_target_action",
+        "recovery_target_inclusive",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_time",
+        "recovery_target_xid",
+        # pgtopo runs psql as postgres over the socket in /var/run/postgresql.
+        "unix_socket_directories",
+        "unix_socket_permissions",
+        # pgtopo writes on the primaries (init.sql, slots, subscriptions, verify's probe rows) and
+        # `verify` and lag in time read commit timestamps.
+        "default_transaction_read_only",
+        "track_commit_timestamp",
         "include",
         "include_dir",
         "include_if_exists",

@@ -69,6 +69,13 @@ def schema(text: str) -> Mutation:
     return lambda d: main(d)["databases"]["crm"].update(schema=SCHEMA + text)
 
 
+def setting(name: str, value: Any) -> Mutation:
+    return lambda d: main(d)["nodes"]["pg-us"]["settings"].update({name: value})
+
+
+SETTINGS = "clusters.main.nodes.pg-us.settings"
+
+
 def add_database(name: str) -> Mutation:
     return lambda d: main(d)["databases"].update({name: {}})
 
@@ -205,6 +212,35 @@ CASES: list[tuple[str, Mutation, str]] = [
      "clusters.main.synchronous.count: expected a number, not the boolean true"),
     ("version 17.0", lambda d: d.update(postgres={"version": 17.0}), "postgres.version: expected 15, 16 or 17, not 17.0"),
     ("version true", lambda d: d.update(postgres={"version": True}), "postgres.version: expected 15, 16 or 17, not True"),
+    # -- node settings are checked against the catalogue of the file's version -------------------
+    ("unknown setting", setting("shared_buffer", "1GB"),
+     f"{SETTINGS}.shared_buffer: unknown setting 'shared_buffer' in PostgreSQL 17 (did you mean shared_buffers?)"),
+    ("setting with a bad value", setting("work_mem", "lots"),
+     f"{SETTINGS}.work_mem: 'lots' is not an integer with an optional unit (B, kB, MB, GB, TB)"),
+    ("setting infinite", setting("work_mem", float("inf")), f"{SETTINGS}.work_mem: Input should be a finite number"),
+    ("setting with a newline", setting("work_mem", "4MB\nshared_preload_libraries = 'evil'"),
+     f"{SETTINGS}.work_mem: the value holds a newline or another control character (postgresql.conf has one setting "
+     "per line)"),
+    ("setting with a wrong unit", setting("statement_timeout", "5 sec"),
+     f"{SETTINGS}.statement_timeout: '5 sec': valid units for statement_timeout are us, ms, s, min, h, d"),
+    ("setting out of range", setting("max_connections", 0),
+     f"{SETTINGS}.max_connections: 0 is outside the valid range for max_connections (1 .. 262143)"),
+    ("setting not in the enum", setting("log_statement", "some"),
+     f"{SETTINGS}.log_statement: 'some' is not one of: none, ddl, mod, all"),
+    ("setting not a boolean", setting("ssl", "nope"),
+     f"{SETTINGS}.ssl: 'nope' is not a boolean (on, off, true, false, yes, no, 1, 0)"),
+    ("setting fixed at build", setting("block_size", 8192),
+     f"{SETTINGS}.block_size: 'block_size' cannot be set: PostgreSQL fixes it when it is built or initialised"),
+    ("setting as a list", setting("work_mem", ["4MB"]),
+     f"{SETTINGS}.work_mem: expected a string, a number or a boolean, not a list"),
+    ("setting of another version", lambda d: (d.update(postgres={"version": 16}),
+                                              main(d)["nodes"]["pg-us"]["settings"].update(summarize_wal=True)),
+     f"{SETTINGS}.summarize_wal: unknown setting 'summarize_wal' in PostgreSQL 16"),
+    *[(f"reserved setting {name}", setting(name, value),
+       f"{SETTINGS}: '{name}' is set by pgtopo and cannot be overridden")
+      for name, value in [("unix_socket_directories", "/tmp"), ("unix_socket_permissions", "0000"),
+                          ("track_commit_timestamp", False), ("default_transaction_read_only", True),
+                          ("recovery_target_lsn", "0/3000000"), ("port", 5433), ("include", "/etc/passwd")]],
 ]
 
 
@@ -227,6 +263,15 @@ def write(tmp_path: Path, data: Any) -> Path:
 
 def test_base_is_valid(runner: CliRunner, tmp_path: Path) -> None:
     res = runner.invoke(app, ["validate", str(write(tmp_path, BASE))])
+    assert res.exit_code == 0, res.output
+
+
+def test_extension_settings_and_units_pass(runner: CliRunner, tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    main(data)["nodes"]["pg-us"]["settings"].update({
+        "pg_stat_statements.max": 1000, "shared_buffers": "256MB", "statement_timeout": "30s", "jit": False,
+        "random_page_cost": 1.1, "log_statement": "ddl", "synchronous_commit": "remote_apply"})
+    res = runner.invoke(app, ["validate", str(write(tmp_path, data))])
     assert res.exit_code == 0, res.output
 
 
