@@ -455,7 +455,7 @@ def test_paused_primary_is_fenced_off_the_network_then_rejoins(sync: tuple[Topol
     code, out = cli("rejoin", str(path), old)
     print(out)
     assert code == 0, out
-    assert gateway.network_names(c) == ["t-failsync-dc1"]
+    assert gateway.network_names(c) == ["t-failsync_dc1"]
     wait_for(lambda: all_streaming(topo, "main"), what="every node streaming")
     snap = snapshot.collect(topo)
     assert snap.writable("main") == [new]

@@ -85,7 +85,7 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         res = runner.invoke(app, ["up", str(path)])
         assert res.exit_code == 0, res.output
         after = {c.name: c.id for c in gateway.containers(name, kind="node")}
-        assert set(after) - set(before) == {f"{name}-pg-eu2"}
+        assert set(after) - set(before) == {f"{name}_pg-eu2"}
         assert all(after[k] == v for k, v in before.items())  # existing nodes untouched
         # The relay was re-created with listeners for the new node; replication resumes through it.
         wait_for(lambda: snapshot.collect(load(path)).nodes["pg-eu"].receiver_status == "streaming",
