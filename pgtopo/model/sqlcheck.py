@@ -9,7 +9,7 @@ the caller puts it in front.
 
 from __future__ import annotations
 
-from pgtopo.model.sqltext import SqlLexError, Token, keywords, line_of, statements, tokens
+from pgtopo.model.sqltext import LineIndex, SqlLexError, Token, keywords, line_of, statements, tokens
 from pgtopo.model.topology import PROBE_PUBLICATION, PROBE_SCHEMA
 
 # Statements that cannot run inside a transaction block or a function, by their first words.
@@ -35,15 +35,16 @@ def schema_problems(text: str) -> list[str]:
         return [f"line {line_of(text, exc.pos)}: {exc.message}"]
     out: list[str] = []
     for t in toks:
-        where = f"line {line_of(text, t.pos)}"
+        where = f"line {line_of(text, t.pos)}" if t.kind in ("backslash", "psqlvar") else ""
         if t.kind == "backslash":
             out.append(f"{where}: psql meta-command '{t.text.split()[0]}': the schema is sent to the server as SQL, "
                        "never read by psql; remove it")
         elif t.kind == "psqlvar":
             out.append(f"{where}: '{t.text}' is a psql variable: the schema is sent to the server as SQL, never read "
                        "by psql")
+    lines = LineIndex(text)
     for stmt in statements(toks):
-        where = f"line {line_of(text, stmt[0].pos)}"
+        where = f"line {lines.line(stmt[0].pos)}"
         kws = keywords(stmt)
         what = _not_in_transaction(kws)
         if what:

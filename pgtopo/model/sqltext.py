@@ -8,18 +8,27 @@ built on it (``pgtopo.model.sqlcheck``) refuse whenever they are unsure.
 
 from __future__ import annotations
 
+import bisect
 import re
-from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
 
 _IDENT_START = r"A-Za-z_\u0080-\U0010ffff"
-_IDENT_RE = re.compile(rf"[{_IDENT_START}][{_IDENT_START}0-9$]*")
 _DOLLAR_TAG_RE = re.compile(rf"\$(?:[{_IDENT_START}][{_IDENT_START}0-9]*)?\$")
 _PARAM_RE = re.compile(r"\$[0-9]+")
-_NUMBER_RE = re.compile(r"(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?[A-Za-z0-9_]*")
 # psql substitutes :name, :'name', :"name" and tests :{?name} outside quotes (psqlscan.l).
 _PSQL_VAR_RE = re.compile(rf""":(?:[{_IDENT_START}][{_IDENT_START}0-9]*|'[{_IDENT_START}0-9]+'|"[{_IDENT_START}0-9]+"|"""
                           rf"""\{{\?[{_IDENT_START}0-9]+\}})""")
-_OP_CHARS = set("+-*/<>=~!@#%^&|`?")
+# The tokens that need no care, in one pattern: spaces, line comments, identifiers (a lone
+# e, b, x, n or u before a quote is a string prefix: handled after the match), numbers,
+# operators (never swallowing the start of a comment) and punctuation.
+_PLAIN_RE = re.compile(
+    rf"(?P<space>\s+)|(?P<comment>--[^\n]*)|(?P<ident>[{_IDENT_START}][{_IDENT_START}0-9$]*)"
+    r"|(?P<number>(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?[A-Za-z0-9_]*)"
+    r"|(?P<op>(?:[+*<>=~!@#%^&|`?]|-(?!-)|/(?!\*))+)|(?P<punct>::|[(),;\[\].])"
+)
+_PREFIXED = {"e": ("'", True, "estring"), "b": ("'", False, "string"), "x": ("'", False, "string"),
+             "n": ("'", False, "string")}
 
 
 class SqlLexError(ValueError):
@@ -31,8 +40,7 @@ class SqlLexError(ValueError):
         self.pos = pos
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """kind: space, comment, string (no backslash escapes), estring (E'...'), dollar, qident,
     ident, number, param, op, punct, backslash (a psql meta-command to the end of its line),
     psqlvar, other."""
@@ -56,119 +64,145 @@ def line_of(text: str, pos: int) -> int:
     return text.count("\n", 0, pos) + 1
 
 
+class LineIndex:
+    """Line numbers of many positions in one text, without counting from the start each time."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [m.start() for m in re.finditer("\n", text)]
+
+    def line(self, pos: int) -> int:
+        return bisect.bisect_left(self._starts, pos) + 1
+
+
 def _quoted(text: str, start: int, quote: str, *, escapes: bool) -> int:
     """The end (exclusive) of a quoted run whose opening quote is at ``start``."""
     i = start + 1
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if escapes and c == "\\":
-            i += 2
-            continue
-        if c == quote:
-            if i + 1 < n and text[i + 1] == quote:
-                i += 2
+    while True:
+        close = text.find(quote, i)
+        if escapes:
+            slash = text.find("\\", i)
+            if slash != -1 and (close == -1 or slash < close):
+                i = slash + 2
                 continue
-            return i + 1
-        i += 1
-    what = "quoted identifier" if quote == '"' else "string constant"
-    raise SqlLexError(f"unterminated {what}", start)
+        if close == -1:
+            what = "quoted identifier" if quote == '"' else "string constant"
+            raise SqlLexError(f"unterminated {what}", start)
+        if text.startswith(quote, close + 1):
+            i = close + 2
+            continue
+        return close + 1
 
 
 def _comment_end(text: str, start: int) -> int:
     depth, i, n = 1, start + 2, len(text)
-    while i < n and depth:
-        if text.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif text.startswith("*/", i):
-            depth, i = depth - 1, i + 2
+    while depth:
+        opening, closing = text.find("/*", i), text.find("*/", i)
+        if closing == -1:
+            raise SqlLexError("unterminated /* comment", start)
+        if opening != -1 and opening < closing:
+            depth, i = depth + 1, opening + 2
         else:
-            i += 1
-    if depth:
-        raise SqlLexError("unterminated /* comment", start)
-    return i
+            depth, i = depth - 1, closing + 2
+    return min(i, n)
 
 
-def tokens(text: str) -> list[Token]:
-    """Every token of ``text``, spaces and comments included; SqlLexError if a quote never ends."""
+# The whole lexer in one pattern, for text without nested comments or unterminated quotes
+# (nearly every schema): each alternative is a token kind; "care" sends the text to the slow,
+# exact path in ``_tokens_slow``.
+_I = _IDENT_START
+_FAST_RE = re.compile(
+    r"(?P<space>\s+)|(?P<comment>--[^\n]*|/\*(?:[^*/]|\*(?!/)|/(?!\*))*\*/)"
+    r"|(?P<estring>[eE]'[^'\\]*(?:(?:\\.|'')[^'\\]*)*')"
+    r"|(?P<string>(?:[bBxXnN]|[uU]&)?'[^']*(?:''[^']*)*')"
+    r'|(?P<qident>(?:[uU]&)?"[^"]*(?:""[^"]*)*")'
+    rf"|(?P<dollar>\$(?P<tag>(?:[{_I}][{_I}0-9]*)?)\$.*?\$(?P=tag)\$)|(?P<param>\$[0-9]+)"
+    r"""|(?P<prefix>[eEbBxXnN](?=')|[uU](?=&['"]))"""  # a prefix whose string never ends
+    rf"|(?P<ident>[{_I}][{_I}0-9$]*)"
+    r"|(?P<number>(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?[A-Za-z0-9_]*)"
+    r"|(?P<op>(?:[+*<>=~!@#%^&|`?]|-(?!-)|/(?!\*))+)|(?P<punct>::|[(),;\[\].])"
+    rf"""|(?P<psqlvar>:(?:[{_I}][{_I}0-9]*|'[{_I}0-9]+'|"[{_I}0-9]+"|\{{\?[{_I}0-9]+\}}))|(?P<colon>:)"""
+    r"|(?P<backslash>\\[^\n]*)|(?P<other>[^'\"$/])|(?P<care>.)",
+    re.DOTALL,
+)
+
+
+_FAST_KINDS = {name: name for name in _FAST_RE.groupindex if name != "tag"} | {"colon": "punct", "prefix": "care"}
+
+
+@lru_cache(maxsize=8)
+def tokens(text: str) -> tuple[Token, ...]:
+    """Every token of ``text``, spaces and comments included; SqlLexError if a quote never ends.
+
+    Cached: the rules read one schema for several checks."""
+    out = [Token(_FAST_KINDS.get(m.lastgroup or "care", "care"), m.group(), m.start()) for m in _FAST_RE.finditer(text)]
+    if any(t.kind == "care" for t in out):
+        return _tokens_slow(text)
+    return tuple(out)
+
+
+def _tokens_slow(text: str) -> tuple[Token, ...]:
+    """Token by token, with nested comments and every error found where it starts."""
     out: list[Token] = []
     i, n = 0, len(text)
+    plain = _PLAIN_RE.match
     while i < n:
+        m = plain(text, i)
+        if m is not None:
+            kind, end = m.lastgroup or "other", m.end()
+            if kind == "ident" and end < n and text[end] in "'&":
+                kind, end = _prefixed(text, m.group(0).lower(), end)
+            out.append(Token(kind, text[i:end], i))
+            i = end
+            continue
         c = text[i]
-        kind = "other"
-        end = i + 1
-        if c.isspace():
-            end = i
-            while end < n and text[end].isspace():
-                end += 1
-            kind = "space"
-        elif text.startswith("--", i):
-            nl = text.find("\n", i)
-            end, kind = (n if nl < 0 else nl), "comment"
-        elif text.startswith("/*", i):
+        kind, end = "other", i + 1
+        if text.startswith("/*", i):
             end, kind = _comment_end(text, i), "comment"
         elif c == "'":
             end, kind = _quoted(text, i, "'", escapes=False), "string"
         elif c == '"':
             end, kind = _quoted(text, i, '"', escapes=False), "qident"
         elif c == "$":
-            m = _DOLLAR_TAG_RE.match(text, i)
-            p = _PARAM_RE.match(text, i)
-            if m:
-                close = text.find(m.group(0), m.end())
+            tag = _DOLLAR_TAG_RE.match(text, i)
+            param = _PARAM_RE.match(text, i)
+            if tag:
+                close = text.find(tag.group(0), tag.end())
                 if close < 0:
-                    raise SqlLexError(f"unterminated dollar-quoted string {m.group(0)}", i)
-                end, kind = close + len(m.group(0)), "dollar"
-            elif p:
-                end, kind = p.end(), "param"
+                    raise SqlLexError(f"unterminated dollar-quoted string {tag.group(0)}", i)
+                end, kind = close + len(tag.group(0)), "dollar"
+            elif param:
+                end, kind = param.end(), "param"
             else:
                 kind = "op"
-        elif _IDENT_RE.match(text, i):
-            m = _IDENT_RE.match(text, i)
-            assert m is not None
-            word, end, kind = m.group(0).lower(), m.end(), "ident"
-            after = text[end : end + 2]
-            if word == "e" and after[:1] == "'":
-                end, kind = _quoted(text, end, "'", escapes=True), "estring"
-            elif word in ("b", "x", "n") and after[:1] == "'":
-                end, kind = _quoted(text, end, "'", escapes=False), "string"
-            elif word == "u" and after == "&'":
-                end, kind = _quoted(text, end + 1, "'", escapes=False), "string"
-            elif word == "u" and after == '&"':
-                end, kind = _quoted(text, end + 1, '"', escapes=False), "qident"
-        elif c.isdigit() or (c == "." and text[i + 1 : i + 2].isdigit()):
-            m = _NUMBER_RE.match(text, i)
-            assert m is not None
-            end, kind = m.end(), "number"
         elif c == "\\":
             nl = text.find("\n", i)
             end, kind = (n if nl < 0 else nl), "backslash"
         elif c == ":":
-            v = _PSQL_VAR_RE.match(text, i)
-            if text.startswith("::", i):
-                end, kind = i + 2, "punct"
-            elif v:
-                end, kind = v.end(), "psqlvar"
-            else:
-                kind = "punct"
-        elif c in "(),;[].":
-            kind = "punct"
-        elif c in _OP_CHARS:
-            end = i
-            while end < n and text[end] in _OP_CHARS and not text.startswith(("--", "/*"), end):
-                end += 1
-            kind = "op"
+            var = _PSQL_VAR_RE.match(text, i)
+            end, kind = (var.end(), "psqlvar") if var else (i + 1, "punct")
         out.append(Token(kind, text[i:end], i))
         i = end
-    return out
+    return tuple(out)
 
 
-def code(toks: list[Token]) -> list[Token]:
+def _prefixed(text: str, word: str, end: int) -> tuple[str, int]:
+    """E'...', B'...', X'...', N'...', U&'...' and U&"...": a string or identifier after a prefix."""
+    if word in _PREFIXED and text[end] == "'":
+        quote, escapes, kind = _PREFIXED[word]
+        return kind, _quoted(text, end, quote, escapes=escapes)
+    if word == "u" and text.startswith("&'", end):
+        return "string", _quoted(text, end + 1, "'", escapes=False)
+    if word == "u" and text.startswith('&"', end):
+        return "qident", _quoted(text, end + 1, '"', escapes=False)
+    return "ident", end
+
+
+def code(toks: tuple[Token, ...] | list[Token]) -> list[Token]:
     """The tokens that mean something to the server: no spaces, no comments."""
     return [t for t in toks if t.kind not in ("space", "comment")]
 
 
-def statements(toks: list[Token]) -> list[list[Token]]:
+def statements(toks: tuple[Token, ...] | list[Token]) -> list[list[Token]]:
     """Code tokens split into statements at each top-level ``;`` (as psql splits them).
 
     Like psql, a ``BEGIN`` inside CREATE FUNCTION or PROCEDURE opens a body (BEGIN ATOMIC ...
@@ -177,22 +211,29 @@ def statements(toks: list[Token]) -> list[list[Token]]:
     out: list[list[Token]] = []
     cur: list[Token] = []
     parens = depth = 0
-    for t in code(toks):
-        if t.kind == "punct" and t.text == ";" and parens == 0 and depth == 0:
-            if cur:
-                out.append(cur)
-            cur = []
+    for t in toks:
+        kind = t.kind
+        if kind == "space" or kind == "comment":
             continue
+        if kind == "punct":
+            text = t.text
+            if text == ";" and parens == 0 and depth == 0:
+                if cur:
+                    out.append(cur)
+                cur = []
+                continue
+            if text == "(" or text == "[":
+                parens += 1
+            elif text == ")" or text == "]":
+                parens = max(parens - 1, 0)
+        elif kind == "ident" and len(t.text) in (3, 4, 5):
+            word = t.text.lower()
+            if word in ("begin", "case", "end") and _defines_routine(cur):
+                if word == "begin" or (word == "case" and depth):
+                    depth += 1
+                elif word == "end" and depth:
+                    depth -= 1
         cur.append(t)
-        if t.kind == "punct" and t.text in "([":
-            parens += 1
-        elif t.kind == "punct" and t.text in ")]":
-            parens = max(parens - 1, 0)
-        elif t.kind == "ident" and _defines_routine(cur):
-            if t.word == "begin" or (t.word == "case" and depth):
-                depth += 1
-            elif t.word == "end" and depth:
-                depth -= 1
     if cur:
         out.append(cur)
     return out

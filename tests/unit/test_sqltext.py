@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pgtopo.model.render import schema_block
 from pgtopo.model.rowfilter import row_filter_problem
 from pgtopo.model.schema_file import TableColumns, schema_columns
 from pgtopo.model.sqlcheck import schema_problems
-from pgtopo.model.sqltext import keywords, statements, tokens
+from pgtopo.model.sqltext import SqlLexError, _tokens_slow, keywords, statements, tokens
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def kinds(text: str) -> list[tuple[str, str]]:
@@ -84,3 +88,27 @@ def test_schema_block_is_never_read_by_psql() -> None:
     assert block.startswith("DO $pgtopo_do_2$ BEGIN EXECUTE $pgtopo_schema_1$\n")
     assert block.endswith("\n$pgtopo_schema_1$; END $pgtopo_do_2$;")
     assert [t.kind for t in tokens(block) if t.kind != "space"] == ["ident", "dollar", "punct"]
+
+
+@pytest.mark.parametrize("text", [
+    "a = 'x; -- \\\\! y' AND E'it\\'s' || $t$ \\! ; $t$ || $$x$$ || $1",
+    '"we""ird" U&"x" u&\'y\' b\'01\' X\'ff\' n\'z\' some\'x\' e\'\\\\\'',
+    "x::int + :v + :'v' + :\"v\" + :{?v} a[1:2] /* c */ -- end\nnext",
+    "select 1 \\gexec now\nselect 2; {} @> <-> /2 - -1",
+    (REPO / "topologies" / "schemas" / "app.sql").read_text(),
+])
+def test_the_fast_lexer_agrees_with_the_exact_one(text: str) -> None:
+    fast = tokens(text)
+    assert not any(t.kind == "care" for t in fast)
+    assert fast == _tokens_slow(text)
+    assert "".join(t.text for t in fast) == text
+
+
+def test_nested_comments_and_errors_take_the_exact_path() -> None:
+    assert kinds("a /* x /* y */ z */ b") == [("ident", "a"), ("comment", "/* x /* y */ z */"), ("ident", "b")]
+    for text, message in [("'open", "unterminated string constant"), ('"open', "unterminated quoted identifier"),
+                          ("$q$ open", "unterminated dollar-quoted string $q$"), ("/* open", "unterminated /* comment"),
+                          ("E'open\\'", "unterminated string constant")]:
+        with pytest.raises(SqlLexError) as exc:
+            tokens(text)
+        assert exc.value.message == message
