@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -37,11 +40,41 @@ class InputError(PgtopoError):
 
 
 class ValidationFailed(InputError):
-    """The topology file has one or more problems, each ``path.to.field: message``."""
+    """The topology file has one or more problems, each ``path.to.field: message``.
+
+    ``problems`` holds every one; ``shown`` (what is printed) keeps the first few of each kind
+    and says how many more there are, so 300 regions do not print 45,000 lines.
+    """
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__(problems[0] if problems else "invalid topology", details=problems[1:])
         self.problems = problems
+        self.shown = summarise(problems)
+        super().__init__(self.shown[0] if self.shown else "invalid topology", details=self.shown[1:])
+
+
+SHOWN_PER_KIND = 10
+_VARYING = re.compile(r"'[^']*'|\b[0-9]+\b")
+
+
+def _kind(problem: str) -> str:
+    """A problem with its names and numbers blanked, and only the last field of its path."""
+    path, _sep, message = problem.partition(": ")
+    return _VARYING.sub("#", path.rsplit(".", 1)[-1] + ": " + message)
+
+
+def summarise(problems: list[str], *, limit: int = SHOWN_PER_KIND) -> list[str]:
+    """The first ``limit`` problems of each kind, in order; then one line per kind with the rest."""
+    kinds = [_kind(p) for p in problems]
+    total = Counter(kinds)
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for problem, kind in zip(problems, kinds, strict=True):
+        seen[kind] = seen.get(kind, 0) + 1
+        if seen[kind] <= limit:
+            out.append(problem)
+        elif seen[kind] == limit + 1:
+            out.append(f"... and {total[kind] - limit} more like: {problem}")
+    return out
 
 
 class OperationFailed(PgtopoError):

@@ -23,7 +23,7 @@ def validate(file: TopologyFile) -> None:
     try:
         topo = _load(file)
     except errors.ValidationFailed as exc:
-        output.error_lines(exc.problems)
+        output.error_lines(exc.shown)
         output.error_lines([f"{file}: {len(exc.problems)} problem(s)"])
         raise typer.Exit(errors.EXIT_BAD_INPUT) from None
     nodes = topo.all_nodes()

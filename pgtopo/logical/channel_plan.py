@@ -18,7 +18,7 @@ from pgtopo.errors import InputError
 from pgtopo.logical.channel_request import Intent
 from pgtopo.model import render, topofile
 from pgtopo.model.schema_file import schema_tables
-from pgtopo.model.topology import Topology, endpoint
+from pgtopo.model.topology import PROBE_PUBLICATION, PROBE_SCHEMA, Topology, endpoint
 
 PROBE = render.PROBE
 
@@ -164,17 +164,17 @@ def _probe_steps(node: str, *, db: str, table: bool, publication: bool | None) -
     steps = []
     if not table:
         steps.append(Step(node=node, database=db, what="create pgtopo.probe (verify's probe rows)", statement="; ".join([
-            render.q(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION pgtopo").format(sql.Identifier(render.PROBE_SCHEMA))),
+            render.q(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION pgtopo").format(sql.Identifier(PROBE_SCHEMA))),
             render.q(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, origin text NOT NULL, "
                              "sent_at timestamptz NOT NULL DEFAULT clock_timestamp())").format(PROBE)),
-            render.q(sql.SQL("GRANT USAGE ON SCHEMA {} TO replicator").format(sql.Identifier(render.PROBE_SCHEMA))),
+            render.q(sql.SQL("GRANT USAGE ON SCHEMA {} TO replicator").format(sql.Identifier(PROBE_SCHEMA))),
             render.q(sql.SQL("GRANT SELECT ON {} TO replicator").format(PROBE)),
         ]), undo=render.q(sql.SQL("DROP TABLE {}").format(PROBE))))
     if publication is False:
-        steps.append(Step(node=node, database=db, what=f"create publication {render.PROBE_PUBLICATION}",
+        steps.append(Step(node=node, database=db, what=f"create publication {PROBE_PUBLICATION}",
                           statement=render.q(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-                              sql.Identifier(render.PROBE_PUBLICATION), PROBE)),
-                          undo=render.q(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(render.PROBE_PUBLICATION)))))
+                              sql.Identifier(PROBE_PUBLICATION), PROBE)),
+                          undo=render.q(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(PROBE_PUBLICATION)))))
     return steps
 
 
@@ -215,7 +215,7 @@ def decide(topo: Topology, *, intent: Intent, snap: ChannelState, path: Path, te
     receives: dict[str, tuple[str, ...]] = {}
     for key, cols in (snap.publication or {}).items():
         if "." in key:
-            if key.startswith(f"{render.PROBE_SCHEMA}."):
+            if key.startswith(f"{PROBE_SCHEMA}."):
                 continue
             raise InputError(f"--publication: '{i.publication}' publishes {key}; only tables in schema public "
                              "can be subscribed by pgtopo")
@@ -281,7 +281,7 @@ def subscription_step(topo: Topology, intent: Intent, *, probe: bool) -> Step:
     ep = endpoint(topo, from_region=topo.node(i.subscriber).region, node=i.publisher)
     info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=i.name,
                            dbname=i.publisher_db)
-    pubs = [sql.Identifier(i.publication)] + ([sql.Identifier(render.PROBE_PUBLICATION)] if probe else [])
+    pubs = [sql.Identifier(i.publication)] + ([sql.Identifier(PROBE_PUBLICATION)] if probe else [])
     opts = [sql.SQL("copy_data = {}").format(sql.SQL("true" if i.copy_data else "false"))]
     if i.failover is not None:
         opts.append(sql.SQL("failover = {}").format(sql.SQL("true" if i.failover else "false")))

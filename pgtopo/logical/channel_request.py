@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from pgtopo.errors import InputError
+from pgtopo.model import reserved
+from pgtopo.model.rowfilter import row_filter_problem
 from pgtopo.model.topology import PublishedTable, Topology, _check_identifier
 
 
@@ -85,6 +87,9 @@ def _requested_tables(req: AddRequest) -> list[PublishedTable]:
         table, expr = _split("--row-filter", raw, tables=names)
         if table in where:
             raise InputError(f"--row-filter: table '{table}' has two row filters")
+        problem = row_filter_problem(expr)
+        if problem:
+            raise InputError(f"--row-filter: table '{table}': {problem}")
         where[table] = expr
     cols: dict[str, list[str]] = {}
     for raw in req.columns:
@@ -184,6 +189,9 @@ def read_intent(topo: Topology, req: AddRequest, *, primaries: Mapping[str, str]
     name = _ident("--name", req.name) if req.name else default_name(publication, sub_node)
     if not req.name:
         _ident("--name (default)", name)
+    owner = reserved.slot_owner(topo, name)
+    if owner is not None:
+        raise InputError(f"--name{'' if req.name else ' (default)'}: {reserved.slot_clash(name, owner)}")
     for c, cl in topo.clusters.items():
         if name in cl.subscriptions:
             raise InputError(f"--name: subscription '{name}' already exists in {path} (cluster '{c}')")

@@ -24,7 +24,7 @@ from pgtopo.logical.channel_plan import AddPlan, ChannelState, Column, Step, Tab
 from pgtopo.logical.channel_request import AddRequest, Intent, read_intent
 from pgtopo.model import loader, render, topofile
 from pgtopo.model.schema_file import read_schema
-from pgtopo.model.topology import Topology
+from pgtopo.model.topology import PROBE_PUBLICATION, Topology
 from pgtopo.postgres import connect
 from pgtopo.postgres import sql as sql_errors
 from pgtopo.progress import Progress, quiet
@@ -96,7 +96,7 @@ def read_snapshot(pub: Conn, sub: Conn, *, intent: Intent) -> ChannelState:
         publication=published,
         publisher_tables=_tables(pub, names, count_rows=False),
         probe_publication=bool(_one(pub, "SELECT count(*) FROM pg_publication WHERE pubname = %s",
-                                    (render.PROBE_PUBLICATION,))),
+                                    (PROBE_PUBLICATION,))),
         publisher_probe_table=_one(pub, "SELECT to_regclass('pgtopo.probe') IS NOT NULL") is True,
         slot_exists=bool(_one(pub, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (intent.name,))),
         subscriber_in_recovery=bool(_one(sub, "SELECT pg_is_in_recovery()")),
@@ -392,7 +392,7 @@ def _probe_handover(conn: Conn, after: Topology, *, cluster: str, publisher: str
         if has is False:
             return Step(node=node, database=db, what=f"let {sname} carry the probe publication from now on",
                         statement=render.q(sql.SQL("ALTER SUBSCRIPTION {} ADD PUBLICATION {} WITH (copy_data = false)")
-                                           .format(sql.Identifier(sname), sql.Identifier(render.PROBE_PUBLICATION))),
+                                           .format(sql.Identifier(sname), sql.Identifier(PROBE_PUBLICATION))),
                         transactional=False)
     return None
 

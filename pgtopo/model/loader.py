@@ -13,7 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from pgtopo.errors import InputError, ValidationFailed
-from pgtopo.model import rules
+from pgtopo.model import files, rules
 from pgtopo.model.topology import Topology
 
 
@@ -27,9 +27,54 @@ _MODEL_NAMES = {"Region", "Link", "Database", "Node", "Synchronous", "PublishedT
                 "Cluster", "PostgresSpec", "Topology", "str", "int", "float", "bool"}
 
 
+_SCALARS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _scalar_unions(errors: list[Any]) -> tuple[dict[tuple[Any, ...], str], set[int]]:
+    """A value that fits no member of a scalar union (a setting: string, integer, number or
+    boolean) gets one line, not one per member."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, e in enumerate(errors):
+        if e["loc"] and e["loc"][-1] in _SCALARS:
+            groups.setdefault(tuple(e["loc"][:-1]), []).append(i)
+    lines: dict[tuple[Any, ...], str] = {}
+    covered: set[int] = set()
+    for loc, idx in groups.items():
+        if len(idx) < 2:
+            continue
+        covered.update(idx)
+        value = errors[idx[0]]["input"]
+        if any(errors[i]["type"] == "finite_number" for i in idx):
+            lines[loc] = "Input should be a finite number"
+        else:
+            kinds = list(dict.fromkeys(_SCALARS[errors[i]["loc"][-1]] for i in idx))
+            if "a number" in kinds and "an integer" in kinds:
+                kinds.remove("an integer")
+            lines[loc] = f"expected {', '.join(kinds[:-1])} or {kinds[-1]}, not {_shown(value)}"
+    return lines, covered
+
+
 def _pydantic_problems(err: ValidationError) -> list[str]:
     problems: list[str] = []
-    for e in err.errors():
+    errors = err.errors()
+    unions, covered = _scalar_unions(errors)
+    for i, e in enumerate(errors):
+        if i in covered:
+            loc = tuple(e["loc"][:-1])
+            line = f"{_loc(loc)}: {unions[loc]}"
+            if line not in problems:
+                problems.append(line)
+            continue
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -37,6 +82,10 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
             msg = f"'{e['input']}' is not a valid name (lower-case letters, digits and '-', 1 to 40 characters)"
         elif e["type"] == "missing":
             msg = "required field is missing"
+        elif e["type"] in ("int_type", "float_type", "int_parsing", "float_parsing") and isinstance(e["input"], bool):
+            msg = f"expected a number, not the boolean {str(e['input']).lower()}"
+        elif e["type"] == "bool_type":
+            msg = f"expected true or false, not {e['input']!r}"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         line = f"{_loc(e['loc'])}: {msg}"
@@ -47,16 +96,16 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; every failure is an InputError naming the file (and line)."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a topology file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+        text = files.read_text(path)
+    except files.FileRefused as exc:
+        if exc.message == "is a directory, not a regular file":
+            raise InputError(f"{path}: is a directory, not a topology file") from None
+        raise InputError(f"{path}: {exc.message}") from None
+    if _flow_depth(text) > MAX_DEPTH:
+        # Before parsing: the YAML scanner slows down with every open bracket (seconds at a
+        # thousand), then fails with RecursionError.
+        raise InputError(f"{path}: nested too deeply (a topology file is at most {MAX_DEPTH} levels deep)")
     try:
         data = YAML(typ="safe").load(text)
     except MarkedYAMLError as exc:
@@ -65,11 +114,74 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: YAML syntax error at {where}: {exc.problem}") from None
     except YAMLError as exc:
         raise InputError(f"{path}: YAML error: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply (a topology file is at most {MAX_DEPTH} levels deep)") from None
     if data is None:
         raise InputError(f"{path}: the file is empty")
     if not isinstance(data, dict):
         raise InputError(f"{path}: the top level must be a mapping, not {type(data).__name__}")
+    shape = _shape_problem(data)
+    if shape:
+        raise InputError(f"{path}: {shape}")
     return data
+
+
+MAX_DEPTH = 16  # the deepest field (clusters.c.publications.p.tables.0.columns.0) is 8 levels
+MAX_VALUES = 200_000  # YAML aliases can make a small file stand for a huge document
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of YAML flow brackets, skipping quoted scalars and comments.
+
+    A heuristic (a bracket inside a plain scalar counts too), used only to refuse text far
+    deeper than any topology file can be."""
+    depth = deepest = 0
+    quote = ""
+    prev = "\n"
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                if quote == "'" and text[i + 1 : i + 2] == "'":
+                    i += 1
+                else:
+                    quote = ""
+        elif c in "'\"" and prev in " \t\n[{,:":
+            quote = c
+        elif c == "#" and prev in " \t\n":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        prev = c
+        i += 1
+    return deepest
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Too deep or too many values (counted through aliases), before pydantic walks it."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return f"more than {MAX_VALUES} values (YAML aliases counted where they are used)"
+        if depth > MAX_DEPTH:
+            return f"nested too deeply (a topology file is at most {MAX_DEPTH} levels deep)"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value if isinstance(k, (dict, list, tuple)))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
+    return None
 
 
 def load(path: Path | str) -> Topology:

@@ -13,8 +13,10 @@ import jinja2
 from psycopg import sql
 
 from pgtopo.errors import InputError
+from pgtopo.model.files import FileRefused
+from pgtopo.model.rowfilter import row_filter_problem
 from pgtopo.model.schema_file import read_schema
-from pgtopo.model.topology import PG_PORT, PublishedTable, Topology, endpoint, slot_name
+from pgtopo.model.topology import PG_PORT, PROBE_PUBLICATION, PROBE_SCHEMA, PublishedTable, Topology, endpoint, slot_name
 
 
 def _templates() -> Path:
@@ -27,9 +29,7 @@ def _templates() -> Path:
 TEMPLATES = _templates()
 CONF_DIR = "/etc/pgtopo"
 PASSFILE = f"{CONF_DIR}/pgpass"
-PROBE_SCHEMA = "pgtopo"
 PROBE_TABLE = "probe"
-PROBE_PUBLICATION = "pgtopo_probe"
 PROBE = sql.Identifier(PROBE_SCHEMA, PROBE_TABLE)
 ROLES = ("pgtopo", "replicator", "app")
 
@@ -183,18 +183,42 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
         if has_pub:
             pubs.append(q(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
                 sql.Identifier(PROBE_PUBLICATION), probe)))
-        schema = read_schema(topo_path, db)
+        try:
+            schema = read_schema(topo_path, db)
+        except FileRefused as exc:
+            raise InputError(f"clusters.{cluster}.databases.{dname}.schema_file: cannot read '{db.schema_file}' "
+                             f"({exc.message})") from None
         dbs.append({
             "name": dname,
             "create": q(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident, sql.Identifier("app"))),
             "connect": dname,
             "setup": setup,
-            "schema": schema.strip() if schema else "",
+            "schema": schema_block(schema.strip()) if schema and schema.strip() else "",
             "grants": grants,
             "publications": pubs,
         })
     return _env().get_template("init.sql.j2").render(
         **_common(topo, source, cluster, cl.primary_name), roles=roles, databases=dbs)
+
+
+def schema_block(schema: str) -> str:
+    """The user's schema as one string the server executes: psql never reads it.
+
+    psql would act on a meta-command (``\\!`` runs a shell) or substitute a ``:variable`` (the
+    passwords are variables in init.sql) anywhere in text it reads. Inside a dollar quote it
+    does neither; the server runs the statements in order, in one transaction.
+    """
+    outer, inner = (_dollar_tag(schema, stem) for stem in ("pgtopo_do", "pgtopo_schema"))
+    return f"DO {outer} BEGIN EXECUTE {inner}\n{schema}\n{inner}; END {outer};"
+
+
+def _dollar_tag(text: str, stem: str) -> str:
+    """``$stem$``, or ``$stem_N$`` with the first N the text does not contain."""
+    tag, n = f"${stem}$", 0
+    while tag in text:
+        n += 1
+        tag = f"${stem}_{n}$"
+    return tag
 
 
 def publication_statement(name: str, all_tables: bool, tables: list[PublishedTable]) -> sql.Composed:
@@ -206,7 +230,11 @@ def publication_statement(name: str, all_tables: bool, tables: list[PublishedTab
         if t.columns:
             part = sql.SQL("{} ({})").format(part, sql.SQL(", ").join(sql.Identifier(c) for c in t.columns))
         if t.where:
-            # A row filter is an SQL expression by nature: it is written by the file's author.
+            # A row filter is an SQL expression by nature, written by the file's author; the
+            # model refused anything but one expression, and this stays true on every path.
+            problem = row_filter_problem(t.where)
+            if problem:
+                raise InputError(f"row filter of table '{t.name}': {problem}")
             part = sql.SQL("{} WHERE ({})").format(part, sql.SQL(t.where))
         parts.append(part)
     return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(sql.Identifier(name), sql.SQL(", ").join(parts))

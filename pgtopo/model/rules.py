@@ -11,7 +11,10 @@ import ipaddress
 from pathlib import Path
 
 from pgtopo.errors import InputError
-from pgtopo.model.schema_file import read_schema, schema_tables
+from pgtopo.model import pgsettings, reserved
+from pgtopo.model.files import FileRefused
+from pgtopo.model.schema_file import TableColumns, read_schema, schema_columns, schema_tables
+from pgtopo.model.sqlcheck import schema_problems
 from pgtopo.model.topology import MAX_NODES, Cluster, Topology
 
 
@@ -20,6 +23,7 @@ def problems(topo: Topology, path: Path) -> list[str]:
     p: list[str] = []
     seen_nodes: dict[str, str] = {}
     schemas: dict[tuple[str, str], set[str] | None] = {}
+    columns: dict[tuple[str, str], dict[str, TableColumns | None]] = {}
 
     for cname, cluster in topo.clusters.items():
         base = f"clusters.{cname}"
@@ -27,18 +31,25 @@ def problems(topo: Topology, path: Path) -> list[str]:
         if len(primaries) != 1:
             found = ", ".join(primaries) if primaries else "none"
             p.append(f"{base}.nodes: a cluster needs exactly one primary (found: {found})")
+        p.extend(reserved.cluster_problems(topo, cname, cluster))
         for dname, db in cluster.databases.items():
             try:
                 text = read_schema(path, db)
-            except OSError as exc:
-                p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({exc.strerror})")
+            except FileRefused as exc:
+                why = "No such file or directory" if exc.missing else exc.message
+                p.append(f"{base}.databases.{dname}.schema_file: cannot read '{db.schema_file}' ({why})")
                 text = None
-            except UnicodeDecodeError:
-                p.append(f"{base}.databases.{dname}.schema_file: '{db.schema_file}' is not UTF-8 text")
-                text = None
+            if text is not None:
+                field = "schema_file" if db.schema_file is not None else "schema"
+                p.extend(f"{base}.databases.{dname}.{field}: {msg}" for msg in schema_problems(text))
             schemas[(cname, dname)] = schema_tables(text) if text is not None else None
+            columns[(cname, dname)] = schema_columns(text) if text is not None else {}
         for nname, node in cluster.nodes.items():
             npath = f"{base}.nodes.{nname}"
+            for key, setting in node.settings.items():
+                bad = pgsettings.problem(key, setting, version=topo.postgres.version)
+                if bad:
+                    p.append(f"{npath}.settings.{key}: {bad}")
             if nname in seen_nodes:
                 p.append(f"{npath}: node name already used in cluster '{seen_nodes[nname]}'")
             seen_nodes.setdefault(nname, cname)
@@ -65,12 +76,17 @@ def problems(topo: Topology, path: Path) -> list[str]:
             for i, table in enumerate(pub.table_list()):
                 if known is not None and table.name not in known:
                     p.append(f"{ppath}.tables.{i}: table '{table.name}' is not created by the schema of '{pub.database}'")
+                cols = columns[(cname, pub.database)].get(table.name)
+                for j, col in enumerate(table.columns or []):
+                    if cols is not None and col not in cols.names:
+                        p.append(f"{ppath}.tables.{i}.columns.{j}: column '{col}' is not in table '{table.name}' of the "
+                                 f"schema of '{pub.database}'")
                 if table.where is not None and topo.postgres.version < 15:
                     p.append(f"{ppath}.tables.{i}.where: row filters need PostgreSQL 15 or later")
 
     if len(seen_nodes) > MAX_NODES:
         p.append(f"clusters: at most {MAX_NODES} nodes")
-    p.extend(_subscription_problems(topo, schemas))
+    p.extend(_subscription_problems(topo, schemas, columns))
     p.extend(_region_problems(topo))
     ports: dict[int, str] = {}
     for cname, nname, node in topo.all_nodes():
@@ -119,7 +135,8 @@ def _sync_problems(base: str, cluster: Cluster) -> list[str]:
     return out
 
 
-def _subscription_problems(topo: Topology, schemas: dict[tuple[str, str], set[str] | None]) -> list[str]:
+def _subscription_problems(topo: Topology, schemas: dict[tuple[str, str], set[str] | None],
+                           columns: dict[tuple[str, str], dict[str, TableColumns | None]]) -> list[str]:
     out: list[str] = []
     for cname, cluster in topo.clusters.items():
         for sname, sub in cluster.subscriptions.items():
@@ -146,6 +163,14 @@ def _subscription_problems(topo: Topology, schemas: dict[tuple[str, str], set[st
                             f"{spath}: table '{table.name}' of publication '{sub.publication}' is not "
                             f"created by the schema of '{dbname}' in cluster '{cname}'"
                         )
+                        continue
+                    mine = columns.get((cname, dbname), {}).get(table.name)
+                    sent = _published_columns(table.columns, columns.get((sub.publisher, pub.database), {}).get(table.name))
+                    missing = [c for c in sent if c not in mine.names] if mine is not None else []
+                    for col in missing:
+                        out.append(f"{spath}: column '{col}' of table '{table.name}' (publication "
+                                   f"'{sub.publication}') is not in table '{table.name}' of the schema of '{dbname}' "
+                                   f"in cluster '{cname}'")
             if sub.failover and topo.postgres.version < 17:
                 out.append(f"{spath}.failover: failover slots need PostgreSQL 17")
         names = [s for c in topo.clusters.values() for s in c.subscriptions]
@@ -153,6 +178,16 @@ def _subscription_problems(topo: Topology, schemas: dict[tuple[str, str], set[st
             if names.count(sname) > 1:
                 out.append(f"clusters.{cname}.subscriptions.{sname}: subscription name used in more than one cluster")
     return sorted(set(out), key=out.index)
+
+
+def _published_columns(listed: list[str] | None, publisher: TableColumns | None) -> list[str]:
+    """The columns a subscriber receives: the column list, else every column the publisher's
+    schema gives the table (generated ones are never sent); none when that is unknown."""
+    if listed is not None:
+        return listed
+    if publisher is None:
+        return []
+    return sorted(publisher.names - publisher.generated)
 
 
 def _region_problems(topo: Topology) -> list[str]:

@@ -19,17 +19,27 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
 from pgtopo.errors import InputError
+from pgtopo.model.rowfilter import row_filter_problem
 
 DEFAULT_IMAGE = "pgtopo/postgres:{version}"
 PG_PORT = 5432
 Pair = tuple[str, str]  # two region names
 RELAY_ALIAS = "pgtopo-relay"  # the relay's network alias on every region network
+RELAY_NODE = "relay"  # the relay container's name (after the topology's) and its pgtopo.node label
+PROBE_SCHEMA = "pgtopo"  # pgtopo's schema in every database: the probe table of `verify`
+PROBE_PUBLICATION = "pgtopo_probe"
+# Names that pgtopo gives its own things, with what takes them: the file cannot use them.
+RESERVED_NODE_NAMES = {RELAY_NODE: "the relay container's name", RELAY_ALIAS: "the relay's network alias"}
+RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 RELAY_PORT_BASE = 20000
 RELAY_PORT_SPAN = 40000
 MAX_NODES = 99
@@ -68,6 +78,21 @@ RESERVED_SETTINGS = frozenset(
         "max_wal_senders",
         "max_replication_slots",
         "recovery_target_timeline",
+        # A replica with a recovery target stops following its upstream (or promotes itself).
+        "recovery_target",
+        "recovery_target_action",
+        "recovery_target_inclusive",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_time",
+        "recovery_target_xid",
+        # pgtopo runs psql as postgres over the socket in /var/run/postgresql.
+        "unix_socket_directories",
+        "unix_socket_permissions",
+        # pgtopo writes on the primaries (init.sql, slots, subscriptions, verify's probe rows) and
+        # `verify` and lag in time read commit timestamps.
+        "default_transaction_read_only",
+        "track_commit_timestamp",
         "include",
         "include_dir",
         "include_if_exists",
@@ -87,10 +112,13 @@ def _check_identifier(value: str) -> str:
 
 
 PgIdent = Annotated[str, AfterValidator(_check_identifier)]
+# Strict numbers: YAML's `true` is not 1, and a number is not silently a boolean. A float field
+# still takes an integer (rtt_ms: 80).
+StrictNumber = Annotated[float, Strict()]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Region(_Model):
@@ -117,9 +145,9 @@ class Link(_Model):
     """Latency between two regions: round-trip time and optional jitter, in milliseconds."""
 
     between: tuple[RegionName, RegionName]
-    rtt_ms: float = Field(ge=0, le=10_000)
-    jitter_ms: float = Field(default=0, ge=0, le=10_000)
-    bandwidth_kbps: int | None = Field(default=None, gt=0)
+    rtt_ms: StrictNumber = Field(ge=0, le=10_000)
+    jitter_ms: StrictNumber = Field(default=0, ge=0, le=10_000)
+    bandwidth_kbps: StrictInt | None = Field(default=None, gt=0)
 
 
 class Database(_Model):
@@ -141,8 +169,8 @@ class Node(_Model):
     region: RegionName
     role: Literal["primary", "replica"] = "replica"
     upstream: NodeName | None = None
-    failover_priority: int = Field(default=100, ge=0, le=1000)
-    port: int | None = Field(default=None, ge=1024, le=65535)
+    failover_priority: StrictInt = Field(default=100, ge=0, le=1000)
+    port: StrictInt | None = Field(default=None, ge=1024, le=65535)
     settings: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("settings")
@@ -160,7 +188,7 @@ class Synchronous(_Model):
     """``synchronous_standby_names`` of a cluster: ``ANY n (...)`` or ``FIRST n (...)``."""
 
     method: Literal["any", "first"] = "any"
-    count: int = Field(default=1, ge=1)
+    count: StrictInt = Field(default=1, ge=1)
     standbys: list[NodeName] = Field(min_length=1)
 
 
@@ -173,6 +201,15 @@ class PublishedTable(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_identifier(value)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = row_filter_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("columns")
     @classmethod
@@ -188,7 +225,7 @@ class PublishedTable(_Model):
 class Publication(_Model):
     database: str
     tables: list[PublishedTable] | None = None
-    all_tables: bool = False
+    all_tables: StrictBool = False
 
     @field_validator("tables", mode="before")
     @classmethod
@@ -221,8 +258,8 @@ class Subscription(_Model):
     publisher: str
     publication: str
     database: str | None = None
-    copy_data: bool = True
-    failover: bool | None = None
+    copy_data: StrictBool = True
+    failover: StrictBool | None = None
 
     @field_validator("publication")
     @classmethod
@@ -250,6 +287,14 @@ class Cluster(_Model):
 class PostgresSpec(_Model):
     version: Literal[15, 16, 17] = 17
     image: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _strict_version(cls, value: Any) -> Any:
+        # A Literal cannot be strict in pydantic: 17.0 would pass as 17.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected 15, 16 or 17, not {value!r}")
+        return value
 
 
 class Topology(_Model):

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgtopo.model.topology import PG_PORT, RELAY_ALIAS, Link, Topology
+from pgtopo.model.topology import PG_PORT, RELAY_ALIAS, RELAY_NODE, Link, Topology
 from pgtopo.network import relay
 from pgtopo.network.relay import link_key
 from pgtopo.progress import Progress
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
     from docker.models.networks import Network
 
-RELAY_NAME = "relay"
+RELAY_NAME = RELAY_NODE
 RELAY_CONF = "/etc/pgtopo/relay.json"
 RELAY_SOURCE = Path(relay.__file__)
 

@@ -66,8 +66,21 @@ def labels(topology: str, kind: str, **extra: str) -> dict[str, str]:
     return out
 
 
+# Topology, node and region names are lower-case letters, digits and '-': joined by '-', topology
+# 't' node 'a-b' and topology 't-a' node 'b' were both 't-a-b'. '_' is in none of them, so
+# '<topology>_<name>' cannot alias across topologies. Things made before the change keep their
+# old names: they are found by label, never by name.
+SEPARATOR = "_"
+
+
 def container_name(topology: str, name: str) -> str:
-    return f"{topology}-{name}"
+    """The Docker name of a container or network: ``<topology>_<node or region>``."""
+    return f"{topology}{SEPARATOR}{name}"
+
+
+def volume_name(topology: str, node: str) -> str:
+    """The Docker name of a node's data volume: ``<topology>_<node>_data``."""
+    return f"{topology}{SEPARATOR}{node}{SEPARATOR}data"
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -179,12 +192,7 @@ def create(spec: ContainerSpec) -> Container:
     first_net, first_aliases = spec.region_networks[0]
     volumes = {}
     if spec.volume:
-        vol_name = container_name(spec.topology, f"{spec.name}-data")
-        with docker_errors(node=spec.name, step="create volume"):
-            existing = client().volumes.list(filters={"name": vol_name})
-            if not any(v.name == vol_name for v in existing):
-                client().volumes.create(vol_name, labels=lab)
-        volumes[vol_name] = {"bind": spec.volume, "mode": "rw"}
+        volumes[_data_volume(spec.topology, spec.name, lab)] = {"bind": spec.volume, "mode": "rw"}
     with docker_errors(node=spec.name, step="create container"):
         endpoint = client().api.create_endpoint_config(aliases=first_aliases)
         networking = client().api.create_networking_config({first_net.name: endpoint})
@@ -211,6 +219,37 @@ def create(spec: ContainerSpec) -> Container:
         for net, aliases in spec.region_networks[1:]:
             net.connect(container, aliases=aliases)
     return container
+
+
+def _data_volume(topology: str, node: str, lab: dict[str, str]) -> str:
+    """The node's own data volume: found by its labels, else created; never another's."""
+    with docker_errors(node=node, step="create volume"):
+        own = client().volumes.list(filters={"label": [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_NODE}={node}"]})
+        if own:
+            return str(own[0].name)  # also a volume named before the separator changed
+        name = volume_name(topology, node)
+        found = [v for v in client().volumes.list(filters={"name": name}) if v.name == name]
+        if found:
+            # The name is taken by a volume that is not this node's (its labels say so): mounting
+            # it would hand this node another topology's data directory.
+            refusal = volume_refusal(name, found[0].attrs.get("Labels") or {}, topology=topology, node=node)
+            if refusal:
+                raise OperationFailed(refusal, node=node, step="create volume",
+                                      hint=f"remove it with `docker volume rm {name}` if it is not needed")
+            return name
+        client().volumes.create(name, labels=lab)
+    return name
+
+
+def volume_refusal(name: str, found: dict[str, str], *, topology: str, node: str) -> str | None:
+    """Why a volume with labels ``found`` cannot be the data of ``node`` of ``topology``, or None."""
+    owner_topology, owner_node = found.get(LABEL_TOPOLOGY), found.get(LABEL_NODE)
+    if owner_topology == topology and owner_node == node:
+        return None
+    owner = (f"node '{owner_node}' of topology '{owner_topology}'" if owner_topology
+             else "no pgtopo topology (it carries no pgtopo label)")
+    return (f"volume {name} belongs to {owner}, not to node '{node}' of topology '{topology}': "
+            "refusing to mount another's data")
 
 
 def put_files(container: Container, files: dict[str, tuple[str, int]], *, directory: str) -> None:

@@ -145,7 +145,7 @@ def test_paused_primary_is_fenced_off_the_network_then_rejoins(sync: tuple[Topol
     code, out = cli("failover", str(path), "--yes")
     print(out)
     assert code == 0, out
-    assert f"fenced {old}: disconnected (container paused, removed from t-failsync-dc1)" in out
+    assert f"fenced {old}: disconnected (container paused, removed from t-failsync_dc1)" in out
     assert gateway.network_names(c) == []
     new = state.current_primaries(topo)["main"]
     assert new != old
@@ -156,7 +156,7 @@ def test_paused_primary_is_fenced_off_the_network_then_rejoins(sync: tuple[Topol
     code, out = cli("rejoin", str(path), old)
     print(out)
     assert code == 0, out
-    assert gateway.network_names(c) == ["t-failsync-dc1"]
+    assert gateway.network_names(c) == ["t-failsync_dc1"]
     wait_for(lambda: all_streaming(topo, "main"), what="every node streaming")
     snap = snapshot.collect(topo)
     assert snap.writable("main") == [new]

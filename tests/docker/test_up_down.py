@@ -46,9 +46,9 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         assert stat.S_IMODE(secrets.parent.stat().st_mode) == 0o700
         assert state.passwords(name)["app"] not in path.read_text()
 
-        # Every container, network and volume is labelled and named <topology>-<thing>.
+        # Every container, network and volume is labelled and named <topology>_<thing>.
         names = sorted(c.name for c in gateway.containers(name))
-        assert names == [f"{name}-pg-billing", f"{name}-pg-eu", f"{name}-pg-us", f"{name}-relay"]
+        assert names == [f"{name}_pg-billing", f"{name}_pg-eu", f"{name}_pg-us", f"{name}_relay"]
 
         # A row written on the primary reaches the EU replica and, through inventory_pub, billing.
         with connect.connect(name, "pg-us", dbname="production") as conn:
@@ -83,7 +83,7 @@ def test_reference_topology(tmp_path: Path, state_dir: Path) -> None:
         res = runner.invoke(app, ["up", str(path)])
         assert res.exit_code == 0, res.output
         after = {c.name: c.id for c in gateway.containers(name, kind="node")}
-        assert set(after) - set(before) == {f"{name}-pg-eu2"}
+        assert set(after) - set(before) == {f"{name}_pg-eu2"}
         assert all(after[k] == v for k, v in before.items())  # existing nodes untouched
         # The relay was re-created with listeners for the new node; replication resumes through it.
         wait_for(lambda: snapshot.collect(load(path)).nodes["pg-eu"].receiver_status == "streaming",

@@ -212,7 +212,8 @@ def test_schema_file_must_be_utf8(tmp_path: Path) -> None:
     (tmp_path / "latin1.sql").write_bytes("CREATE TABLE caf\xe9 (id int);".encode("latin-1"))
     data = base()
     main(data)["databases"]["sales"] = {"schema_file": "latin1.sql"}
-    assert problems(tmp_path, data) == ["clusters.main.databases.sales.schema_file: 'latin1.sql' is not UTF-8 text"]
+    assert problems(tmp_path, data) == [
+        "clusters.main.databases.sales.schema_file: cannot read 'latin1.sql' (not a UTF-8 text file (byte 16))"]
 
 
 def test_publication_database_is_in_the_cluster(tmp_path: Path) -> None:

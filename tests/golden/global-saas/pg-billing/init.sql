@@ -20,6 +20,8 @@ CREATE TABLE "pgtopo"."probe" (id bigint PRIMARY KEY, origin text NOT NULL, sent
 GRANT USAGE ON SCHEMA "pgtopo" TO "replicator";
 GRANT SELECT ON "pgtopo"."probe" TO "replicator";
 SET ROLE app;
+-- The schema from the file: one string the server runs in one transaction, never read by psql.
+DO $pgtopo_do$ BEGIN EXECUTE $pgtopo_schema$
 CREATE TABLE products (
     id bigint PRIMARY KEY,
     sku text NOT NULL UNIQUE,
@@ -28,6 +30,7 @@ CREATE TABLE products (
     stock integer NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL
 );
+$pgtopo_schema$; END $pgtopo_do$;
 RESET ROLE;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO "replicator";
 

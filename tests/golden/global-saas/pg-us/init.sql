@@ -20,6 +20,8 @@ CREATE TABLE "pgtopo"."probe" (id bigint PRIMARY KEY, origin text NOT NULL, sent
 GRANT USAGE ON SCHEMA "pgtopo" TO "replicator";
 GRANT SELECT ON "pgtopo"."probe" TO "replicator";
 SET ROLE app;
+-- The schema from the file: one string the server runs in one transaction, never read by psql.
+DO $pgtopo_do$ BEGIN EXECUTE $pgtopo_schema$
 CREATE TABLE products (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     sku text NOT NULL UNIQUE,
@@ -34,6 +36,7 @@ CREATE TABLE orders (
     quantity integer NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+$pgtopo_schema$; END $pgtopo_do$;
 RESET ROLE;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO "replicator";
 CREATE PUBLICATION "inventory_pub" FOR TABLE "products";

@@ -20,12 +20,15 @@ CREATE TABLE "pgtopo"."probe" (id bigint PRIMARY KEY, origin text NOT NULL, sent
 GRANT USAGE ON SCHEMA "pgtopo" TO "replicator";
 GRANT SELECT ON "pgtopo"."probe" TO "replicator";
 SET ROLE app;
+-- The schema from the file: one string the server runs in one transaction, never read by psql.
+DO $pgtopo_do$ BEGIN EXECUTE $pgtopo_schema$
 CREATE TABLE customers (
     id bigint PRIMARY KEY,
     region text NOT NULL,
     name text NOT NULL,
     email text NOT NULL
 );
+$pgtopo_schema$; END $pgtopo_do$;
 RESET ROLE;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO "replicator";
 
