@@ -292,12 +292,16 @@ def down(name: str, *, volumes: bool) -> dict[str, int]:
 
 
 def running() -> dict[str, dict[str, Any]]:
+    """Every topology that has something in Docker: containers, or only the volumes `down` kept."""
     out: dict[str, dict[str, Any]] = {}
-    for name, cs in sorted(gateway.topologies().items()):
-        nodes = [c for c in cs if c.labels.get(gateway.LABEL_KIND) == "node"]
+    by_containers = gateway.topologies()
+    by_volumes = gateway.volumes_by_topology()
+    for name in sorted(set(by_containers) | set(by_volumes)):
+        nodes = [c for c in by_containers.get(name, []) if c.labels.get(gateway.LABEL_KIND) == "node"]
         out[name] = {
             "nodes": len(nodes),
             "running": sum(1 for c in nodes if c.status == "running"),
+            "volumes": len(by_volumes.get(name, [])),
             "file": state.load(name).topology_file,
         }
     return out
