@@ -11,7 +11,7 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 
 commands = Commands()
@@ -78,12 +78,14 @@ def schema() -> None:
 
 
 @commands.command()
-def up(file: TopologyFile) -> None:
+def up(file: TopologyFile, no_wait: NoWaitOption = False) -> None:
     """Start the topology in Docker; returns when every replica streams and every subscription is ready."""
     from pgtopo.lifecycle import deploy
 
     topo = _load(file)
-    result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
+    with changing(topo.name, no_wait=no_wait, create=True):
+        # Under the lock: what `up` reads (the current primaries) no failover changes meanwhile.
+        result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
     def url(cluster: str, port: int | None) -> str:
         db = next(iter(topo.clusters[cluster].databases), "postgres")
         return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
@@ -110,6 +112,7 @@ def down(
         "--name", help="The topology to remove, by name (see `pgtopo ls`): no file needed, for a file that was "
                        "deleted or no longer loads.", show_default=False)] = None,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Also remove the data volumes.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Remove every container and network labelled for this topology (volumes with --volumes)."""
     from pgtopo.lifecycle import deploy
@@ -128,7 +131,8 @@ def down(
     else:
         assert name is not None
         target = check_topology_name(name)
-    removed = deploy.down(target, volumes=volumes)
+    with changing(target, no_wait=no_wait):
+        removed = deploy.down(target, volumes=volumes)
     output.success(
         f"removed {removed['containers']} containers, {removed['networks']} networks, "
         f"{removed['volumes']} volumes of '{target}'"

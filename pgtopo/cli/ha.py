@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
+from pgtopo.cli.app import ClusterOption, Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
@@ -92,6 +92,7 @@ def failover(
     force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
     max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
     = DEFAULT_MAX_LAG,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest.
 
@@ -102,10 +103,11 @@ def failover(
 
     started = time.monotonic()
     topo = _load(file)
-    plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
-               execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
-                                                                 progress=output.StepPrinter()))
+    with changing(topo.name, no_wait=no_wait, dry_run=dry_run):  # planned under the lock: on what really is
+        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
+                                                                     progress=output.StepPrinter()))
 
 
 @commands.command()
@@ -116,6 +118,7 @@ def switchover(
     cluster: ClusterOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Planned change of primary with zero loss; the old primary becomes a replica of the new one.
 
@@ -125,10 +128,11 @@ def switchover(
 
     started = time.monotonic()
     topo = _load(file)
-    plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-               execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
-                                                                   progress=output.StepPrinter()))
+    with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
+        plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
+                                                                       progress=output.StepPrinter()))
 
 
 @commands.command()
@@ -137,12 +141,14 @@ def rejoin(
     node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.",
                                        autocompletion=complete_node)],
     reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
     from pgtopo.ha import rejoin as rj
 
     topo = _load(file)
-    res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+    with changing(topo.name, no_wait=no_wait):
+        res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
     if res.method == "already streaming":
         output.success(f"{res.detail}: nothing to do")
         return
@@ -155,11 +161,13 @@ def rejoin(
 def kill(
     file: TopologyFile,
     node: Annotated[str, typer.Argument(help="The node to crash.", autocompletion=complete_node)],
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Crash a node (SIGKILL to its container), for failover drills."""
     from pgtopo.ha import fencing
 
     topo = _load(file)
-    last = fencing.kill_node(topo, node)
+    with changing(topo.name, no_wait=no_wait):
+        last = fencing.kill_node(topo, node)
     where = f" (its last position was {last})" if last else ""
     output.success(f"killed {node} with SIGKILL{where}")

@@ -146,7 +146,10 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     result.phases["subscriptions"] = time.monotonic() - subs_started
 
     topology_file = str(topo_path.resolve())
-    state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": primaries, "topology_file": topology_file}))
+    # `up` never moves a primary, so it never writes back the one it read: a failover recorded
+    # meanwhile (only possible without the command lock, which the CLI takes) is kept.
+    state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": rt.primaries_of(topo),
+                                                             "topology_file": topology_file}))
 
     for cname, nname, spec in topo.all_nodes():
         c = existing[nname]
