@@ -41,6 +41,9 @@ def handled() -> Iterator[None]:
     """The one place errors become exit codes (``Commands.register`` applies it to every command)."""
     try:
         yield
+    except errors.Interrupted as exc:
+        output.error_lines([f"interrupted: {exc.lines()[0]}", *exc.lines()[1:]])
+        raise typer.Exit(exc.exit_code) from None
     except errors.PgtopoError as exc:
         output.error_lines([f"error: {exc.lines()[0]}", *exc.lines()[1:]])
         raise typer.Exit(exc.exit_code) from None

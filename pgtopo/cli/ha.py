@@ -19,6 +19,7 @@ from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
     from pgtopo.ha.promotion import Outcome
+    from pgtopo.runtime.state import PendingChange
 
 commands = Commands()
 
@@ -32,10 +33,14 @@ def plan_screen(plan: Plan) -> list[Block]:
 
 def outcome_screen(o: Outcome) -> list[Block]:
     p = o.plan
-    blocks: list[Block] = [Line(
-        f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
-        f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: {o.promote_s:.2f} s)",
-        "success")]
+    if o.resumed_from is not None:
+        head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); the failover begun at "
+                f"{o.resumed_from} is finished (its recovery time: {o.recovery_s:.2f} s)")
+    else:
+        head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
+                f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: "
+                f"{o.promote_s:.2f} s)")
+    blocks: list[Block] = [Line(head, "success")]
     if o.fence is not None:
         blocks.append(Line(f"fenced {o.fence.node}: {o.fence.method} ({o.fence.detail})"))
     if o.loss is not None:
@@ -81,6 +86,15 @@ def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
     output.show(outcome_screen(execute(waited)))
 
 
+def _carry_out_rest(rec: PendingChange, *, dry_run: bool, yes: bool, execute: Callable[[float], Outcome]) -> None:
+    """The steps left of a failover whose candidate is promoted: say which; confirm; finish them."""
+    if dry_run:
+        output.info("dry run: nothing changed")
+        return
+    waited = 0.0 if yes else _confirm(f"finish the failover of cluster {rec.cluster} to {rec.to}?")
+    output.show(outcome_screen(execute(waited)))
+
+
 @commands.command()
 def failover(
     file: TopologyFile,
@@ -99,11 +113,21 @@ def failover(
     Without --cluster: the cluster of --to, else the only cluster with replicas (with several, --cluster is
     needed).
     """
-    from pgtopo.ha import promotion
+    from pgtopo.ha import pending, promotion
 
     started = time.monotonic()
     topo = _load(file)
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):  # planned under the lock: on what really is
+        found = pending.unfinished(topo, cluster=cluster, to=to)
+        if found is not None:
+            rec, promoted = found
+            said = rec.summary(file=str(file))[:-1]  # without "finish it with": this command does
+            output.show([Line(line, "warning") for line in [*said, f"this run finishes it (begun at {rec.at})"]])
+            if promoted:  # finish that one: never plan another failover of a half-changed cluster
+                _carry_out_rest(rec, dry_run=dry_run, yes=yes, execute=lambda waited: promotion.resume_failover(
+                    topo, rec, started=started + waited, progress=output.StepPrinter()))
+                return
+            to = to or rec.to
         plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
         _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
                    execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,

@@ -231,6 +231,18 @@ def test_schema_errors_map_to_exit_codes(runner: CliRunner, monkeypatch: pytest.
     assert res.output.splitlines() == [line]
 
 
+def test_an_interrupted_command_says_what_it_did_and_exits_130(runner: CliRunner,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def stopped() -> None:
+        raise errors.Interrupted("`up` stopped before it finished", details=["ready: pg-us", "run `pgtopo up` again"])
+
+    monkeypatch.setattr(loader, "json_schema", stopped)
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 130
+    assert res.output.splitlines() == ["interrupted: `up` stopped before it finished", "ready: pg-us",
+                                       "run `pgtopo up` again"]
+
+
 @pytest.mark.parametrize(("raised", "line"), [
     (psycopg.OperationalError("server closed the connection unexpectedly\n\tThis probably means..."),
      "error: database error: server closed the connection unexpectedly"),
