@@ -7,6 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
+from pgtopo.errors import Interrupted
+from pgtopo.ha import promotion
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load
 from pgtopo.observe import snapshot
@@ -152,5 +156,30 @@ def test_ctrl_c_during_a_failover_then_failover_again_finishes_it(tmp_path: Path
         wait_for(lambda: snapshot.collect(topo).nodes["pg-c"].receiver_status == "streaming", what="pg-c streaming")
         rc, out = pgtopo("status", str(path))
         assert "did not finish" not in out
+
+        # Stopped between fencing and promotion (Ctrl-C as the fence is reported): nothing is
+        # writable, it says so, and `failover` again promotes the node that was chosen.
+        assert pgtopo("kill", str(path), "pg-b")[0] == 0
+        plan = promotion.plan_live(topo, mode="failover", cluster=None, to=None)
+        assert plan.candidate == "pg-c"
+
+        def ctrl_c_once_fenced(subject: str, message: str) -> None:
+            if message.startswith("fenced:"):
+                raise KeyboardInterrupt
+
+        with pytest.raises(Interrupted) as err:
+            promotion.execute_failover(topo, plan, started=time.monotonic(), progress=ctrl_c_once_fenced)
+        assert err.value.lines() == [
+            "the failover of cluster main from pg-b to pg-c stopped while re-pointing the replicas to pg-c",
+            "done: pg-b is fenced",
+            "cluster main has NO writable primary: pg-b is fenced and pg-c is not promoted",
+            f"finish it with `pgtopo failover {file} --cluster main --to pg-c`"]
+        rc, out = pgtopo("status", str(path))
+        assert rc == 1 and "cluster main has NO writable primary: pg-b is fenced and pg-c is not promoted" in out
+        rc, out = pgtopo("failover", str(path), "--yes")
+        assert rc == 0, out
+        assert "this run finishes it (begun at " in out
+        assert "pg-c is the primary of cluster main (timeline 3); recovery time " in out
+        assert state.current_primaries(topo) == {"main": "pg-c"} and state.load(name).pending == {}
     finally:
         deploy.down(name, volumes=True)
