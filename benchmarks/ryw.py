@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         topo = load(args.file)
         started = False
-        if topo.name not in deploy.running():
+        if not deploy.running().get(topo.name, {}).get("nodes"):  # absent, or only its volumes left
             print(f"bringing up {topo.name}", file=sys.stderr)
             deploy.up(topo, topo_path=args.file, progress=progress)
             started = True

@@ -106,5 +106,12 @@ class OperationFailed(PgtopoError):
         return out
 
 
+class Interrupted(PgtopoError):
+    """Ctrl-C: the command stopped. Its lines say what was done, what was not, and the command that
+    finishes the work."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class DockerUnavailable(PgtopoError):
     """The Docker daemon cannot be reached."""

@@ -7,6 +7,8 @@ Exit codes: 0 success, 1 an operation failed, 2 bad input or usage, 3 unexpected
 from __future__ import annotations
 
 import functools
+import shlex
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,7 @@ from pgtopo import errors
 from pgtopo.cli import completion, output
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
+from pgtopo.runtime import lock
 from pgtopo.runtime.gateway import DOCKER_ERRORS
 
 TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
@@ -27,6 +30,9 @@ TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", 
 ClusterOption = Annotated[str | None, typer.Option(
     "--cluster", "-c", help="The cluster to act on (default: see the description above).",
     show_default=False, autocompletion=completion.complete_cluster)]
+NoWaitOption = Annotated[bool, typer.Option(
+    "--no-wait", help="If another command is changing this topology, fail at once (naming it) instead of "
+                      "waiting for it to finish.")]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -35,6 +41,9 @@ def handled() -> Iterator[None]:
     """The one place errors become exit codes (``Commands.register`` applies it to every command)."""
     try:
         yield
+    except errors.Interrupted as exc:
+        output.error_lines([f"interrupted: {exc.lines()[0]}", *exc.lines()[1:]])
+        raise typer.Exit(exc.exit_code) from None
     except errors.PgtopoError as exc:
         output.error_lines([f"error: {exc.lines()[0]}", *exc.lines()[1:]])
         raise typer.Exit(exc.exit_code) from None
@@ -111,3 +120,21 @@ def create_app(groups: Iterable[Commands]) -> typer.Typer:
 
 def load_topology(path: Path) -> Topology:
     return loader.load(path)
+
+
+def _command_line() -> str:
+    """This command as the user typed it (what another command waiting for the lock shows)."""
+    return shlex.join(["pgtopo", *sys.argv[1:]])
+
+
+@contextmanager
+def changing(name: str, *, no_wait: bool, dry_run: bool = False, create: bool = False) -> Iterator[None]:
+    """Held around the whole of a command that changes topology ``name`` (see pgtopo.runtime.lock):
+    another one waits for it, saying so, or with --no-wait refuses. A dry run changes nothing and
+    never waits; only `up` (``create``) locks a topology that has no state directory yet."""
+    if dry_run:
+        yield
+        return
+    with lock.command_lock(name, command=_command_line(), wait=not no_wait, progress=output.StepPrinter(),
+                           create=create):
+        yield

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
+from pgtopo.cli.app import ClusterOption, Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_region
 
@@ -30,6 +30,7 @@ def ryw(
         "--max-wait", metavar="MS", help="lsn: longest wait for the replica (default: twice the expected lag).")] = None,
     cluster: ClusterOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Sessions in REGION write a row and read it back at once: stale reads, reads served
     locally, read and write latency per strategy. Uses a table of pgtopo's own, dropped afterwards.
@@ -40,8 +41,10 @@ def ryw(
 
     chosen = bench.parse_strategies(strategies)
     printer = output.StepPrinter()
-    result = bench.run(_load(file), region=region, strategies=chosen, sessions=sessions, ops=ops,
-                       slow_link_ms=slow_link, cluster=cluster, max_wait_ms=max_wait, progress=printer)
+    topo = _load(file)
+    with changing(topo.name, no_wait=no_wait):  # it slows a link and creates a table of its own
+        result = bench.run(topo, region=region, strategies=chosen, sessions=sessions, ops=ops,
+                           slow_link_ms=slow_link, cluster=cluster, max_wait_ms=max_wait, progress=printer)
     if as_json:
         output.as_json({"setup": result.setup.__dict__, "strategies": [s.to_json() for s in result.stats]})
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 
 commands = Commands()
@@ -77,12 +78,14 @@ def schema() -> None:
 
 
 @commands.command()
-def up(file: TopologyFile) -> None:
+def up(file: TopologyFile, no_wait: NoWaitOption = False) -> None:
     """Start the topology in Docker; returns when every replica streams and every subscription is ready."""
     from pgtopo.lifecycle import deploy
 
     topo = _load(file)
-    result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
+    with changing(topo.name, no_wait=no_wait, create=True):
+        # Under the lock: what `up` reads (the current primaries) no failover changes meanwhile.
+        result = deploy.up(topo, topo_path=file, progress=output.StepPrinter())
     def url(cluster: str, port: int | None) -> str:
         db = next(iter(topo.clusters[cluster].databases), "postgres")
         return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
@@ -98,25 +101,63 @@ def up(file: TopologyFile) -> None:
         output.success(f"topology '{topo.name}' is already up; nothing changed")
 
 
+DOWN_WITHOUT_FILE = "`pgtopo down --name NAME` removes a topology without reading its file (`pgtopo ls` lists the names)"
+
+
 @commands.command()
 def down(
-    file: TopologyFile,
+    file: Annotated[Path | None, typer.Argument(
+        help="The topology file (YAML); not needed with --name.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="The topology to remove, by name (see `pgtopo ls`): no file needed, for a file that was "
+                       "deleted or no longer loads.", show_default=False)] = None,
     volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Also remove the data volumes.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Remove every container and network labelled for this topology (volumes with --volumes)."""
     from pgtopo.lifecycle import deploy
+    from pgtopo.model.topology import check_topology_name
 
-    topo = _load(file)
-    removed = deploy.down(topo.name, volumes=volumes)
+    if (file is None) == (name is None):
+        raise errors.InputError("give the topology file or --name NAME, not both" if file is not None else
+                                "give the topology file, or --name NAME (`pgtopo ls` lists the names)")
+    if file is not None:
+        try:
+            target = _load(file).name
+        except errors.InputError as exc:
+            # The file cannot say which topology it is: removing goes by name instead.
+            lines = exc.lines()
+            raise errors.InputError(lines[0], details=[*lines[1:], _down_hint(file)]) from None
+    else:
+        assert name is not None
+        target = check_topology_name(name)
+    with changing(target, no_wait=no_wait):
+        removed = deploy.down(target, volumes=volumes)
     output.success(
         f"removed {removed['containers']} containers, {removed['networks']} networks, "
-        f"{removed['volumes']} volumes of '{topo.name}'"
+        f"{removed['volumes']} volumes of '{target}'"
     )
+    if name is not None and not any(removed.values()) and name not in deploy.running():
+        output.warn(f"nothing in Docker is labelled for '{name}': `pgtopo ls` lists the topologies")
+
+
+def _down_hint(file: Path) -> str:
+    """How to remove the topology of a file that does not load: by the name it says, if it says one."""
+    from pgtopo.model.loader import load_yaml
+    from pgtopo.model.topology import NAME_PATTERN
+
+    try:
+        named = load_yaml(file).get("name")
+    except errors.InputError:
+        named = None
+    if isinstance(named, str) and re.match(NAME_PATTERN, named):
+        return f"to remove it anyway: `pgtopo down --name {named}` (by label, no file needed; `pgtopo ls` lists the names)"
+    return DOWN_WITHOUT_FILE
 
 
 @commands.command("ls")
 def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List the topologies that are up."""
+    """List the topologies in Docker: running, stopped, or only their data volumes (kept by `down`)."""
     from pgtopo.lifecycle import deploy
 
     data = deploy.running()
@@ -124,10 +165,14 @@ def list_topologies(as_json: Annotated[bool, typer.Option("--json")] = False) ->
         output.as_json(data)
         return
     if not data:
-        output.info("no topology is up")
+        output.info("no topology is in Docker")
         return
-    rows = [[n, f"{d['running']}/{d['nodes']}", str(d["file"] or "-")] for n, d in data.items()]
-    output.table(None, ["topology", "nodes running", "file"], rows)
+    rows = [[n, f"{d['running']}/{d['nodes']}", str(d["volumes"]), str(d["file"] or "-")] for n, d in data.items()]
+    output.table(None, ["topology", "nodes running", "volumes", "file"], rows)
+    for n, d in data.items():
+        if not d["nodes"]:
+            output.info(f"{n}: no container, only its data volumes (kept by `down`); "
+                        f"`pgtopo down --name {n} --volumes` removes them")
 
 
 @image.command("build")

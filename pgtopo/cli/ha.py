@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
+from pgtopo.cli.app import ClusterOption, Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
@@ -19,6 +19,7 @@ from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
     from pgtopo.ha.promotion import Outcome
+    from pgtopo.runtime.state import PendingChange
 
 commands = Commands()
 
@@ -32,10 +33,14 @@ def plan_screen(plan: Plan) -> list[Block]:
 
 def outcome_screen(o: Outcome) -> list[Block]:
     p = o.plan
-    blocks: list[Block] = [Line(
-        f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
-        f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: {o.promote_s:.2f} s)",
-        "success")]
+    if o.resumed_from is not None:
+        head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); the failover begun at "
+                f"{o.resumed_from} is finished (its recovery time: {o.recovery_s:.2f} s)")
+    else:
+        head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
+                f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: "
+                f"{o.promote_s:.2f} s)")
+    blocks: list[Block] = [Line(head, "success")]
     if o.fence is not None:
         blocks.append(Line(f"fenced {o.fence.node}: {o.fence.method} ({o.fence.detail})"))
     if o.loss is not None:
@@ -81,6 +86,15 @@ def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
     output.show(outcome_screen(execute(waited)))
 
 
+def _carry_out_rest(rec: PendingChange, *, dry_run: bool, yes: bool, execute: Callable[[float], Outcome]) -> None:
+    """The steps left of a failover whose candidate is promoted: say which; confirm; finish them."""
+    if dry_run:
+        output.info("dry run: nothing changed")
+        return
+    waited = 0.0 if yes else _confirm(f"finish the failover of cluster {rec.cluster} to {rec.to}?")
+    output.show(outcome_screen(execute(waited)))
+
+
 @commands.command()
 def failover(
     file: TopologyFile,
@@ -92,20 +106,32 @@ def failover(
     force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
     max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
     = DEFAULT_MAX_LAG,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest.
 
     Without --cluster: the cluster of --to, else the only cluster with replicas (with several, --cluster is
     needed).
     """
-    from pgtopo.ha import promotion
+    from pgtopo.ha import pending, promotion
 
     started = time.monotonic()
     topo = _load(file)
-    plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
-               execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
-                                                                 progress=output.StepPrinter()))
+    with changing(topo.name, no_wait=no_wait, dry_run=dry_run):  # planned under the lock: on what really is
+        found = pending.unfinished(topo, cluster=cluster, to=to)
+        if found is not None:
+            rec, promoted = found
+            said = rec.summary(file=str(file))[:-1]  # without "finish it with": this command does
+            output.show([Line(line, "warning") for line in [*said, f"this run finishes it (begun at {rec.at})"]])
+            if promoted:  # finish that one: never plan another failover of a half-changed cluster
+                _carry_out_rest(rec, dry_run=dry_run, yes=yes, execute=lambda waited: promotion.resume_failover(
+                    topo, rec, started=started + waited, progress=output.StepPrinter()))
+                return
+            to = to or rec.to
+        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
+                                                                     progress=output.StepPrinter()))
 
 
 @commands.command()
@@ -116,6 +142,7 @@ def switchover(
     cluster: ClusterOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Planned change of primary with zero loss; the old primary becomes a replica of the new one.
 
@@ -125,10 +152,11 @@ def switchover(
 
     started = time.monotonic()
     topo = _load(file)
-    plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-               execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
-                                                                   progress=output.StepPrinter()))
+    with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
+        plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
+        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
+                                                                       progress=output.StepPrinter()))
 
 
 @commands.command()
@@ -137,12 +165,14 @@ def rejoin(
     node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.",
                                        autocompletion=complete_node)],
     reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
     from pgtopo.ha import rejoin as rj
 
     topo = _load(file)
-    res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
+    with changing(topo.name, no_wait=no_wait):
+        res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
     if res.method == "already streaming":
         output.success(f"{res.detail}: nothing to do")
         return
@@ -155,11 +185,13 @@ def rejoin(
 def kill(
     file: TopologyFile,
     node: Annotated[str, typer.Argument(help="The node to crash.", autocompletion=complete_node)],
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Crash a node (SIGKILL to its container), for failover drills."""
     from pgtopo.ha import fencing
 
     topo = _load(file)
-    last = fencing.kill_node(topo, node)
+    with changing(topo.name, no_wait=no_wait):
+        last = fencing.kill_node(topo, node)
     where = f" (its last position was {last})" if last else ""
     output.success(f"killed {node} with SIGKILL{where}")

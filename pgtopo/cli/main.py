@@ -14,7 +14,7 @@ import traceback
 from pgtopo import errors
 from pgtopo.cli import bench, core, env, ha, network, observe, output, subscription
 from pgtopo.cli.app import create_app
-from pgtopo.runtime import state
+from pgtopo.runtime import interrupt, state
 
 # Every command of pgtopo, in the order `pgtopo --help` lists them (typer shows sub-command groups
 # after the plain commands, so they come last here too).
@@ -34,9 +34,12 @@ app = create_app(COMMANDS)
 
 def main() -> None:
     """Entry point: run the app; unexpected errors are logged to a file, not shown as tracebacks."""
+    interrupt.install()
     try:
         app()
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code == errors.EXIT_INTERRUPTED:
+            interrupt.leave(errors.EXIT_INTERRUPTED)  # not waiting for a worker still in a docker exec
         raise
     except Exception as exc:
         log = state.state_root() / "crash.log"

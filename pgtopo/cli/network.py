@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_region, complete_region_or_node
 from pgtopo.errors import InputError
@@ -72,12 +72,14 @@ def latency_set(
     rtt: Annotated[str, typer.Argument(metavar="RTT", help="The round trip, e.g. 120ms.", show_default=False)],
     jitter: Annotated[str | None, typer.Option(
         "--jitter", help="+/- range of each one-way delay, e.g. 5ms (default 0).", show_default=False)] = None,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Change a link of the running topology (e.g. us-east eu-west 120ms); the file is left as it is."""
     from pgtopo.network import latency as lat
 
     topo = _load(file)
-    s = lat.set_link(topo, region_a, region_b, rtt=rtt, jitter=jitter)
+    with changing(topo.name, no_wait=no_wait):
+        s = lat.set_link(topo, region_a, region_b, rtt=rtt, jitter=jitter)
     output.success(f"{region_a} <-> {region_b}: round trip {_setting(s)} in effect on '{topo.name}'")
     output.info("measure with `pgtopo latency show FILE`")
 
@@ -91,6 +93,7 @@ def latency_reset(
     region_b: Annotated[str | None, typer.Argument(
         metavar="REGION_B", help="The other end (give both regions or neither).", show_default=False,
         autocompletion=complete_region)] = None,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """The file's latencies again on the running topology: every link, or only REGION_A <-> REGION_B."""
     from pgtopo.network import latency as lat
@@ -98,7 +101,8 @@ def latency_reset(
     if (region_a is None) != (region_b is None):
         raise InputError("usage: pgtopo latency reset FILE [REGION_A REGION_B] (both regions of the link, or none)")
     topo = _load(file)
-    done = lat.reset(topo, (region_a, region_b) if region_a is not None and region_b is not None else None)
+    with changing(topo.name, no_wait=no_wait):
+        done = lat.reset(topo, (region_a, region_b) if region_a is not None and region_b is not None else None)
     what = ", ".join(k.replace("|", " <-> ") for k in done) or "nothing was overridden"
     output.success(f"the file's latencies are in effect on '{topo.name}' (reset: {what})")
     output.info("measure with `pgtopo latency show FILE`")
@@ -109,12 +113,14 @@ def partition(
     file: TopologyFile,
     name: Annotated[str, typer.Argument(help="A region or a node to cut off.", show_default=False,
                                          autocompletion=complete_region_or_node)],
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Cut all cross-region traffic of a region or node (blackhole: sockets stay open, nothing passes)."""
     from pgtopo.network import latency
 
     topo = _load(file)
-    ch = latency.partition(topo, name)
+    with changing(topo.name, no_wait=no_wait):
+        ch = latency.partition(topo, name)
     for path in ch.paths:
         output.info(f"  cut: {path}")
     if ch.changed:
@@ -129,12 +135,14 @@ def heal(
     file: TopologyFile,
     name: Annotated[str | None, typer.Argument(help="The region or node to heal (default: every partition).",
                                                show_default=False, autocompletion=complete_region_or_node)] = None,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Restore the traffic a partition cut; blackholed connections are reset so clients reconnect."""
     from pgtopo.network import latency
 
     topo = _load(file)
-    ch = latency.heal(topo, name)
+    with changing(topo.name, no_wait=no_wait):
+        ch = latency.heal(topo, name)
     for path in ch.paths:
         output.info(f"  restored: {path}")
     if not ch.changed:

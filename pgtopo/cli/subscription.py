@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands, TopologyFile
+from pgtopo.cli.app import Commands, NoWaitOption, TopologyFile, changing
+from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node, complete_publication, complete_subscription
 
 commands = Commands()
@@ -44,6 +45,7 @@ def add_subscription(
         help="The subscription's name (default <publication>_<subscriber>_sub).")] = None,
     no_copy: Annotated[bool, typer.Option("--no-copy", help="Do not copy the rows already there.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL and the file change; change nothing.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Add a logical replication channel to the running topology and record it in the file."""
     from pgtopo.logical import channel_request, channels
@@ -52,7 +54,8 @@ def add_subscription(
         subscriber=subscriber, publication=publication, publisher=publisher,
         tables=(tables,) if tables else (), row_filters=tuple(row_filter or ()), columns=tuple(columns or ()),
         database=database, name=name, copy_data=not no_copy)
-    result = channels.add_subscription(file, req, dry_run=dry_run, progress=output.StepPrinter())
+    with changing(_load(file).name, no_wait=no_wait, dry_run=dry_run):
+        result = channels.add_subscription(file, req, dry_run=dry_run, progress=output.StepPrinter())
     plan = result.plan
     i = plan.intent
     for w in plan.warnings:
@@ -80,11 +83,13 @@ def remove_subscription(
     name: Annotated[str, typer.Argument(help="The subscription to drop.", show_default=False,
                                          autocompletion=complete_subscription)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the SQL and the file change; change nothing.")] = False,
+    no_wait: NoWaitOption = False,
 ) -> None:
     """Drop a subscription (and its slot on the publisher) and remove it from the file."""
     from pgtopo.logical import channels
 
-    result = channels.remove_subscription(file, name, dry_run=dry_run, progress=output.StepPrinter())
+    with changing(_load(file).name, no_wait=no_wait, dry_run=dry_run):
+        result = channels.remove_subscription(file, name, dry_run=dry_run, progress=output.StepPrinter())
     plan = result.plan
     steps = [*plan.statements, *([plan.probe_handover] if plan.probe_handover else [])]
     if result.dry_run:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError, first_line
-from pgtopo.ha import failover, synchronous
+from pgtopo.ha import failover, pending, synchronous
 from pgtopo.ha.dataloss import Loss, fork_point, measure_loss
 from pgtopo.ha.failover import Plan
 from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence, leave_stopped, unfence
@@ -139,6 +139,7 @@ class Outcome:
     subscribers: list[SubscriberResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
+    resumed_from: str | None = None  # finished a failover begun (and interrupted) at this time
 
 
 def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None, max_lag: int = failover.DEFAULT_MAX_LAG,
@@ -198,9 +199,13 @@ def _promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: flo
     out.steps.append(("first write accepted", out.recovery_s))
     _record_primary(topo, plan.cluster, plan.candidate)
     progress(plan.candidate, f"accepts writes ({out.recovery_s:.2f} s after the command started)")
-    # Standby-only settings mean nothing on a primary: back to the rendered ones.
-    run_all(topo, plan.candidate, [sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(n)) for n in
-                                   ("primary_conninfo", "primary_slot_name", "sync_replication_slots")] + [RELOAD],
+    _reset_standby_settings(topo, plan.candidate)
+
+
+def _reset_standby_settings(topo: Topology, node: str) -> None:
+    """Standby-only settings mean nothing on a primary: back to the rendered ones."""
+    run_all(topo, node, [sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(n)) for n in
+                         ("primary_conninfo", "primary_slot_name", "sync_replication_slots")] + [RELOAD],
             step="reset standby settings")
 
 
@@ -210,6 +215,8 @@ def _after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float
     out.timeline = tli
     _move_subscribers(topo, plan, out, started=started, progress=progress)
     followers = [m for m in plan.replicas if m.action in ("repoint", "stay")]
+    if followers:
+        progress(cand, f"waiting for {', '.join(m.node for m in followers)} to stream on timeline {tli}")
     errors = _parallel({m.node: functools.partial(wait_streaming, topo, m.node, timeline=tli) for m in followers})
     for m in followers:
         err = errors.get(m.node)
@@ -255,17 +262,44 @@ def _finish(topo: Topology, plan: Plan, out: Outcome) -> None:
 
 def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Progress) -> Outcome:
     """Fence the old primary, re-point the replicas to the candidate, promote, first write, then move
-    subscribers, check the replicas stream, drop stale slots and measure the loss."""
+    subscribers, check the replicas stream, drop stale slots and measure the loss.
+
+    Each step done is recorded (``pgtopo.ha.pending``): Ctrl-C stops the failover with
+    ``Interrupted`` saying what is done, what is not and the command that finishes it.
+    """
     out = Outcome(plan=plan, warnings=list(plan.warnings))
     out.steps.append(("planned", time.monotonic() - started))
-    out.fence = fence(topo, plan.old_primary, timeout=FENCE_STOP_TIMEOUT, progress=progress)
-    progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
-    out.steps.append(("fenced", time.monotonic() - started))
-    _prepare_candidate(topo, plan, out, progress)
-    out.steps.append(("replicas re-pointed", time.monotonic() - started))
-    _promote_and_write(topo, plan, out, started=started, progress=progress)
-    _after_promotion(topo, plan, out, started=started, progress=progress)
-    _finish(topo, plan, out)
+    with pending.tracked(topo, plan) as done:
+        out.fence = fence(topo, plan.old_primary, timeout=FENCE_STOP_TIMEOUT, progress=progress)
+        done("fenced")
+        progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
+        out.steps.append(("fenced", time.monotonic() - started))
+        _prepare_candidate(topo, plan, out, progress)
+        done("re-pointed")
+        out.steps.append(("replicas re-pointed", time.monotonic() - started))
+        _promote_and_write(topo, plan, out, started=started, progress=progress)
+        done("promoted", recovery_s=out.recovery_s)
+        _after_promotion(topo, plan, out, started=started, progress=progress)
+        _finish(topo, plan, out)
+    return out
+
+
+def resume_failover(topo: Topology, rec: state.PendingChange, *, started: float, progress: Progress) -> Outcome:
+    """Finish a failover stopped after its candidate was promoted (``pending.unfinished``): the steps
+    after the promotion, from the plan recorded with it (each is safe to run again)."""
+    plan = pending.plan_of(rec)
+    out = Outcome(plan=plan, warnings=list(plan.warnings), recovery_s=rec.recovery_s or 0.0, resumed_from=rec.at)
+    # Promoted, whatever the record says (Ctrl-C may have come between pg_promote and the record).
+    rec = rec.model_copy(update={"done": ("fenced", "re-pointed", "promoted")})
+    with pending.tracked(topo, plan, resumed=rec):
+        progress(plan.candidate, f"finishing the failover of cluster {plan.cluster} begun at {rec.at}")
+        if first_write(topo, plan.candidate):
+            out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
+                                f"synchronous_standby_names emptied on {plan.candidate}")
+        _record_primary(topo, plan.cluster, plan.candidate)
+        _reset_standby_settings(topo, plan.candidate)
+        _after_promotion(topo, plan, out, started=started, progress=progress)
+        _finish(topo, plan, out)
     return out
 
 

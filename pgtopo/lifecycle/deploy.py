@@ -8,21 +8,22 @@ running are left alone, so ``up`` is idempotent and adds only what the file gain
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.errors import Interrupted, OperationFailed, PgtopoError
+from pgtopo.lifecycle.up_steps import UpSteps
 from pgtopo.model import render
 from pgtopo.model.topology import PG_PORT, Topology, endpoint, slot_name
 from pgtopo.network import relay_container
 from pgtopo.postgres import instance
 from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
-from pgtopo.runtime import gateway, image, state
+from pgtopo.runtime import gateway, image, interrupt, state
 
 if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
@@ -54,6 +55,21 @@ def password_env(pw: dict[str, str]) -> dict[str, str]:
 
 
 def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
+    """Bring the topology up; see the module's description.
+
+    Ctrl-C stops it at once, its waiting workers too (``interrupt.Pool``), with ``Interrupted``
+    saying what is ready and what is not; run again, `up` keeps what is ready and does the rest.
+    """
+    steps = UpSteps(progress)
+    try:
+        return _up(topo, topo_path=topo_path, progress=steps)
+    except KeyboardInterrupt:
+        interrupt.reset()  # this `up` is over: a caller that goes on in the same process starts afresh
+        lines = steps.report(topo, topo_path=topo_path)
+        raise Interrupted(lines[0], details=lines[1:]) from None
+
+
+def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
     result = UpResult()
     t0 = time.monotonic()
     pw = state.passwords(topo.name)
@@ -101,6 +117,7 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
             progress(name, "removing an incomplete container from an earlier attempt")
             gateway.remove_container(c, volume=True)
 
+    progress.existing = set(existing)
     for name, c in existing.items():
         if name not in stopped and name in rendered and _converge_config(c, rendered[name], progress=progress):
             result.created_any = True
@@ -112,7 +129,7 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     primaries = state.current_primaries(topo)
     subs_future: Future[bool] | None = None
     subs_started = 0.0
-    with ThreadPoolExecutor(max_workers=6) as pool:
+    with interrupt.Pool(max_workers=6) as pool:
         while True:
             if subs_future is None and all(p in done for p in primaries.values()):
                 # Subscriptions need only the primaries: their initial copy overlaps the clones.
@@ -146,7 +163,10 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     result.phases["subscriptions"] = time.monotonic() - subs_started
 
     topology_file = str(topo_path.resolve())
-    state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": primaries, "topology_file": topology_file}))
+    # `up` never moves a primary, so it never writes back the one it read: a failover recorded
+    # meanwhile (only possible without the command lock, which the CLI takes) is kept.
+    state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": rt.primaries_of(topo),
+                                                             "topology_file": topology_file}))
 
     for cname, nname, spec in topo.all_nodes():
         c = existing[nname]
@@ -270,6 +290,11 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
             exists = instance.psql(c, render.q(sql.SQL("SELECT count(*) FROM pg_subscription WHERE subname = {}").format(
                 sql.Literal(sname))), db=db)
             if exists != "0":
+                if not instance.subscription_ready(c, sname, db=db):
+                    # An earlier `up` created it and was interrupted before its initial copy ended.
+                    progress(subscriber, f"initial copy of {sname} (begun by an earlier `up`)")
+                    instance.wait_subscription_ready(c, sname, db=db)
+                    created = True
                 continue
             progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
             stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
@@ -292,12 +317,16 @@ def down(name: str, *, volumes: bool) -> dict[str, int]:
 
 
 def running() -> dict[str, dict[str, Any]]:
+    """Every topology that has something in Docker: containers, or only the volumes `down` kept."""
     out: dict[str, dict[str, Any]] = {}
-    for name, cs in sorted(gateway.topologies().items()):
-        nodes = [c for c in cs if c.labels.get(gateway.LABEL_KIND) == "node"]
+    by_containers = gateway.topologies()
+    by_volumes = gateway.volumes_by_topology()
+    for name in sorted(set(by_containers) | set(by_volumes)):
+        nodes = [c for c in by_containers.get(name, []) if c.labels.get(gateway.LABEL_KIND) == "node"]
         out[name] = {
             "nodes": len(nodes),
             "running": sum(1 for c in nodes if c.status == "running"),
+            "volumes": len(by_volumes.get(name, [])),
             "file": state.load(name).topology_file,
         }
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgtopo.errors import InputError, OperationFailed, PgtopoError
+from pgtopo.errors import DockerUnavailable, InputError, OperationFailed, PgtopoError
 from pgtopo.logical.channel_plan import AddPlan, ChannelState, Column, Step, Table, decide, subscription_step
 from pgtopo.logical.channel_request import AddRequest, Intent, read_intent
 from pgtopo.model import loader, render, topofile
@@ -333,8 +333,10 @@ def _find_live(topo: Topology, name: str, primaries: Mapping[str, str]) -> tuple
             with connect.connect(topo.name, node) as conn:
                 db = _one(conn, "SELECT d.datname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                                 "WHERE s.subname = %s", (name,))
+        except DockerUnavailable:
+            raise  # not "unknown subscription": nothing could be asked
         except PgtopoError:
-            continue
+            continue  # this node is down: the others may still have it
         if db:
             return node, str(db)
     return None
@@ -398,32 +400,51 @@ def _probe_handover(conn: Conn, after: Topology, *, cluster: str, publisher: str
 
 
 def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progress: Progress = quiet) -> RemoveResult:
-    """Drop the subscription (and with it its slot on the publisher) and remove it from the file."""
+    """Drop the subscription (and with it its slot on the publisher) and remove it from the file.
+
+    The file's edit is staged before the drop and committed right after it: a file that cannot be
+    written stops the command before anything is dropped, and a drop that fails leaves the file as
+    it was, so the file and the running topology agree either way.
+    """
     topo = loader.load(path)
     text = path.read_text()
     plan = plan_remove(topo, text=text, name=name, path=path)
     if dry_run:
         return RemoveResult(plan=plan, dry_run=True)
     result = RemoveResult(plan=plan)
-    if plan.live:
-        with _connect(topo, plan.subscriber, db=plan.database) as conn:
-            for step in [*plan.statements, *([plan.probe_handover] if plan.probe_handover else [])]:
-                progress(plan.subscriber, step.what)
-                try:
-                    if step in plan.statements:
+    edit = (topofile.staged(path, original=text, text=plan.new_text) if plan.cluster is not None
+            else nullcontext(_nothing_to_write))
+    with edit as commit:
+        if not plan.live:
+            commit()
+        else:
+            with _connect(topo, plan.subscriber, db=plan.database) as conn:
+                for step in plan.statements:
+                    progress(plan.subscriber, step.what)
+                    try:
                         result.slot_left = drop_subscription(conn, name)
-                    else:
+                    except psycopg.Error as exc:
+                        raise OperationFailed(sql_errors.message(exc), node=plan.subscriber, step=step.what) from None
+                commit()
+                if plan.probe_handover is not None:
+                    step = plan.probe_handover
+                    progress(plan.subscriber, step.what)
+                    try:
                         _run(conn, step)
-                except psycopg.Error as exc:
-                    raise OperationFailed(sql_errors.message(exc), node=plan.subscriber, step=step.what) from None
-    if plan.cluster is not None:
-        topofile.write(path, original=text, text=plan.new_text)
+                    except psycopg.Error as exc:
+                        done = f"subscription {name} was dropped" + (f" and removed from {path}" if plan.cluster else "")
+                        raise OperationFailed(sql_errors.message(exc), node=plan.subscriber, step=step.what,
+                                              hint=f"{done}; run this by hand: {step.statement};") from None
     if plan.publisher is not None and plan.slot and result.slot_left is None:
         result.slots_remaining = _slots_left(topo, plan.publisher, slot=plan.slot, oid=plan.oid)
         if result.slots_remaining:
             raise OperationFailed(f"replication slot(s) {', '.join(result.slots_remaining)} still exist after the drop",
                                   node=plan.publisher, step="check slots")
     return result
+
+
+def _nothing_to_write() -> None:
+    """The commit of a removal that leaves the file alone (the subscription was only live)."""
 
 
 def _slots_left(topo: Topology, publisher: str, *, slot: str, oid: int | None) -> list[str] | None:

@@ -11,7 +11,7 @@ import difflib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -278,7 +278,10 @@ def unified_diff(old: str, new: str, *, path: Path) -> str:
 def _temp_beside(path: Path, text: str) -> Path:
     # Beside the file, not in /tmp: schema_file paths are relative to the topology file, and
     # os.replace is only atomic within one file system.
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".pgtopo-edit")
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".pgtopo-edit")
+    except OSError as exc:
+        raise OperationFailed(f"cannot write beside {path} ({exc.strerror})", step="write file") from None
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     return Path(name)
@@ -293,15 +296,40 @@ def validate_text(path: Path, text: str) -> Topology:
         tmp.unlink(missing_ok=True)
 
 
-def write(path: Path, *, original: str, text: str) -> Topology:
-    """Validate ``text`` and atomically replace ``path`` with it, if ``path`` still holds ``original``."""
+def _unchanged(path: Path, original: str) -> None:
+    if path.read_text() != original:
+        raise OperationFailed(f"{path} changed while pgtopo was working on it; not overwritten", step="write file")
+
+
+@contextmanager
+def staged(path: Path, *, original: str, text: str) -> Iterator[Callable[[], Topology]]:
+    """Everything of replacing ``path`` with ``text`` that can fail, done before a live change.
+
+    On entry ``text`` is validated and written beside ``path``, and ``path`` is checked writable
+    and still holding ``original``; the ``commit()`` yielded replaces ``path`` (an atomic rename,
+    after checking once more that nobody edited it meanwhile). Not committed, nothing is written.
+    So a command that changes the topology and then the file stages the file first: when the
+    file cannot be written, the topology is not changed either.
+    """
     tmp = _temp_beside(path, text)
     try:
         topo = loader.load(tmp)
-        if path.read_text() != original:
-            raise OperationFailed(f"{path} changed while pgtopo was working on it; not overwritten", step="write file")
+        _unchanged(path, original)
+        if not os.access(path, os.W_OK):
+            raise OperationFailed(f"{path} is read-only; not changed", step="write file")
         os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
+
+        def commit() -> Topology:
+            _unchanged(path, original)
+            os.replace(tmp, path)
+            return topo
+
+        yield commit
     finally:
         tmp.unlink(missing_ok=True)
-    return topo
+
+
+def write(path: Path, *, original: str, text: str) -> Topology:
+    """Validate ``text`` and atomically replace ``path`` with it, if ``path`` still holds ``original``."""
+    with staged(path, original=original, text=text) as commit:
+        return commit()

@@ -44,9 +44,10 @@ RELAY_PORT_BASE = 20000
 RELAY_PORT_SPAN = 40000
 MAX_NODES = 99
 
+NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"  # topologies, clusters and nodes
 NodeName = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"),
+    StringConstraints(pattern=NAME_PATTERN),
 ]
 RegionName = Annotated[
     str,
@@ -98,6 +99,14 @@ RESERVED_SETTINGS = frozenset(
         "include_if_exists",
     }
 )
+
+
+def check_topology_name(name: str) -> str:
+    """A topology name given on the command line (``down --name``), checked as the file's ``name`` is."""
+    if not re.match(NAME_PATTERN, name):
+        raise InputError(f"--name: '{name}' is not a topology name (lower-case letters, digits and '-', "
+                         "1 to 40 characters)")
+    return name
 
 
 def _check_identifier(value: str) -> str:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -374,10 +374,15 @@ def observe(topo: Topology, *, max_retained: int = DEFAULT_MAX_RETAINED, measure
 
     gateway.require_running(topo.name)
     primaries = state.current_primaries(topo)
-    overrides = {k: v.rtt_ms for k, v in state.load(topo.name).links.items()}
+    rt = state.load(topo.name)
+    overrides = {k: v.rtt_ms for k, v in rt.links.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
         snap_future = pool.submit(snapshot.collect, topo)
         latency_future = pool.submit(measure_latency, topo) if measure else None
         snap = snap_future.result()
         latency = latency_future.result() if latency_future is not None else None
-    return assess(topo, snap, primaries=primaries, latency=latency, rtt_overrides=overrides, max_retained=max_retained)
+    a = assess(topo, snap, primaries=primaries, latency=latency, rtt_overrides=overrides, max_retained=max_retained)
+    # A failover stopped halfway (Ctrl-C, a failure) says what is left, first.
+    unfinished = tuple(Problem("error", cluster, "; ".join(rec.summary(file=rt.topology_file or "FILE")))
+                       for cluster, rec in rt.pending.items())
+    return replace(a, problems=(*unfinished, *a.problems)) if unfinished else a

@@ -110,14 +110,18 @@ def wait_accepting(container: Container, *, timeout: float = 90) -> None:
 
 
 
-def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float = 300) -> None:
+def subscription_ready(c: Container, sub: str, *, db: str) -> bool:
+    """Every table of subscription ``sub`` copied (its initial copy is over)."""
     query = ("SELECT count(*) FILTER (WHERE r.srsubstate <> 'r') || ' ' || count(*) FROM pg_subscription_rel r "
              + q(sql.SQL("JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = {}").format(
                  sql.Literal(sub))))
+    out = psql(c, query, db=db, step=f"wait for {sub}").split()
+    return len(out) == 2 and out[0] == "0" and out[1] != "0"
 
+
+def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float = 300) -> None:
     def ready() -> bool:
-        out = psql(c, query, db=db, step=f"wait for {sub}").split()
-        return len(out) == 2 and out[0] == "0" and out[1] != "0"
+        return subscription_ready(c, sub, db=db)
 
     wait_for(ready, timeout=timeout, what=f"every table of {sub} to be ready", step=f"initial copy of {sub}",
              node=node_of(c), container=c)

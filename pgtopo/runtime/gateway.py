@@ -435,6 +435,14 @@ def volumes(topology: str) -> list[str]:
     return [v.name for v in client().volumes.list(filters={"label": f"{LABEL_TOPOLOGY}={topology}"})]
 
 
+def volumes_by_topology() -> dict[str, list[str]]:
+    """Topology name -> its labelled volumes, for every topology (those `down` kept included)."""
+    out: dict[str, list[str]] = {}
+    for v in client().volumes.list(filters={"label": LABEL_TOPOLOGY}):
+        out.setdefault((v.attrs.get("Labels") or {})[LABEL_TOPOLOGY], []).append(v.name)
+    return out
+
+
 def remove_container(container: Container, *, volume: bool) -> None:
     vols = [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
     with docker_errors(step=f"remove container {container.name}"):

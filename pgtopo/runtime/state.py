@@ -162,6 +162,49 @@ class ChangeRecord(_Record):
     lost_bytes: int | None = None
 
 
+class PendingChange(_Record):
+    """A failover begun and not finished (interrupted, or failed halfway); gone once one finishes.
+
+    ``done`` lists the steps behind it, in order: ``fenced``, ``re-pointed``, ``promoted``; after
+    the promotion come moving the subscribers, checking the replicas and the synchronous settings.
+    ``plan`` is the plan being carried out (``pgtopo.ha.pending`` writes and reads it), so that a
+    rerun finishes that failover instead of planning another.
+    """
+
+    mode: str
+    cluster: str
+    from_: str = Field(alias="from")
+    to: str
+    at: str
+    done: tuple[str, ...] = ()
+    recovery_s: float | None = None
+    plan: dict[str, Any] = Field(default_factory=dict)
+
+    def summary(self, *, file: str) -> list[str]:
+        """What is done, what is not, and the command that finishes it (for Ctrl-C and `status`)."""
+        c, old, new = self.cluster, self.from_, self.to
+        if "promoted" in self.done:
+            return [f"the failover of cluster {c} did not finish: {new} is its primary (promoted, accepts writes)",
+                    f"not done: moving the subscribers to {new}, checking that its replicas follow it, "
+                    "its synchronous settings",
+                    f"finish it with `pgtopo failover {file} --cluster {c}`"]
+        doing = [f"fencing {old}", f"re-pointing the replicas to {new}", f"promoting {new}"][min(len(self.done), 2)]
+        lines = [f"the failover of cluster {c} from {old} to {new} stopped while {doing}"]
+        if "fenced" in self.done:
+            lines.append(f"done: {old} is fenced" + (f"; the replicas stream from {new}" if "re-pointed" in self.done
+                                                      else ""))
+        if doing.startswith("promoting"):
+            lines.append(f"{new} may be promoted already (`pgtopo status {file}` shows it); if not, cluster {c} has "
+                         "NO writable primary")
+        elif "fenced" in self.done:
+            lines.append(f"cluster {c} has NO writable primary: {old} is fenced and {new} is not promoted")
+        else:
+            lines.append(f"{old} may be stopped already and nothing is promoted: cluster {c} may have no writable "
+                         "primary")
+        lines.append(f"finish it with `pgtopo failover {file} --cluster {c} --to {new}`")
+        return lines
+
+
 class NetemRecord(_Record):
     """The kernel's answer to "is netem available", cached for a running topology."""
 
@@ -185,6 +228,7 @@ class RuntimeState(_Record):
     synchronous: dict[str, SyncRecord | None] = Field(default_factory=dict)  # cluster -> settings (None: async)
     last_change: ChangeRecord | None = None
     netem: NetemRecord | None = None
+    pending: dict[str, PendingChange] = Field(default_factory=dict)  # cluster -> a failover not finished
 
     def links_json(self) -> dict[str, dict[str, Any]]:
         """The link overrides as the relay's config spells them (which refuses unknown fields)."""

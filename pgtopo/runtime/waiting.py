@@ -12,26 +12,35 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from pgtopo.errors import OperationFailed
-from pgtopo.runtime import gateway
+from pgtopo.runtime import gateway, interrupt
 
 if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
 
 T = TypeVar("T")
+_SLICE = 0.25  # longest sleep between two looks at the interrupt flag
 _STOPPED = object()
 
 
 def poll(check: Callable[[], T | None], *, timeout: float, interval: float = 0.2) -> T | None:
-    """``check()`` until it returns a truthy value (returned) or ``timeout`` s pass (None)."""
+    """``check()`` until it returns a truthy value (returned) or ``timeout`` s pass (None).
+
+    In a worker thread of a command interrupted by Ctrl-C it raises ``interrupt.Cancelled`` at
+    the next round (sleeps are cut into short slices for that).
+    """
     deadline = time.monotonic() + timeout
     while True:
+        interrupt.check()
         result = check()
         if result:
             return result
         left = deadline - time.monotonic()
         if left <= 0:
             return None
-        time.sleep(min(interval, left))
+        wake = time.monotonic() + min(interval, left)
+        while (rest := wake - time.monotonic()) > 0:
+            time.sleep(min(rest, _SLICE))
+            interrupt.check()
 
 
 def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, step: str, node: str | None = None,

@@ -14,6 +14,7 @@ import requests.exceptions
 from typer.testing import CliRunner
 
 from pgtopo import errors
+from pgtopo.cli.core import DOWN_WITHOUT_FILE
 from pgtopo.cli.main import app, main
 from pgtopo.model import loader
 
@@ -58,7 +59,73 @@ def test_unreadable_file_is_one_line_exit_2(runner: CliRunner, tmp_path: Path, t
     for cmd in ("validate", "render", "graph", "up", "down"):
         res = runner.invoke(app, [cmd, str(p)])
         assert res.exit_code == 2, cmd
-        assert res.output.strip() == f"error: {p}: {message}", cmd
+        # `down` adds how to remove the topology without its file.
+        assert res.output.strip().splitlines() == [f"error: {p}: {message}", *([DOWN_WITHOUT_FILE] if cmd == "down"
+                                                                              else [])], cmd
+
+
+def test_down_of_a_file_that_no_longer_loads_says_how_to_remove_it_by_name(runner: CliRunner, tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(Path(GLOBAL).read_text().replace("name: global-saas", "name: t-gone")
+                 .replace("upstream: pg-us", "upstream: pg-xx"))
+    res = runner.invoke(app, ["down", str(p)])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        "error: clusters.main.nodes.pg-eu.upstream: unknown node 'pg-xx' in cluster 'main'",
+        "to remove it anyway: `pgtopo down --name t-gone` (by label, no file needed; `pgtopo ls` lists the names)"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give the topology file, or --name NAME (`pgtopo ls` lists the names)"),
+    ([GLOBAL, "--name", "global-saas"], "give the topology file or --name NAME, not both"),
+    (["--name", "../etc"], "--name: '../etc' is not a topology name (lower-case letters, digits and '-', 1 to 40 "
+                           "characters)"),
+])
+def test_down_needs_a_file_or_a_name(runner: CliRunner, args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["down", *args])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: {message}"]
+
+
+def test_down_by_name_reads_no_file(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pgtopo.lifecycle import deploy
+
+    calls: list[tuple[str, bool]] = []
+
+    def down(name: str, *, volumes: bool) -> dict[str, int]:
+        calls.append((name, volumes))
+        return {"containers": 0, "networks": 0, "volumes": 2}
+
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(deploy, "down", down)
+    monkeypatch.setattr(deploy, "running", lambda: {})
+    res = runner.invoke(app, ["down", "--name", "t-gone", "--volumes"])
+    assert res.exit_code == 0, res.output
+    assert calls == [("t-gone", True)]
+    assert res.output.strip().splitlines() == ["✓ removed 0 containers, 0 networks, 2 volumes of 't-gone'"]
+
+    monkeypatch.setattr(deploy, "down", lambda name, *, volumes: {"containers": 0, "networks": 0, "volumes": 0})
+    res = runner.invoke(app, ["down", "--name", "t-typo"])
+    assert res.exit_code == 0
+    assert res.output.strip().splitlines() == [
+        "✓ removed 0 containers, 0 networks, 0 volumes of 't-typo'",
+        "warning: nothing in Docker is labelled for 't-typo': `pgtopo ls` lists the topologies"]
+
+
+def test_ls_shows_the_topologies_whose_volumes_down_kept(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgtopo.lifecycle import deploy
+
+    monkeypatch.setattr(deploy, "running", lambda: {
+        "t-kept": {"nodes": 0, "running": 0, "volumes": 3, "file": None},
+        "t-up": {"nodes": 2, "running": 2, "volumes": 2, "file": "/x/t.yaml"}})
+    res = runner.invoke(app, ["ls"])
+    assert res.exit_code == 0
+    lines = res.output.splitlines()
+    assert [[c for c in line.split() if c != "│"] for line in lines if line.startswith("│")] == [
+        ["t-kept", "0/0", "3", "-"], ["t-up", "2/2", "2", "/x/t.yaml"]]
+    assert "volumes" in lines[1]
+    assert lines[-1] == "t-kept: no container, only its data volumes (kept by `down`); `pgtopo down --name t-kept " \
+                        "--volumes` removes them"
 
 
 def test_missing_file(runner: CliRunner, tmp_path: Path) -> None:
@@ -162,6 +229,18 @@ def test_schema_errors_map_to_exit_codes(runner: CliRunner, monkeypatch: pytest.
     res = runner.invoke(app, ["schema"])
     assert res.exit_code == code
     assert res.output.splitlines() == [line]
+
+
+def test_an_interrupted_command_says_what_it_did_and_exits_130(runner: CliRunner,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def stopped() -> None:
+        raise errors.Interrupted("`up` stopped before it finished", details=["ready: pg-us", "run `pgtopo up` again"])
+
+    monkeypatch.setattr(loader, "json_schema", stopped)
+    res = runner.invoke(app, ["schema"])
+    assert res.exit_code == 130
+    assert res.output.splitlines() == ["interrupted: `up` stopped before it finished", "ready: pg-us",
+                                       "run `pgtopo up` again"]
 
 
 @pytest.mark.parametrize(("raised", "line"), [

@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from pgtopo.cli.main import app
+from pgtopo.errors import DockerUnavailable
 from pgtopo.logical.channel_request import default_name
-from pgtopo.runtime import state
+from pgtopo.runtime import gateway, state
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = "is not a plain PostgreSQL identifier (lower-case letters, digits, _ and $, not starting with a digit)"
@@ -100,6 +101,23 @@ def test_remove_unknown_subscription(topo_file: Path) -> None:
     assert res.exit_code == 2
     assert res.output.splitlines() == [f"error: unknown subscription 'nope_sub': not in {topo_file} nor on any primary"]
     assert topo_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["nope_sub", "inventory_sub"], ids=["unknown", "in-the-file"])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_remove_with_docker_unreachable(topo_file: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                                        dry_run: bool) -> None:
+    # Not "unknown subscription" (exit 2): nothing could be asked, so say why (exit 1).
+    def unreachable() -> None:
+        raise DockerUnavailable("cannot reach the Docker daemon (ConnectionError: refused)")
+
+    monkeypatch.setattr(gateway, "client", unreachable)
+    before = topo_file.read_bytes()
+    res = CliRunner().invoke(app, ["remove-subscription", str(topo_file), name, *(["--dry-run"] if dry_run else [])])
+    assert res.exit_code == 1, res.output
+    assert res.output.splitlines() == ["error: cannot reach the Docker daemon (ConnectionError: refused)"]
+    assert topo_file.read_bytes() == before
+    assert [p.name for p in topo_file.parent.iterdir()] == ["global-saas.yaml"]
 
 
 def test_default_names() -> None:

@@ -313,6 +313,28 @@ def test_write_validates_and_replaces_atomically(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["t.yaml"]
 
 
+def test_staged_write_checks_everything_first_and_writes_only_on_commit(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE)
+    new = edited(BASE, lambda d: topofile.remove_subscription(d, cluster="billing", name="inventory_sub"))
+    with topofile.staged(path, original=BASE, text=new):
+        assert path.read_text() == BASE  # staged beside it, not written
+    assert path.read_text() == BASE  # never committed: nothing written
+    assert [p.name for p in tmp_path.iterdir()] == ["t.yaml"]
+
+    with topofile.staged(path, original=BASE, text=new) as commit:
+        path.write_text(BASE + "# saved by the user meanwhile\n")
+        with pytest.raises(OperationFailed, match="changed while pgtopo was working on it"):
+            commit()
+    assert path.read_text() == BASE + "# saved by the user meanwhile\n"
+
+    path.write_text(BASE)
+    with topofile.staged(path, original=BASE, text=new) as commit:
+        commit()
+    assert path.read_text() == new
+    assert [p.name for p in tmp_path.iterdir()] == ["t.yaml"]
+
+
 def test_unified_diff() -> None:
     new = edited(BASE, lambda d: topofile.remove_subscription(d, cluster="billing", name="inventory_sub"))
     diff = topofile.unified_diff(BASE, new, path=Path("t.yaml"))

@@ -58,6 +58,9 @@ FULL = {
     "last_change": {"mode": "failover", "cluster": "main", "from": "pg-us", "to": "pg-eu",
                     "at": "2025-01-01T00:00:01+00:00", "recovery_s": 1.234, "timeline": 2, "lost_bytes": 0},
     "netem": {"available": False, "detail": "no sch_netem module"},
+    "pending": {"main": {"mode": "failover", "cluster": "main", "from": "pg-us", "to": "pg-eu",
+                         "at": "2025-01-01T00:00:01+00:00", "done": ["fenced"], "recovery_s": None,
+                         "plan": {"mode": "failover", "candidate": "pg-eu"}}},
 }
 
 
@@ -72,6 +75,7 @@ def test_every_field_round_trips_through_the_file(state_dir: Path) -> None:
     assert new.synchronous["main"] == state.SyncRecord(method="ANY", count=1, standbys=("pg-eu2", "pg-us2"))
     assert new.partitioned == ("ap-south", "pg-billing")
     assert new.links_json() == FULL["links"]
+    assert new.pending["main"].from_ == "pg-us" and new.pending["main"].done == ("fenced",)
 
 
 def test_updates_merge_and_only_a_change_is_written(state_dir: Path) -> None:
