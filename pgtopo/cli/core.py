@@ -88,7 +88,7 @@ def up(file: TopologyFile) -> None:
         return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
 
     rows = [[s.node, s.cluster, s.region, s.role, url(s.cluster, s.port),
-             "created" if s.created else "already running"] for s in result.summaries]
+             s.this_run] for s in result.summaries]
     output.table(None, ["node", "cluster", "region", "role", "connection (published on 127.0.0.1 only)",
                         "this run"], rows)
     output.info(f"passwords and per-region URLs (through the simulated WAN): pgtopo env {file} --region REGION")
@@ -112,6 +112,9 @@ def down(
         f"removed {removed['containers']} containers, {removed['networks']} networks, "
         f"{removed['volumes']} volumes of '{topo.name}'"
     )
+    if not volumes and removed["containers"]:
+        output.info(f"the data volumes are kept: `pgtopo up {file}` starts every node again on its data, in the "
+                    "role it had; `--volumes` removes them")
 
 
 @commands.command("ls")

@@ -235,6 +235,21 @@ def put_files(container: Container, files: dict[str, tuple[str, int]], *, direct
         container.put_archive(parent, buf.getvalue())
 
 
+def path_exists(container: Container, path: str) -> bool:
+    """Whether a file exists in a container, created, running or stopped (volumes included).
+
+    For small files only: the archive Docker answers with holds the whole file.
+    """
+    with docker_errors(node=container.labels.get(LABEL_NODE), step=f"look for {path}"):
+        try:
+            stream, _stat = container.get_archive(path)
+        except docker.errors.NotFound:
+            return False
+        for _chunk in stream:  # read to the end: the connection goes back to the pool
+            pass
+    return True
+
+
 def read_file(container: Container, path: str) -> str:
     with docker_errors(step=f"read {path}"):
         stream, _stat = container.get_archive(path)
@@ -262,9 +277,11 @@ def exec_in(container: Container, cmd: list[str], *, user: str = "postgres",
                       stderr=(err or b"").decode(errors="replace"))
 
 
-def logs(container: Container, *, tail: int = 15) -> str:
+def logs(container: Container, *, tail: int = 15, since: int | None = None) -> str:
+    """The container's last ``tail`` log lines (written since the Unix time ``since`` when given)."""
     try:
-        return str(container.logs(tail=tail).decode(errors="replace"))
+        raw = container.logs(tail=tail, since=since) if since is not None else container.logs(tail=tail)
+        return str(raw.decode(errors="replace"))
     except docker.errors.APIError:
         return ""
 
@@ -364,6 +381,12 @@ def pause(container: Container) -> None:
 def unpause(container: Container) -> None:
     with docker_errors(node=container.labels.get(LABEL_NODE), step="unpause"):
         container.unpause()
+
+
+def volume_mounts(container: Container) -> dict[str, str]:
+    """Volume name -> where it is mounted in the container (anonymous volumes included)."""
+    container.reload()
+    return {m["Name"]: m["Destination"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"}
 
 
 def volume_names(container: Container) -> list[str]:
