@@ -154,7 +154,7 @@ def _inventory(topo: Topology, rendered: dict[str, render.NodeFiles], primaries:
         name = c.labels.get(gateway.LABEL_NODE, "")
         if name not in rendered:
             continue  # a node the file no longer has: not `up`'s to touch
-        _check_layout(c, name)
+        _check_layout(topo, c, name)
         status = gateway.status(c)
         found = inventory.Found(
             node=name, status=status, markers=instance.markers(c),
@@ -169,13 +169,13 @@ def _inventory(topo: Topology, rendered: dict[str, render.NodeFiles], primaries:
     return out
 
 
-def _check_layout(c: Container, node: str) -> None:
+def _check_layout(topo: Topology, c: Container, node: str) -> None:
     """A container made by an earlier pgtopo mounts its volume elsewhere: never judge it by the wrong paths."""
-    mounts = gateway.volume_mounts(c)
-    if mounts and gateway.PG_DATA_MOUNT not in mounts.values():
+    where = gateway.volume_mounts(c).get(gateway.data_volume(topo.name, node))
+    if where not in (None, gateway.PG_DATA_MOUNT):
         raise OperationFailed(
-            f"its data volume is mounted at {', '.join(sorted(mounts.values()))}, where an earlier pgtopo put it "
-            f"(now {gateway.PG_DATA_MOUNT})", node=node, step="inspect container",
+            f"its data volume is mounted at {where}, where an earlier pgtopo put it (now {gateway.PG_DATA_MOUNT})",
+            node=node, step="inspect container",
             hint="`pgtopo down FILE` (it keeps the volumes) then `pgtopo up FILE` starts the nodes again on their data")
 
 

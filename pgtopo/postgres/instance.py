@@ -19,8 +19,10 @@ from pgtopo.runtime.waiting import wait_for
 if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
 
-# The node's named volume holds PGDATA and, beside it (never inside: pg_basebackup and pg_rewind
-# copy PGDATA), pgtopo's markers.
+# The node's named volume holds PGDATA in its data/ directory and, beside it (never inside:
+# pg_basebackup and pg_rewind copy PGDATA), pgtopo's markers. The volume is mounted where the
+# official image declares its VOLUME, so PGDATA reads /var/lib/postgresql/data/data; inside the
+# volume the layout is the one earlier pgtopo versions wrote, whose volumes therefore still serve.
 VOLUME_DIR = gateway.PG_DATA_MOUNT
 PGDATA = f"{VOLUME_DIR}/data"
 # The start signal: start.sh starts PostgreSQL while it exists. Fencing, rejoin and a switchover
@@ -77,7 +79,7 @@ def psql_file(container: Container, path: str, *, step: str, environment: dict[s
 def prepare(container: Container) -> None:
     """The volume belongs to root when new; hand it to postgres before initdb or a clone."""
     run(container, "prepare", ["sh", "-c", f"mkdir -p {SOCKET_DIR} && chown postgres:postgres "
-                               f"/var/lib/postgresql {SOCKET_DIR} && chmod 0600 {PASSFILE} && "
+                               f"{VOLUME_DIR} {SOCKET_DIR} && chmod 0600 {PASSFILE} && "
                                f"chown -R postgres:postgres {CONF_DIR}"], user="root")
 
 

@@ -29,7 +29,11 @@ LABEL_KIND = "pgtopo.kind"
 LABEL_NODE = "pgtopo.node"
 LABEL_REGION = "pgtopo.region"
 LABEL_CLUSTER = "pgtopo.cluster"
-PG_DATA_MOUNT = "/var/lib/postgresql"
+# Where a node's named volume is mounted: exactly where the official postgres:17 image declares
+# `VOLUME /var/lib/postgresql/data`. A mount at that very path replaces the image's volume, so
+# Docker creates no anonymous one (which would hold PGDATA out of reach of the throw-away
+# containers that read a stopped node's volume, and of `down` without --volumes).
+PG_DATA_MOUNT = "/var/lib/postgresql/data"
 
 # What the Docker SDK raises when a call fails: its own errors, and the HTTP client's underneath it
 # (a daemon gone mid-command, a stream cut). The CLI catches these by class when a domain module did
@@ -70,6 +74,11 @@ def container_name(topology: str, name: str) -> str:
     return f"{topology}-{name}"
 
 
+def data_volume(topology: str, node: str) -> str:
+    """The name of a node's named data volume."""
+    return container_name(topology, f"{node}-data")
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 def image_exists(tag: str) -> bool:
@@ -83,6 +92,12 @@ def image_exists(tag: str) -> bool:
 def import_image(tar_path: str, *, repository: str, tag: str, changes: Sequence[str]) -> None:
     with docker_errors(step="import image"):
         client().api.import_image(src=tar_path, repository=repository, tag=tag, changes=list(changes))
+
+
+def build_image(dockerfile: str, *, tag: str) -> None:
+    """Build ``tag`` from a Dockerfile with no context (FROM a local image: nothing is pulled)."""
+    with docker_errors(step=f"build {tag}"):
+        client().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, forcerm=True)
 
 
 def pull_image(ref: str) -> None:
@@ -179,7 +194,7 @@ def create(spec: ContainerSpec) -> Container:
     first_net, first_aliases = spec.region_networks[0]
     volumes = {}
     if spec.volume:
-        vol_name = container_name(spec.topology, f"{spec.name}-data")
+        vol_name = data_volume(spec.topology, spec.name)
         with docker_errors(node=spec.name, step="create volume"):
             existing = client().volumes.list(filters={"name": vol_name})
             if not any(v.name == vol_name for v in existing):
@@ -398,10 +413,12 @@ def remove_topology(topology: str, *, volumes: bool) -> dict[str, int]:
     """Remove everything labelled for ``topology`` (and nothing else)."""
     removed = {"containers": 0, "networks": 0, "volumes": 0}
     for c in containers(topology):
+        # v: also the anonymous volumes an image's VOLUME line made; they carry no label to find
+        # them later. They hold nothing of pgtopo's unless an earlier pgtopo mounted the node's
+        # volume elsewhere (then the official image's anonymous volume holds PGDATA).
+        anonymous = volumes or PG_DATA_MOUNT in volume_mounts(c).values() or c.labels.get(LABEL_KIND) != "node"
         with docker_errors(step=f"remove container {c.name}"):
-            # v: also the anonymous volumes an image's VOLUME line made (the official postgres
-            # image declares /var/lib/postgresql/data); they carry no label to find them later.
-            c.remove(force=True, v=volumes)
+            c.remove(force=True, v=anonymous)
         removed["containers"] += 1
     for net in networks(topology):
         with docker_errors(step=f"remove network {net.name}"):
