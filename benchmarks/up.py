@@ -24,7 +24,8 @@ from pgtopo.model import render
 from pgtopo.model.loader import load
 from pgtopo.model.topology import RELAY_ALIAS, Topology, endpoint, slot_name
 from pgtopo.network import relay_container
-from pgtopo.runtime import state
+from pgtopo.postgres import instance
+from pgtopo.runtime import gateway, state
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -93,17 +94,17 @@ def baseline(topo: Topology, path: Path, workdir: Path) -> dict[str, float]:
         (nd / "pgpass").write_text(state.pgpass(pw))
         sh("docker", "create", "--name", c, "--label", label, "--hostname", node, "--network", f"{name}-{spec.region}",
            "--network-alias", node, "--init", "-u", "root", "--stop-signal", "SIGINT",
-           "-v", f"{c}-data:/var/lib/postgresql", "-e", "PGDATA=/var/lib/postgresql/data",
+           "-v", f"{c}-data:{gateway.PG_DATA_MOUNT}", "-e", f"PGDATA={instance.PGDATA}",
            "-p", "127.0.0.1::5432", topo.image, "/bin/sh", "/etc/pgtopo/start.sh")
         sh("docker", "cp", f"{nd}/.", f"{c}:/etc/pgtopo")
         sh("docker", "start", c)
-        dexec(c, "sh", "-c", "mkdir -p /var/run/postgresql && chown postgres:postgres /var/lib/postgresql "
+        dexec(c, "sh", "-c", f"mkdir -p /var/run/postgresql && chown postgres:postgres {instance.VOLUME_DIR} "
               "/var/run/postgresql && chown -R postgres:postgres /etc/pgtopo && chmod 600 /etc/pgtopo/pgpass", user="root")
         local = {"PGOPTIONS": "-c synchronous_commit=local"}
         if spec.upstream is None:
-            dexec(c, "initdb", "-D", "/var/lib/postgresql/data", "-U", "postgres", "--locale=C.UTF-8",
+            dexec(c, "initdb", "-D", instance.PGDATA, "-U", "postgres", "--locale=C.UTF-8",
                   "--data-checksums", "--auth-local=peer", "--auth-host=scram-sha-256")
-            dexec(c, "touch", "/var/lib/postgresql/pgtopo.ready")
+            dexec(c, "touch", instance.READY_MARKER)
             poll(lambda c=c: subprocess.run(["docker", "exec", "-u", "postgres", c, "pg_isready", "-q", "-h",
                                              "/var/run/postgresql"]).returncode == 0)
             env = {**local, **{f"PGTOPO_PASSWORD_{r.upper()}": v for r, v in pw.items()}}
@@ -116,10 +117,10 @@ def baseline(topo: Topology, path: Path, workdir: Path) -> dict[str, float]:
             ep = endpoint(topo, from_region=spec.region, node=spec.upstream)
             info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node,
                                    dbname="postgres")
-            dexec(c, "pg_basebackup", "-d", info, "-D", "/var/lib/postgresql/data", "-S", slot_name(node),
+            dexec(c, "pg_basebackup", "-d", info, "-D", instance.PGDATA, "-S", slot_name(node),
                   "-X", "stream", "-c", "fast")
-            dexec(c, "sh", "-c", "chmod 700 /var/lib/postgresql/data && touch /var/lib/postgresql/data/standby.signal "
-                  "&& touch /var/lib/postgresql/pgtopo.ready")
+            dexec(c, "sh", "-c", f"chmod 700 {instance.PGDATA} && touch {instance.PGDATA}/standby.signal "
+                  f"&& touch {instance.READY_MARKER}")
             poll(lambda c=c: sh("docker", "exec", "-u", "postgres", c, "psql", "-X", "-A", "-t", "-h",
                                 "/var/run/postgresql", "-d", "postgres", "-c",
                                 "SELECT status FROM pg_stat_wal_receiver", check=False) == "streaming")

@@ -3,10 +3,12 @@
 # Runs as root only to hand files to postgres, then becomes postgres. PostgreSQL starts once
 # pgtopo has initialised or cloned the data directory and written the ready marker, so the
 # same container survives restarts, fencing and rewinds with its own configuration.
+# The node's volume is PGDATA's parent: it holds PGDATA (data/) and pgtopo's markers.
 set -eu
-mkdir -p /var/run/postgresql /var/lib/postgresql
-chown postgres:postgres /var/run/postgresql /var/lib/postgresql /etc/pgtopo /etc/pgtopo/*
+volume=$(dirname "$PGDATA")
+mkdir -p /var/run/postgresql "$volume"
+chown postgres:postgres /var/run/postgresql "$volume" /etc/pgtopo /etc/pgtopo/*
 chmod 0600 /etc/pgtopo/pgpass
-until [ -f /var/lib/postgresql/pgtopo.ready ]; do sleep 0.1; done
+until [ -f "$volume/pgtopo.ready" ]; do sleep 0.1; done
 exec setpriv --reuid=postgres --regid=postgres --init-groups \
-  postgres -D /var/lib/postgresql/data -c config_file=/etc/pgtopo/postgresql.conf
+  postgres -D "$PGDATA" -c config_file=/etc/pgtopo/postgresql.conf

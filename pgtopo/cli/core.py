@@ -91,7 +91,7 @@ def up(file: TopologyFile, no_wait: NoWaitOption = False) -> None:
         return f"postgresql://app@127.0.0.1:{port}/{db}" if port else "-"
 
     rows = [[s.node, s.cluster, s.region, s.role, url(s.cluster, s.port),
-             "created" if s.created else "already running"] for s in result.summaries]
+             s.this_run] for s in result.summaries]
     output.table(None, ["node", "cluster", "region", "role", "connection (published on 127.0.0.1 only)",
                         "this run"], rows)
     output.info(f"passwords and per-region URLs (through the simulated WAN): pgtopo env {file} --region REGION")
@@ -139,6 +139,9 @@ def down(
     )
     if name is not None and not any(removed.values()) and name not in deploy.running():
         output.warn(f"nothing in Docker is labelled for '{name}': `pgtopo ls` lists the topologies")
+    if not volumes and removed["containers"]:
+        output.info("the data volumes are kept: `pgtopo up FILE` starts every node again on its data, in the "
+                    "role it had; `--volumes` removes them")
 
 
 def _down_hint(file: Path) -> str:

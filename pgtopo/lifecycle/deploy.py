@@ -1,8 +1,11 @@
 """`up` and `down`: bring a topology to life in Docker, and remove it again.
 
 Nodes are prepared in waves: every cluster's primary first (in parallel), then each replica
-as soon as its upstream streams (siblings in parallel), then subscriptions. Nodes already
-running are left alone, so ``up`` is idempotent and adds only what the file gained.
+as soon as its upstream streams (siblings in parallel), then subscriptions. What `up` finds is
+judged by ``inventory`` (pure): a complete running node is left as it is (its configuration
+converges), an unfinished one is finished, a stopped one is left alone, and a node whose
+container is gone starts again on the data its volume kept. So ``up`` is idempotent, adds only
+what the file gained, repairs what an earlier run left unfinished, and resumes after `down`.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from pgtopo.errors import Interrupted, OperationFailed, PgtopoError
+from pgtopo.lifecycle import inventory, node_setup
+from pgtopo.lifecycle.inventory import Action
+from pgtopo.lifecycle.node_setup import PG_PORT_KEY, upstream_of
 from pgtopo.lifecycle.up_steps import UpSteps
 from pgtopo.model import render
-from pgtopo.model.topology import PG_PORT, Topology, endpoint, slot_name
+from pgtopo.model.topology import Topology
 from pgtopo.network import relay_container
 from pgtopo.postgres import instance
-from pgtopo.postgres.streaming import wait_streaming
+from pgtopo.postgres.reload import reload
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, image, interrupt, state
 
@@ -29,8 +35,9 @@ if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
     from docker.models.networks import Network
 
-PG_PORT_KEY = f"{PG_PORT}/tcp"
-START_SCRIPT = render.TEMPLATES / "start.sh"
+# What a node's row says in `up`'s table under "this run".
+THIS_RUN = {Action.KEEP: "already running", Action.CREATE: "created", Action.RESUME: "started on its data",
+            Action.FINISH: "setup finished", Action.START: "started", Action.LEAVE: "left stopped"}
 
 
 @dataclass
@@ -41,6 +48,7 @@ class NodeSummary:
     role: str
     port: int | None
     created: bool
+    this_run: str = "already running"
 
 
 @dataclass
@@ -48,10 +56,6 @@ class UpResult:
     summaries: list[NodeSummary] = field(default_factory=list)
     created_any: bool = False
     phases: dict[str, float] = field(default_factory=dict)
-
-
-def password_env(pw: dict[str, str]) -> dict[str, str]:
-    return {f"PGTOPO_PASSWORD_{role.upper()}": value for role, value in pw.items()}
 
 
 def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
@@ -86,47 +90,26 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
         relay_container.ensure_relay(topo, nets, progress=progress)
     result.phases["networks"] = time.monotonic() - t1
 
-    existing: dict[str, Container] = {}
-    stopped: set[str] = set()
-    for c in gateway.containers(topo.name, kind="node"):
-        name = c.labels.get(gateway.LABEL_NODE, "")
-        cstate = gateway.status(c)
-        if cstate == "created":
-            # Never started (a failed `up`): nothing can be in its volume yet.
-            progress(name, "removing a container that never started (an earlier `up` failed)")
-            gateway.remove_container(c, volume=True)
-            continue
-        if cstate != "running":
-            # Stopped, crashed or fenced: its data is precious; `up` never recreates or starts it.
-            progress(name, f"left alone: the container is {cstate} (a former primary comes back with "
-                           f"`pgtopo rejoin`)")
-            existing[name] = c
-            stopped.add(name)
-            continue
-        if instance.is_initialised(c):
-            existing[name] = c
-        elif instance.was_released(c):
-            # PostgreSQL stopped inside a live container (an interrupted switchover or rejoin):
-            # the data directory is real, so never wipe it.
-            progress(name, "left alone: it has a data directory but PostgreSQL is not started "
-                           f"(`pgtopo rejoin {topo_path} {name}` brings it back)")
-            existing[name] = c
-            stopped.add(name)
-        else:
-            # Left over by a failed `up` (never initialised): start this node again from scratch.
-            progress(name, "removing an incomplete container from an earlier attempt")
-            gateway.remove_container(c, volume=True)
-
-    progress.existing = set(existing)
-    for name, c in existing.items():
-        if name not in stopped and name in rendered and _converge_config(c, rendered[name], progress=progress):
-            result.created_any = True
-
-    t2 = time.monotonic()
-    done = set(existing)
-    already = set(existing)
-    todo = [n for n in topo.node_names() if n not in done]
     primaries = state.current_primaries(topo)
+    nodes: dict[str, Container] = {}
+    actions: dict[str, Action] = {}
+    for name, c, decision in _inventory(topo, rendered, primaries, progress=progress):
+        if decision.action == Action.REPLACE:
+            continue  # created again below, on its volume when that served
+        nodes[name] = c
+        actions[name] = decision.action
+        if decision.action in (Action.KEEP, Action.FINISH) and _converge_config(c, rendered[name], progress=progress):
+            result.created_any = True
+        if decision.action in (Action.FINISH, Action.START):
+            node_setup.install_sql(c, rendered[name])
+        if decision.action == Action.START:
+            gateway.put_files(c, {f: (rendered[name].files[f], 0o644) for f in CONVERGED_FILES},
+                              directory=render.CONF_DIR)
+
+    progress.existing = set(nodes)  # what an interrupted `up` reports as there before it
+    t2 = time.monotonic()
+    done = {n for n, a in actions.items() if a in (Action.KEEP, Action.LEAVE)}
+    todo = [n for n in topo.node_names() if n not in done]
     subs_future: Future[bool] | None = None
     subs_started = 0.0
     with interrupt.Pool(max_workers=6) as pool:
@@ -134,19 +117,19 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             if subs_future is None and all(p in done for p in primaries.values()):
                 # Subscriptions need only the primaries: their initial copy overlaps the clones.
                 subs_started = time.monotonic()
-                subs_future = pool.submit(create_subscriptions, topo, dict(existing), primaries, progress=progress)
+                subs_future = pool.submit(create_subscriptions, topo, dict(nodes), primaries, progress=progress)
             if not todo:
                 break
-            wave = [n for n in todo if topo.node(n).upstream is None or _upstream(topo, n, primaries) in done]
+            wave = [n for n in todo if (up := upstream_of(topo, n, primaries)) is None or up in done]
             if not wave:
                 raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
                                       step="plan")
-            futures = {n: pool.submit(_create_node, topo, n, rendered[n], nets, pw, progress, primaries)
-                       for n in wave}
+            futures = {n: pool.submit(_bring_up, topo, n, nodes.get(n), actions.get(n, Action.CREATE),
+                                      rendered[n], nets, pw, primaries, progress) for n in wave}
             errors: list[PgtopoError] = []
             for n, fut in futures.items():
                 try:
-                    existing[n] = fut.result()
+                    nodes[n], actions[n] = fut.result()
                     done.add(n)
                 except PgtopoError as exc:
                     errors.append(exc)
@@ -169,111 +152,94 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
                                                              "topology_file": topology_file}))
 
     for cname, nname, spec in topo.all_nodes():
-        c = existing[nname]
-        role = "primary" if primaries[cname] == nname else f"replica of {_upstream(topo, nname, primaries)}"
-        if nname in stopped:
+        c = nodes[nname]
+        action = actions[nname]
+        role = "primary" if primaries[cname] == nname else f"replica of {upstream_of(topo, nname, primaries)}"
+        if action == Action.LEAVE:
             role = "stopped"
         result.summaries.append(NodeSummary(node=nname, cluster=cname, region=spec.region, role=role,
                                             port=gateway.published_port(c, PG_PORT_KEY),
-                                            created=nname not in already))
+                                            created=action in (Action.CREATE, Action.RESUME),
+                                            this_run=THIS_RUN[action]))
     result.phases["total"] = time.monotonic() - t0
     return result
+
+
+def _inventory(topo: Topology, rendered: dict[str, render.NodeFiles], primaries: dict[str, str], *,
+               progress: Progress) -> list[tuple[str, Container, inventory.Decision]]:
+    """Every node container of the file as found, with what to do with it (REPLACE: already removed)."""
+    fenced = set(state.load(topo.name).fenced)
+    out = []
+    for c in gateway.containers(topo.name, kind="node"):
+        name = c.labels.get(gateway.LABEL_NODE, "")
+        if name not in rendered:
+            continue  # a node the file no longer has: not `up`'s to touch
+        _check_layout(topo, c, name)
+        status = gateway.status(c)
+        found = inventory.Found(
+            node=name, status=status, markers=instance.markers(c),
+            primary=primaries[topo.cluster_of(name)] == name, fenced=name in fenced,
+            config_changed=status in ("exited", "dead") and bool(_changed_files(c, rendered[name])))
+        decision = inventory.existing(found)
+        if decision.why:
+            progress(name, decision.why)
+        if decision.action == Action.REPLACE:
+            gateway.remove_container(c, volume=not found.markers.released)
+        out.append((name, c, decision))
+    return out
+
+
+def _check_layout(topo: Topology, c: Container, node: str) -> None:
+    """A container made by an earlier pgtopo mounts its volume elsewhere: never judge it by the wrong paths."""
+    where = gateway.volume_mounts(c).get(gateway.data_volume(topo.name, node))
+    if where not in (None, gateway.PG_DATA_MOUNT):
+        raise OperationFailed(
+            f"its data volume is mounted at {where}, where an earlier pgtopo put it (now {gateway.PG_DATA_MOUNT})",
+            node=node, step="inspect container",
+            hint="`pgtopo down FILE` (it keeps the volumes) then `pgtopo up FILE` starts the nodes again on their data")
+
+
+def _bring_up(topo: Topology, node: str, c: Container | None, action: Action, files: render.NodeFiles,
+              nets: dict[str, Network], pw: dict[str, str], primaries: dict[str, str],
+              progress: Progress) -> tuple[Container, Action]:
+    """One node of a wave: created (or started on its volume's data), started, or finished."""
+    if c is None or action == Action.CREATE:
+        return node_setup.bring_up(topo, node, files, nets, pw, primaries=primaries, progress=progress)
+    if action == Action.START:
+        gateway.start(c)
+    node_setup.finish(topo, node, c, files, pw, primaries=primaries, setup=not instance.markers(c).done,
+                      progress=progress)
+    return c, action
 
 
 CONVERGED_FILES = ("postgresql.conf", "pg_hba.conf")
 
 
+def _changed_files(c: Container, files: render.NodeFiles) -> list[str]:
+    return [f for f in CONVERGED_FILES if gateway.read_file(c, f"{render.CONF_DIR}/{f}") != files.files[f]]
+
+
 def _converge_config(c: Container, files: render.NodeFiles, *, progress: Progress) -> bool:
-    """A running node whose rendered configuration changed in the file: install it and reload."""
+    """A running node whose rendered configuration changed in the file: install it and reload.
+
+    A setting PostgreSQL refuses is a failure: it keeps the old value and would not start again
+    with the file, so `up` stops here and says which setting and why.
+    """
     node = instance.node_of(c)
-    changed = [f for f in CONVERGED_FILES
-               if gateway.read_file(c, f"{render.CONF_DIR}/{f}") != files.files[f]]
+    changed = _changed_files(c, files)
     if not changed:
         return False
     gateway.put_files(c, {f: (files.files[f], 0o644) for f in CONVERGED_FILES}, directory=render.CONF_DIR)
-    instance.psql(c, "SELECT pg_reload_conf()", step="reload configuration")
-    time.sleep(0.5)  # the postmaster applies a reload asynchronously
-    pending = instance.psql(c, "SELECT string_agg(name, ', ') FROM pg_settings WHERE pending_restart",
-                            step="check pending restart")
+    result = reload(c)
+    if result.refused:
+        raise OperationFailed(
+            f"PostgreSQL refused {'; '.join(r.text() for r in result.refused)}. It keeps running with the previous "
+            f"value, and would not start again with this {' and '.join(changed)}", node=node,
+            step="reload configuration", hint="fix the setting in the topology file and run `pgtopo up` again")
+    pending = result.pending_restart
     note = f"; restart needed for {pending} (docker restart {c.name})" if pending else ""
     progress(node, f"{' and '.join(changed)} changed in the file: installed and reloaded{note}")
     return True
-
-
-def _upstream(topo: Topology, node: str, primaries: dict[str, str]) -> str | None:
-    """A replica's upstream; one that named the old primary follows the promoted one."""
-    spec = topo.node(node)
-    cluster = topo.cluster_of(node)
-    file_primary = topo.clusters[cluster].primary_name
-    if primaries[cluster] == node:
-        return None
-    if spec.upstream is None:
-        # The file's primary after a failover moved the role elsewhere: never a second primary.
-        return primaries[cluster]
-    if spec.upstream == file_primary and primaries[cluster] != file_primary:
-        return primaries[cluster]
-    return spec.upstream
-
-
-def _node_container(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network],
-                    pw: dict[str, str]) -> Container:
-    spec = topo.node(node)
-    cluster = topo.cluster_of(node)
-    container = gateway.create(gateway.ContainerSpec(
-        topology=topo.name, name=node, kind="node", image=topo.image,
-        command=["/bin/sh", "/etc/pgtopo/start.sh"],
-        region_networks=[(nets[spec.region], [node])],
-        ports={PG_PORT_KEY: ("127.0.0.1", spec.port)},
-        extra_labels={"node": node, "cluster": cluster, "region": spec.region},
-        environment={"PGDATA": instance.PGDATA, "PGPASSFILE": render.PASSFILE},
-        volume=gateway.PG_DATA_MOUNT,
-    ))
-    payload = {name: (text, 0o644) for name, text in files.files.items()}
-    payload["start.sh"] = (START_SCRIPT.read_text(), 0o755)
-    payload["pgpass"] = (state.pgpass(pw), 0o600)
-    gateway.put_files(container, payload, directory=render.CONF_DIR)
-    gateway.start(container)
-    instance.prepare(container)
-    return container
-
-
-def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network],
-                 pw: dict[str, str], progress: Progress, primaries: dict[str, str]) -> Container:
-    spec = topo.node(node)
-    progress(node, "creating container")
-    container = _node_container(topo, node, files, nets, pw)
-    upstream = _upstream(topo, node, primaries)
-    if upstream is None:
-        progress(node, "initdb")
-        instance.initdb(container)
-        instance.release(container)
-        instance.wait_accepting(container)
-        progress(node, "roles, databases, schema, publications")
-        instance.psql_file(container, f"{render.CONF_DIR}/init.sql", step="init.sql", environment=password_env(pw))
-    else:
-        up_container = gateway.find(topo.name, upstream)
-        if up_container is None:
-            raise OperationFailed(f"upstream {upstream} has no container", node=node, step="pg_basebackup")
-        # The slot on the upstream first, so no WAL the clone needs can be recycled.
-        instance.psql(up_container, render.q(render.create_physical_slot(slot_name(node))), step=f"create slot for {node}")
-        ep = endpoint(topo, from_region=spec.region, node=upstream)
-        info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=node,
-                               dbname="postgres")
-        progress(node, f"pg_basebackup from {upstream}" + (" through the relay" if ep.port != PG_PORT else ""))
-        instance.clone(container, conninfo=info, slot=slot_name(node))
-        if upstream != spec.upstream:
-            # A failover moved this replica's upstream: point it at the current primary.
-            instance.run(container, "repoint", ["sh", "-c", f"printf \"%s\\n\" \"primary_conninfo = '{info}'\" "
-                                                f"\"primary_slot_name = '{slot_name(node)}'\" >> "
-                                                f"{instance.PGDATA}/postgresql.auto.conf"])
-        instance.release(container)
-        instance.wait_accepting(container)
-        progress(node, "waiting for streaming")
-        wait_streaming(topo, node, timeout=120)
-    if "slots.sql" in files.files and upstream == spec.upstream:
-        instance.psql_file(container, f"{render.CONF_DIR}/slots.sql", step="slots.sql")
-    progress(node, "ready")
-    return container
 
 
 def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries: dict[str, str], *,
@@ -296,6 +262,8 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
                     instance.wait_subscription_ready(c, sname, db=db)
                     created = True
                 continue
+            _require_publication(topo, nodes, publisher=primaries[sub.publisher], publication=sub.publication,
+                                 db=pub.database, subscription=sname)
             progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
             stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
                                                  publisher_node=primaries[sub.publisher])
@@ -306,13 +274,39 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
     return created
 
 
+def _require_publication(topo: Topology, nodes: dict[str, Container], *, publisher: str, publication: str, db: str,
+                         subscription: str) -> None:
+    """Fail at once, not after the initial copy's timeout, when the publisher lacks the publication."""
+    step = f"create subscription {subscription}"
+    c = nodes.get(publisher) or gateway.find(topo.name, publisher)
+    if c is None:
+        raise OperationFailed(f"the publisher {publisher} has no container", node=publisher, step=step)
+    query = render.q(sql.SQL("SELECT count(*) FROM pg_publication WHERE pubname = {}").format(sql.Literal(publication)))
+    try:
+        found = instance.psql(c, query, db=db, step=step)
+    except OperationFailed as exc:
+        found = exc.message
+    if found != "1":
+        seen = "" if found == "0" else f" ({found})"
+        raise OperationFailed(
+            f"publication {publication} does not exist on {publisher} in database {db}{seen}: its init.sql did not "
+            f"finish", node=publisher, step=step,
+            hint="run `pgtopo up FILE` again: it finishes the publisher's setup first")
 
 
 # -- down and ls ------------------------------------------------------------------------------------
 
 def down(name: str, *, volumes: bool) -> dict[str, int]:
+    """Remove the topology's containers and networks (and volumes with ``volumes``).
+
+    Without ``volumes`` the run-time facts about the data stay (``RuntimeState.after_down``): the
+    next `up` starts each node again on its volume, as the role it had (after a failover too).
+    """
     removed = gateway.remove_topology(name, volumes=volumes)
-    state.forget(name)
+    if volumes:
+        state.forget(name)
+    elif state.exists(name):
+        state.update(name, lambda rt: rt.after_down())
     return removed
 
 

@@ -149,13 +149,22 @@ def pg_hba_conf(topo: Topology, *, cluster: str, node: str, source: str) -> str:
     return _env().get_template("pg_hba.conf.j2").render(**_common(topo, source, cluster, node))
 
 
+def _create_missing(create: sql.Composable, *, catalog: str, column: str, name: str) -> str:
+    """A query for psql's ``\\gexec``: it returns ``create`` (run next) only when ``name`` is missing."""
+    return q(sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT FROM pg_catalog.{} WHERE {} = {})").format(
+        sql.Literal(q(create)), sql.Identifier(catalog), sql.Identifier(column), sql.Literal(name)))
+
+
 def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> str:
+    """The primary's init.sql, safe to run again (see the header of templates/init.sql.j2)."""
     cl = topo.clusters[cluster]
+    role_creates = [_create_missing(sql.SQL("CREATE ROLE {}").format(sql.Identifier(r)), catalog="pg_roles",
+                                    column="rolname", name=r) for r in ROLES]
     roles = [
-        q(sql.SQL("CREATE ROLE {} WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password'").format(sql.Identifier("pgtopo"))),
-        q(sql.SQL("CREATE ROLE {} WITH LOGIN REPLICATION PASSWORD :'replicator_password'").format(
+        q(sql.SQL("ALTER ROLE {} WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password'").format(sql.Identifier("pgtopo"))),
+        q(sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION PASSWORD :'replicator_password'").format(
             sql.Identifier("replicator"))),
-        q(sql.SQL("CREATE ROLE {} WITH LOGIN PASSWORD :'app_password'").format(sql.Identifier("app"))),
+        q(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD :'app_password'").format(sql.Identifier("app"))),
         # Schema "pgtopo" would otherwise come first on the pgtopo role's search_path ("$user").
         q(sql.SQL("ALTER ROLE {} SET search_path = public").format(sql.Identifier("pgtopo"))),
     ]
@@ -190,15 +199,20 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
                              f"({exc.message})") from None
         dbs.append({
             "name": dname,
-            "create": q(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident, sql.Identifier("app"))),
+            "create": _create_missing(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident, sql.Identifier("app")),
+                                      catalog="pg_database", column="datname", name=dname),
             "connect": dname,
+            # Schema "pgtopo" is created in the same transaction as everything else in this
+            # database: it exists exactly when that transaction committed.
+            "pending": q(sql.SQL("SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = {}) "
+                                 "AS pgtopo_setup").format(sql.Literal(PROBE_SCHEMA))),
             "setup": setup,
             "schema": schema_block(schema.strip()) if schema and schema.strip() else "",
             "grants": grants,
             "publications": pubs,
         })
     return _env().get_template("init.sql.j2").render(
-        **_common(topo, source, cluster, cl.primary_name), roles=roles, databases=dbs)
+        **_common(topo, source, cluster, cl.primary_name), role_creates=role_creates, roles=roles, databases=dbs)
 
 
 def schema_block(schema: str) -> str:

@@ -6,6 +6,7 @@ carry the container's last log lines.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -18,10 +19,20 @@ from pgtopo.runtime.waiting import wait_for
 if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.containers import Container
 
-PGDATA = "/var/lib/postgresql/data"
-READY_MARKER = "/var/lib/postgresql/pgtopo.ready"
-# Written with the first ready marker and never removed: this data directory once served.
-RELEASED_MARKER = "/var/lib/postgresql/pgtopo.released"
+# The node's named volume holds PGDATA in its data/ directory and, beside it (never inside:
+# pg_basebackup and pg_rewind copy PGDATA), pgtopo's markers. The volume is mounted where the
+# official image declares its VOLUME, so PGDATA reads /var/lib/postgresql/data/data; inside the
+# volume the layout is the one earlier pgtopo versions wrote, whose volumes therefore still serve.
+VOLUME_DIR = gateway.PG_DATA_MOUNT
+PGDATA = f"{VOLUME_DIR}/data"
+# The start signal: start.sh starts PostgreSQL while it exists. Fencing, rejoin and a switchover
+# remove it so that nothing restarts a node as it was.
+READY_MARKER = f"{VOLUME_DIR}/pgtopo.ready"
+# Written with the first start signal and never removed: this data directory once served.
+RELEASED_MARKER = f"{VOLUME_DIR}/pgtopo.released"
+# Written once the node's setup finished (init.sql and slots.sql ran, a replica streamed) and
+# never removed: until then every `up` runs the rest of the setup again.
+DONE_MARKER = f"{VOLUME_DIR}/pgtopo.done"
 SOCKET_DIR = "/var/run/postgresql"
 # pgtopo's own statements (roles, slots, subscriptions) never wait for a synchronous standby:
 # during `up` the standbys that synchronous_standby_names names do not exist yet.
@@ -68,7 +79,7 @@ def psql_file(container: Container, path: str, *, step: str, environment: dict[s
 def prepare(container: Container) -> None:
     """The volume belongs to root when new; hand it to postgres before initdb or a clone."""
     run(container, "prepare", ["sh", "-c", f"mkdir -p {SOCKET_DIR} && chown postgres:postgres "
-                               f"/var/lib/postgresql {SOCKET_DIR} && chmod 0600 {PASSFILE} && "
+                               f"{VOLUME_DIR} {SOCKET_DIR} && chmod 0600 {PASSFILE} && "
                                f"chown -R postgres:postgres {CONF_DIR}"], user="root")
 
 
@@ -84,13 +95,24 @@ def clone(container: Container, *, conninfo: str, slot: str) -> None:
     run(container, "mark standby", ["sh", "-c", f"chmod 700 {PGDATA} && touch {PGDATA}/standby.signal"])
 
 
-def is_initialised(container: Container) -> bool:
-    return gateway.exec_in(container, ["test", "-f", READY_MARKER]).rc == 0
+@dataclass(frozen=True)
+class Markers:
+    """What a node's volume says about it (read before its PostgreSQL starts, or after it stopped)."""
+
+    ready: bool
+    released: bool
+    done: bool
+    data: bool  # PGDATA holds a data directory (PG_VERSION)
+    standby: bool  # ... that starts as a standby (standby.signal)
 
 
-def was_released(container: Container) -> bool:
-    """PostgreSQL once ran on this volume (unlike a clone or initdb that failed halfway)."""
-    return gateway.exec_in(container, ["test", "-f", RELEASED_MARKER]).rc == 0
+def markers(container: Container) -> Markers:
+    """The markers on ``container``'s volume, whatever its state (created, running or stopped)."""
+    def there(path: str) -> bool:
+        return gateway.path_exists(container, path)
+
+    return Markers(ready=there(READY_MARKER), released=there(RELEASED_MARKER), done=there(DONE_MARKER),
+                   data=there(f"{PGDATA}/PG_VERSION"), standby=there(f"{PGDATA}/standby.signal"))
 
 
 def release(container: Container) -> None:
@@ -98,6 +120,14 @@ def release(container: Container) -> None:
     run(container, "start postgres", ["touch", RELEASED_MARKER, READY_MARKER])
 
 
+def mark_done(container: Container) -> None:
+    """The node's setup finished: later runs of `up` leave it as it is."""
+    run(container, "mark ready", ["touch", DONE_MARKER])
+
+
+def wipe(container: Container) -> None:
+    """Remove what a failed initdb or clone left on a volume that never served, before trying again."""
+    run(container, "empty the volume", ["rm", "-rf", PGDATA, READY_MARKER, RELEASED_MARKER, DONE_MARKER], user="root")
 
 
 def wait_accepting(container: Container, *, timeout: float = 90) -> None:

@@ -29,7 +29,11 @@ LABEL_KIND = "pgtopo.kind"
 LABEL_NODE = "pgtopo.node"
 LABEL_REGION = "pgtopo.region"
 LABEL_CLUSTER = "pgtopo.cluster"
-PG_DATA_MOUNT = "/var/lib/postgresql"
+# Where a node's named volume is mounted: exactly where the official postgres:17 image declares
+# `VOLUME /var/lib/postgresql/data`. A mount at that very path replaces the image's volume, so
+# Docker creates no anonymous one (which would hold PGDATA out of reach of the throw-away
+# containers that read a stopped node's volume, and of `down` without --volumes).
+PG_DATA_MOUNT = "/var/lib/postgresql/data"
 
 # What the Docker SDK raises when a call fails: its own errors, and the HTTP client's underneath it
 # (a daemon gone mid-command, a stream cut). The CLI catches these by class when a domain module did
@@ -83,6 +87,13 @@ def volume_name(topology: str, node: str) -> str:
     return f"{topology}{SEPARATOR}{node}{SEPARATOR}data"
 
 
+def data_volume(topology: str, node: str) -> str:
+    """The name of a node's data volume: the one labelled for it, else the name a new one gets."""
+    with docker_errors(node=node, step="find volume"):
+        own = client().volumes.list(filters={"label": [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_NODE}={node}"]})
+    return str(own[0].name) if own else volume_name(topology, node)
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 def image_exists(tag: str) -> bool:
@@ -96,6 +107,12 @@ def image_exists(tag: str) -> bool:
 def import_image(tar_path: str, *, repository: str, tag: str, changes: Sequence[str]) -> None:
     with docker_errors(step="import image"):
         client().api.import_image(src=tar_path, repository=repository, tag=tag, changes=list(changes))
+
+
+def build_image(dockerfile: str, *, tag: str) -> None:
+    """Build ``tag`` from a Dockerfile with no context (FROM a local image: nothing is pulled)."""
+    with docker_errors(step=f"build {tag}"):
+        client().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, forcerm=True)
 
 
 def pull_image(ref: str) -> None:
@@ -274,6 +291,21 @@ def put_files(container: Container, files: dict[str, tuple[str, int]], *, direct
         container.put_archive(parent, buf.getvalue())
 
 
+def path_exists(container: Container, path: str) -> bool:
+    """Whether a file exists in a container, created, running or stopped (volumes included).
+
+    For small files only: the archive Docker answers with holds the whole file.
+    """
+    with docker_errors(node=container.labels.get(LABEL_NODE), step=f"look for {path}"):
+        try:
+            stream, _stat = container.get_archive(path)
+        except docker.errors.NotFound:
+            return False
+        for _chunk in stream:  # read to the end: the connection goes back to the pool
+            pass
+    return True
+
+
 def read_file(container: Container, path: str) -> str:
     with docker_errors(step=f"read {path}"):
         stream, _stat = container.get_archive(path)
@@ -301,9 +333,11 @@ def exec_in(container: Container, cmd: list[str], *, user: str = "postgres",
                       stderr=(err or b"").decode(errors="replace"))
 
 
-def logs(container: Container, *, tail: int = 15) -> str:
+def logs(container: Container, *, tail: int = 15, since: int | None = None) -> str:
+    """The container's last ``tail`` log lines (written since the Unix time ``since`` when given)."""
     try:
-        return str(container.logs(tail=tail).decode(errors="replace"))
+        raw = container.logs(tail=tail, since=since) if since is not None else container.logs(tail=tail)
+        return str(raw.decode(errors="replace"))
     except docker.errors.APIError:
         return ""
 
@@ -405,6 +439,12 @@ def unpause(container: Container) -> None:
         container.unpause()
 
 
+def volume_mounts(container: Container) -> dict[str, str]:
+    """Volume name -> where it is mounted in the container (anonymous volumes included)."""
+    container.reload()
+    return {m["Name"]: m["Destination"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"}
+
+
 def volume_names(container: Container) -> list[str]:
     container.reload()
     return [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
@@ -414,10 +454,12 @@ def remove_topology(topology: str, *, volumes: bool) -> dict[str, int]:
     """Remove everything labelled for ``topology`` (and nothing else)."""
     removed = {"containers": 0, "networks": 0, "volumes": 0}
     for c in containers(topology):
+        # v: also the anonymous volumes an image's VOLUME line made; they carry no label to find
+        # them later. They hold nothing of pgtopo's unless an earlier pgtopo mounted the node's
+        # volume elsewhere (then the official image's anonymous volume holds PGDATA).
+        anonymous = volumes or PG_DATA_MOUNT in volume_mounts(c).values() or c.labels.get(LABEL_KIND) != "node"
         with docker_errors(step=f"remove container {c.name}"):
-            # v: also the anonymous volumes an image's VOLUME line made (the official postgres
-            # image declares /var/lib/postgresql/data); they carry no label to find them later.
-            c.remove(force=True, v=volumes)
+            c.remove(force=True, v=anonymous)
         removed["containers"] += 1
     for net in networks(topology):
         with docker_errors(step=f"remove network {net.name}"):

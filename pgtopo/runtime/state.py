@@ -235,6 +235,13 @@ class RuntimeState(_Record):
         return {k: {"rtt_ms": v.rtt_ms, "jitter_ms": v.jitter_ms, "bandwidth_kbps": v.bandwidth_kbps}
                 for k, v in self.links.items()}
 
+    def after_down(self) -> RuntimeState:
+        """What `down` keeps with the volumes: the facts about the data (the current primaries, fenced
+        nodes, last positions, synchronous settings, the last change), so that `up` starts every
+        node again as the role it had; the running network's facts (link overrides, partitions,
+        netem) go with the containers."""
+        return self.model_copy(update={"links": {}, "partitioned": (), "netem": None})
+
     def primaries_of(self, topo: Topology) -> dict[str, str]:
         """Cluster -> primary node: the file's, unless a failover recorded another."""
         return {c: self.primaries.get(c, cl.primary_name) for c, cl in topo.clusters.items()}

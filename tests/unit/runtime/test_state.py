@@ -169,3 +169,12 @@ def test_concurrent_processes_lose_no_update(state_dir: Path) -> None:
     fenced = state.load("lab").fenced
     assert len(fenced) == 80
     assert set(fenced) == {f"{w}-{i}" for w in ("a", "b") for i in range(40)}
+
+
+def test_down_keeps_the_facts_about_the_data_and_drops_the_running_networks() -> None:
+    """`down` without --volumes: `up` must start pg-eu again as the primary it became, pg-us fenced."""
+    rt = state.RuntimeState.model_validate(FULL)
+    kept = rt.after_down()
+    assert (kept.primaries, kept.fenced, kept.last_known, kept.synchronous, kept.last_change, kept.topology_file) == (
+        rt.primaries, rt.fenced, rt.last_known, rt.synchronous, rt.last_change, rt.topology_file)
+    assert (kept.links, kept.partitioned, kept.netem) == ({}, (), None)
