@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,8 +14,8 @@ from pgtopo.cli.app import ClusterOption, Commands, TopologyFile
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
-from pgtopo.errors import InputError
-from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
+from pgtopo.errors import InputError, OperationFailed
+from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, last_line, ranking_rows
 
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
@@ -69,16 +70,51 @@ def _confirm(question: str) -> float:
     return time.monotonic() - t
 
 
-def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
+def _carry_out(plan: Plan, *, file: Path, dry_run: bool, yes: bool, question: str,
                execute: Callable[[float], Outcome]) -> None:
     """Show the plan; stop on --dry-run; confirm unless --yes (time spent waiting for the answer is
-    not counted in the recovery time); execute and show the outcome."""
+    not counted in the recovery time); execute and show the outcome; fail (exit 1) when part of the
+    plan is not done, the last line saying what and the command that finishes it."""
     output.show(plan_screen(plan))
     if dry_run:
         output.info("dry run: nothing changed")
         return
     waited = 0.0 if yes else _confirm(question)
-    output.show(outcome_screen(execute(waited)))
+    out = execute(waited)
+    output.show(outcome_screen(out))
+    _fail_if_unfinished(f"the {plan.mode} of cluster {plan.cluster} to {plan.candidate}", out.unfinished, file=file)
+
+
+def _fail_if_unfinished(what: str, unfinished: list[Unfinished], *, file: Path) -> None:
+    if unfinished:
+        raise OperationFailed(f"{what} is done only in part: {len(unfinished)} step(s) not done",
+                              hint=last_line(unfinished, file=str(file)))
+
+
+def _resume(file: Path, cluster: str | None, *, dry_run: bool, yes: bool) -> None:
+    from pgtopo.ha import resume
+
+    topo = _load(file)
+    plan = resume.plan_live(topo, cluster=cluster)
+    for i, line in enumerate(plan.lines()):
+        output.show([Line(line, "info" if i == 0 else "")])
+    todo = [r for r in plan.replicas if r.action == "rejoin"] + [s for s in plan.subscribers if s.action != "ok"]
+    if dry_run:
+        output.info("dry run: nothing changed")
+        return
+    if todo and not yes:
+        _confirm(f"rejoin and move {len(todo)} replica(s) and subscription(s)?")
+    out = resume.resume(topo, plan, progress=output.StepPrinter())
+    blocks: list[Block] = [Line(r) for r in out.replicas]
+    for s in out.subscribers:
+        blocks.append(Line(f"subscription {s.subscription} on {s.node}: {s.action}: {s.detail}",
+                           "alarm" if s.action in ("resynced", "failed") else ""))
+    sync = out.sync_after.text() if out.sync_after else "''"
+    blocks.append(Line(f"{plan.primary}: synchronous_standby_names = {sync}; synchronized_standby_slots = "
+                       f"{', '.join(out.standby_slots) or '-'}"))
+    output.show(blocks)
+    _fail_if_unfinished(f"resuming cluster {plan.cluster}", out.unfinished, file=file)
+    output.success(f"cluster {plan.cluster}: every replica and subscriber that can follows {plan.primary}")
 
 
 @commands.command()
@@ -92,18 +128,27 @@ def failover(
     force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
     max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
     = DEFAULT_MAX_LAG,
+    resume: Annotated[bool, typer.Option("--resume", help="Promote nothing: finish what the last failover left "
+                                         "undone (rejoin replicas that do not stream, move subscribers).")] = False,
 ) -> None:
     """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest.
 
     Without --cluster: the cluster of --to, else the only cluster with replicas (with several, --cluster is
-    needed).
+    needed). A failover that cannot finish part of its plan (a replica or subscriber behind a partition)
+    exits 1; its last line names what is not done and the command that finishes it (--resume).
     """
     from pgtopo.ha import promotion
 
     started = time.monotonic()
+    if resume:
+        if to is not None or force:
+            raise InputError("--resume promotes nothing: it takes no --to nor --force")
+        _resume(file, cluster, dry_run=dry_run, yes=yes)
+        return
     topo = _load(file)
     plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+    _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
+               question=f"fence {plan.old_primary} and promote {plan.candidate}?",
                execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
                                                                  progress=output.StepPrinter()))
 
@@ -126,7 +171,8 @@ def switchover(
     started = time.monotonic()
     topo = _load(file)
     plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-    _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+    _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
+               question=f"stop {plan.old_primary} and promote {plan.candidate}?",
                execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
                                                                    progress=output.StepPrinter()))
 

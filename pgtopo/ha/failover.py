@@ -9,6 +9,7 @@ refusals are ``InputError`` (nothing changed). ``pgtopo.ha.promotion`` carries a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from pgtopo.errors import InputError
@@ -16,9 +17,12 @@ from pgtopo.ha.candidates import (
     Candidate,
     Context,
     Reference,
+    can_reach,
     candidate,
     context,
+    cut_between,
     down_state,
+    partition_text,
     position,
     rank_key,
     reference,
@@ -45,6 +49,12 @@ class ReplicaMove:
     action: str  # repoint, stay, demote, down, rejoin
     upstream: str | None
     reason: str
+    waits: str = ""  # why it cannot stream now (a partition): nothing waits for it, it counts for nothing
+    cut_by: tuple[str, ...] = ()  # the partitioned regions and nodes that keep it away
+
+    def text(self) -> str:
+        return (f"{self.node}: {self.action}" + (f" -> {self.upstream}" if self.upstream else "") + f" ({self.reason})"
+                + (f"; pending: {self.waits}" if self.waits else ""))
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,11 @@ class SubscriberMove:
     node: str
     database: str
     slot: str
-    action: str  # move, resync, unreachable
+    action: str  # move, resync, unreachable (its node is down), missing (no such subscription on its node)
     reason: str
     ready: bool = True  # False: the synced slot is still temporary; a switchover waits for it
+    waits: str = ""  # why it cannot connect now (a partition): changed now, connects once that heals
+    cut_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class Plan:
     old_primary: str
     old_state: str
     old_container: str
-    fence: str  # stop, disconnect, none
+    fence: str  # stop, kill, disconnect, none
     candidate: str
     ranking: tuple[Candidate, ...]
     why: tuple[str, ...]
@@ -91,7 +103,9 @@ class Plan:
         return next(c for c in self.ranking if c.node == self.candidate)
 
     def direct_standbys(self) -> list[str]:
-        return [m.node for m in self.replicas if m.upstream == self.candidate and m.action in ("repoint", "stay", "demote")]
+        """The replicas that will stream from the new primary now (not those a partition keeps away)."""
+        return [m.node for m in self.replicas if m.upstream == self.candidate and m.action in ("repoint", "stay", "demote")
+                and not m.waits]
 
     def lines(self) -> list[str]:
         """The plan in words, for the terminal."""
@@ -99,15 +113,17 @@ class Plan:
         out.extend(f"  why: {w}" for w in self.why)
         out.append(f"  lag measured against {self.reference}")
         fence = {"stop": f"stop {self.old_primary} (fast shutdown; killed if it does not stop)",
+                 "kill": f"kill {self.old_primary}: {self.candidate} is cut off from it, so a clean shutdown would "
+                         "only wait for standbys it cannot reach",
                  "disconnect": f"disconnect {self.old_primary} from every network (it cannot be stopped: "
                                f"{self.old_container})",
                  "none": f"none needed: {self.old_primary} is {self.old_state}"}[self.fence]
         out.append(f"  fence: {fence}")
-        for m in self.replicas:
-            out.append(f"  {m.node}: {m.action}" + (f" -> {m.upstream}" if m.upstream else "") + f" ({m.reason})")
+        out.extend(f"  {m.text()}" for m in self.replicas)
         for s in self.subscribers:
             loud = "RE-SYNCHRONISE (truncate + full copy)" if s.action == "resync" else s.action
-            out.append(f"  subscription {s.subscription} on {s.node}: {loud} ({s.reason})")
+            out.append(f"  subscription {s.subscription} on {s.node}: {loud} ({s.reason})"
+                       + (f"; pending: {s.waits}" if s.waits else ""))
         after = self.sync_after.text() if self.sync_after else "''"
         if self.sync_before is not None or self.sync_after is not None:
             out.append(f"  synchronous_standby_names on {self.candidate}: {after}")
@@ -117,6 +133,33 @@ class Plan:
             out.append(f"  drop stale slots on {self.candidate}: {', '.join(self.stale_slots)}")
         out.extend(f"  warning: {w}" for w in self.warnings)
         return out
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A part of a plan that is not done, and the command that finishes it (``{file}``: the topology file)."""
+
+    what: str
+    command: str
+    after: str = ""  # what has to happen first, e.g. a partition healing (with its command)
+
+
+def heal_text(cut_by: tuple[str, ...]) -> str:
+    """What must happen before a node behind a partition can follow: 'ra is healed (`pgtopo heal FILE ra`)'."""
+    return " and ".join(f"{n} is healed (`pgtopo heal {{file}} {n}`)" for n in cut_by) or "the partition heals"
+
+
+def resume_command(cluster: str) -> str:
+    return f"pgtopo failover {{file}} --resume --cluster {cluster}"
+
+
+def last_line(unfinished: list[Unfinished], *, file: str) -> str:
+    """The last line of a command that could not finish its plan: what is not done, and how to finish it."""
+    items = "; ".join(u.what for u in unfinished)
+    cmds = list(dict.fromkeys(u.command.format(file=file) for u in unfinished))
+    after = list(dict.fromkeys(u.after.format(file=file) for u in unfinished if u.after))
+    first = f"once {' and '.join(after)}, " if after else ""
+    return f"not done: {items}; {first}finish with: {' && '.join(cmds)}"
 
 
 def ranking_rows(plan: Plan) -> list[list[str]]:
@@ -135,6 +178,21 @@ RANKING_COLUMNS = ["node", "region", "state", "TL", "received", "replayed", "lag
 
 
 # -- planning ------------------------------------------------------------------------------------
+
+def subscriber_nodes(topo: Topology, cluster: str, primaries: dict[str, str]) -> tuple[str, ...]:
+    """The nodes holding subscriptions to ``cluster``'s publications: their clusters' current primaries."""
+    out = [primaries.get(c, cl.primary_name) for c, cl in topo.clusters.items()
+           if any(sub.publisher == cluster for sub in cl.subscriptions.values())]
+    return tuple(dict.fromkeys(out))
+
+
+def scope(topo: Topology, cluster: str, primaries: dict[str, str]) -> list[str]:
+    """Every node a failover of ``cluster`` decides on or changes: its members and its subscribers.
+
+    Nothing else is looked at, so the time to decide does not grow with the rest of the topology.
+    """
+    return [*topo.clusters[cluster].nodes, *subscriber_nodes(topo, cluster, primaries)]
+
 
 def choose_cluster(topo: Topology, *, cluster: str | None, to: str | None) -> str:
     if to is not None and to not in topo.node_names():
@@ -184,10 +242,17 @@ def _replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[Replica
                                         f"{down_state(n)}: `pgtopo rejoin` points it at {cand} when it is back")
             continue
         pos = position(n)
+        old_side = _receives_what_cand_cannot(ctx, n, cand)
         if not ctx.old_alive and pos is not None and cand_pos is not None and pos > cand_pos:
             moves[n.node] = ReplicaMove(n.node, "rejoin", None,
                                         f"ahead of {cand} by {fmt_bytes(pos - cand_pos)}: it cannot follow the new "
                                         "timeline; run `pgtopo rejoin` for it after the failover")
+        elif old_side and not switchover:
+            moves[n.node] = ReplicaMove(n.node, "rejoin", None,
+                                        f"streams from {ctx.old}, kept from {cand} by {partition_text(topo, old_side)}:"
+                                        f" it may hold WAL {cand} never got (what {ctx.old} wrote since) and then cannot "
+                                        "follow the new timeline; run `pgtopo rejoin` for it once that heals (it rewinds "
+                                        "only if needed)", cut_by=old_side)
         elif up == cand:
             moves[n.node] = ReplicaMove(n.node, "stay", cand, f"already streams from {cand}")
         elif switchover and up == ctx.old and topo.node(n.node).upstream == ctx.old != file_primary:
@@ -209,10 +274,59 @@ def _replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[Replica
                 if up_move is None or up_move.action in ("down", "rejoin"):
                     moves[name] = ReplicaMove(name, "repoint", cand, f"its upstream {m.upstream} will not stream")
                     changed = True
+    _partitioned_moves(ctx, cand, moves, switchover=switchover)
     out = [moves[n] for n in topo.clusters[ctx.cluster].nodes if n in moves]
     if switchover:
         out.insert(0, ReplicaMove(ctx.old, "demote", cand, "the old primary becomes a replica of the new one"))
     return out
+
+
+def _receives_what_cand_cannot(ctx: Context, n: NodeSnapshot, cand: str) -> tuple[str, ...]:
+    """The partitions keeping ``cand`` from a live old primary that ``n`` still streams from (empty: none).
+
+    Until it is fenced, such an old primary goes on writing (its shutdown checkpoint at least) to
+    the replicas on its side: they end up ahead of the new primary's timeline.
+    """
+    apart = cut_between(ctx.topo, ctx.partitioned, cand, ctx.old)
+    if not ctx.old_alive or not apart or n.receiver_status != "streaming":
+        return ()
+    return apart if can_reach(ctx.topo, ctx.partitioned, n.node, ctx.old) else ()
+
+
+def _partitioned_moves(ctx: Context, cand: str, moves: dict[str, ReplicaMove], *, switchover: bool) -> None:
+    """A replica that cannot reach the node it would stream from goes to the new primary if it can
+    reach that; otherwise it is changed all the same (it follows once the partition heals) but
+    nothing waits for it and it is no synchronous standby meanwhile. A cascade behind such a
+    replica is in the same case."""
+    topo, cut = ctx.topo, ctx.partitioned
+    if not cut:
+        return
+    changed = True
+    while changed:
+        changed = False
+        for name, m in list(moves.items()):
+            if m.action not in ("repoint", "stay") or m.waits or m.upstream is None:
+                continue
+            if switchover and m.upstream == ctx.old:
+                continue
+            up = m.upstream
+            apart = cut_between(topo, cut, name, up)
+            blocked = moves.get(up)
+            if not apart and not (up != cand and blocked is not None and blocked.waits):
+                continue
+            why = (f"cut off from {up} by {partition_text(topo, apart)}" if apart
+                   else f"its upstream {up} cannot reach {cand}")
+            if up != cand and can_reach(topo, cut, name, cand):
+                moves[name] = ReplicaMove(name, "repoint", cand, why)
+            elif up == cand:
+                moves[name] = dataclasses.replace(m, waits=f"{why}: streams from it once that heals", cut_by=apart)
+            else:
+                to_cand = cut_between(topo, cut, name, cand)
+                by = tuple(dict.fromkeys((*apart, *(blocked.cut_by if blocked else ()), *to_cand)))
+                moves[name] = dataclasses.replace(
+                    m, waits=f"{why}, and from {cand} by {partition_text(topo, to_cand)}: follows once that heals",
+                    cut_by=by)
+            changed = True
 
 
 def _subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, switchover: bool) -> list[SubscriberMove]:
@@ -234,19 +348,25 @@ def _subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, swi
                                           f"{node} is down: move the subscription by hand when it is back"))
                 continue
             if state is None:
-                out.append(SubscriberMove(sname, cname, node, db, slot, "unreachable",
-                                          f"no subscription {sname} on {node}"))
+                out.append(SubscriberMove(sname, cname, node, db, slot, "missing",
+                                          f"no subscription {sname} on {node}: `pgtopo up` creates it"))
                 continue
+            waits = ""
+            apart = cut_between(topo, ctx.partitioned, node, cand)
+            if apart:
+                waits = (f"{node} is cut off from {cand} by {partition_text(topo, apart)}: "
+                         "the subscription connects once that heals")
             s = cand_slots.get(slot)
             synced = s is not None and s.slot_type == "logical" and s.synced and s.failover
             if synced and s is not None and not s.temporary:
                 out.append(SubscriberMove(sname, cname, node, db, slot, "move",
-                                          f"failover slot {slot} is synced on {cand}: continues with no gap"))
+                                          f"failover slot {slot} is synced on {cand}: continues with no gap",
+                                          waits=waits, cut_by=apart))
                 continue
             if synced and switchover:
                 out.append(SubscriberMove(sname, cname, node, db, slot, "move",
                                           f"failover slot {slot} on {cand} is not sync-ready yet: the switchover waits "
-                                          "for it", ready=False))
+                                          "for it", ready=False, waits=waits, cut_by=apart))
                 continue
             if synced:
                 why = f"slot {slot} on {cand} is not sync-ready yet (temporary: promotion drops it)"
@@ -256,7 +376,7 @@ def _subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, swi
                 why = f"no slot {slot} on {cand}" + ("" if state.failover else " (the subscription has failover = false)")
             else:
                 why = f"slot {slot} on {cand} is not a synced failover slot"
-            out.append(SubscriberMove(sname, cname, node, db, slot, "resync", why))
+            out.append(SubscriberMove(sname, cname, node, db, slot, "resync", why, waits=waits, cut_by=apart))
     return out
 
 
@@ -264,8 +384,13 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
             max_lag: int, forced: bool, primaries: dict[str, str], warnings: list[str]) -> Plan:
     topo, snap = ctx.topo, ctx.snap
     old_state, old_container, fence = _old_primary_state(ctx.old_snap)
+    if fence == "stop" and mode == "failover" and cut_between(topo, ctx.partitioned, ctx.old, cand.node):
+        # Its fast shutdown would wait (wal_sender_timeout) for standbys behind the partition to confirm
+        # its last WAL: seconds of outage for nothing, since the candidate gets none of it anyway.
+        fence = "kill"
     replicas = _replica_moves(ctx, cand.node, switchover=mode == "switchover")
-    direct = [m.node for m in replicas if m.upstream == cand.node and m.action in ("repoint", "stay", "demote")]
+    direct = [m.node for m in replicas if m.upstream == cand.node and m.action in ("repoint", "stay", "demote")
+              and not m.waits]
     sync_after = intended_sync(topo, ctx.cluster, primary=cand.node, available=set(direct))
     file_sync = topo.clusters[ctx.cluster].synchronous
     if file_sync is not None and sync_after is None:
@@ -284,8 +409,12 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
     for m in replicas:
         if m.action == "rejoin":
             warnings.append(f"{m.node} {m.reason}")
+        elif m.waits:
+            warnings.append(f"{m.node}: {m.waits}")
     subs = _subscriber_moves(ctx, cand.node, primaries, switchover=mode == "switchover")
     for s in subs:
+        if s.waits:
+            warnings.append(f"subscription {s.subscription}: {s.waits}")
         if s.action == "resync":
             warnings.append(f"subscription {s.subscription} on {s.node} will be RE-SYNCHRONISED: {s.reason}; its tables "
                             "are truncated and copied again")
@@ -327,7 +456,7 @@ def plan_failover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: st
     cluster = choose_cluster(topo, cluster=cluster, to=to)
     primaries = {c: (primaries or {}).get(c, cl.primary_name) for c, cl in topo.clusters.items()}
     old = primaries[cluster]
-    ctx = context(topo, snap, cluster, old, recorded_sync)
+    ctx = context(topo, snap, cluster, old, recorded_sync, subscribers=subscriber_nodes(topo, cluster, primaries))
     if to == old:
         raise InputError(f"--to {to}: it is the current primary of cluster {cluster}")
     _global_checks(ctx)
@@ -383,7 +512,7 @@ def plan_switchover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: 
     old = primaries[cluster]
     if to == old:
         raise InputError(f"--to {to}: it is already the primary of cluster {cluster}")
-    ctx = context(topo, snap, cluster, old, None)
+    ctx = context(topo, snap, cluster, old, None, subscribers=subscriber_nodes(topo, cluster, primaries))
     _global_checks(ctx)
     if not ctx.old_alive:
         state, _c, _f = _old_primary_state(ctx.old_snap)
