@@ -324,7 +324,7 @@ def _partitioned_moves(ctx: Context, cand: str, moves: dict[str, ReplicaMove], *
                 to_cand = cut_between(topo, cut, name, cand)
                 by = tuple(dict.fromkeys((*apart, *(blocked.cut_by if blocked else ()), *to_cand)))
                 moves[name] = dataclasses.replace(
-                    m, waits=f"{why}, and from {cand} by {partition_text(topo, to_cand)}: follows once that heals",
+                    m, waits=f"{why}, nor can it ({partition_text(topo, to_cand)}): follows once that heals",
                     cut_by=by)
             changed = True
 
