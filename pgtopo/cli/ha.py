@@ -167,14 +167,15 @@ def switchover(
     The cluster is the one --to belongs to; --cluster, if given, must name that one.
     """
     from pgtopo.ha import promotion
+    from pgtopo.ha import switchover as planned
 
     started = time.monotonic()
     topo = _load(file)
     plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
     _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
                question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-               execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
-                                                                   progress=output.StepPrinter()))
+               execute=lambda waited: planned.execute_switchover(topo, plan, started=started + waited,
+                                                                 progress=output.StepPrinter()))
 
 
 @commands.command()

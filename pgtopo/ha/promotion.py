@@ -1,8 +1,12 @@
-"""Carry out a failover or a switchover: fence, re-point, promote, move subscribers, demote.
+"""Carry out a failover: fence, prepare the candidate, promote, then move everything else.
 
-The decisions are made beforehand by ``pgtopo.ha.failover`` on a frozen snapshot; this module
-acts on the live nodes (SQL over the nodes' published ports, files through ``docker exec``)
-and reports what it did and how long it took. Every failure names the node and the step.
+The decisions are made beforehand by ``pgtopo.ha.failover`` on a frozen snapshot of only the
+nodes they need (``plan_live``); this module acts on the live nodes (SQL over the nodes'
+published ports, files through ``docker exec``) and reports what it did and how long it took.
+Only what the first write needs comes before it (the fence, the candidate's slots and
+synchronous standbys); the other replicas, the subscribers, stale slots and the loss come after,
+at once. Every failure names the node and the step; what could not be done is listed with the
+command that finishes it. ``pgtopo.ha.switchover`` shares the promotion and what follows it.
 """
 
 from __future__ import annotations
@@ -13,22 +17,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError, first_line
 from pgtopo.ha import failover, synchronous
 from pgtopo.ha.dataloss import Loss, fork_point, measure_loss
-from pgtopo.ha.failover import Plan, ReplicaMove, Unfinished, heal_text, resume_command
-from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence, leave_stopped, unfence
-from pgtopo.ha.rejoin import rejoin
+from pgtopo.ha.failover import Plan, Unfinished, heal_text, resume_command
+from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence
+from pgtopo.ha.moves import ReplicaMove
 from pgtopo.ha.replication import (
     RELOAD,
     alter_system,
-    container,
     converge_primary,
-    create_slot,
     drop_slot,
     now,
     publishing,
@@ -38,24 +40,19 @@ from pgtopo.ha.replication import (
     set_slot_sync,
     setting,
 )
-from pgtopo.ha.standby import controldata, start_as_standby, stop_postgres
 from pgtopo.ha.subscribers import SubscriberResult, move_all
 from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe import snapshot
-from pgtopo.postgres import connect, instance
-from pgtopo.postgres.lsn import format_lsn, parse_lsn
+from pgtopo.postgres import connect
+from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.postgres.sql import Query, query, run_all
 from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import state
-from pgtopo.runtime.waiting import poll, wait_for
+from pgtopo.runtime.waiting import wait_for
 
-if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
-    from docker.models.containers import Container
-
-SWITCHOVER_STOP_TIMEOUT = 60
 SYNC_GUARD_S = 20.0  # a new primary never waits longer than this for a synchronous standby
 
 
@@ -124,7 +121,7 @@ def _record_primary(topo: Topology, cluster: str, node: str) -> None:
     state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": {**rt.primaries_of(topo), cluster: node}}))
 
 
-# -- failover and switchover -------------------------------------------------------------------------
+# -- failover ------------------------------------------------------------------------------------------
 
 SNAPSHOT_TIMEOUT_S = 3.0  # a node that has not answered by then is planned for as unreachable
 
@@ -181,7 +178,7 @@ def _early(plan: Plan) -> list[ReplicaMove]:
     return [m for m in plan.replicas if m.action == "repoint" and m.node in needed and not m.waits]
 
 
-def _prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress) -> set[str]:
+def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress) -> set[str]:
     """Before promotion: the candidate holds a slot for every replica that will stream from it, its
     synchronous standbys stream from it, and it holds the synchronous settings it needs as primary.
     Returns the replicas whose re-pointing failed."""
@@ -211,7 +208,7 @@ def _prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progr
     return failed
 
 
-def _promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
+def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
     promote(topo, plan.candidate)
@@ -234,7 +231,7 @@ def primary_settings(topo: Topology, node: str) -> list[Query]:
             *([setting(topo, node, "sync_replication_slots", "off")] if topo.postgres.version >= 17 else [])]
 
 
-def _after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
+def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
                      failed: set[str]) -> None:
     """Everything the first write did not need, at once: the other replicas re-pointed and streaming,
     the subscribers moved; then stale slots dropped and the loss measured."""
@@ -320,7 +317,7 @@ def _report_subscribers(plan: Plan, out: Outcome, results: list[SubscriberResult
             out.unfinished.append(Unfinished(f"subscription {res.subscription} ({res.detail})", "pgtopo up {file}"))
 
 
-def _finish(topo: Topology, plan: Plan, out: Outcome) -> None:
+def finish(topo: Topology, plan: Plan, out: Outcome) -> None:
     out.sync_after, out.standby_slots = converge_primary(topo, plan.cluster, plan.candidate)
     rec = state.ChangeRecord(mode=plan.mode, cluster=plan.cluster, from_=plan.old_primary, to=plan.candidate,
                              at=now(), recovery_s=round(out.recovery_s, 3), timeline=out.timeline,
@@ -338,103 +335,9 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
     out.fence = fence(topo, plan.old_primary, timeout=FENCE_STOP_TIMEOUT, progress=progress, kill=plan.fence == "kill")
     progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
     out.steps.append(("fenced", time.monotonic() - started))
-    failed = _prepare_candidate(topo, plan, out, progress)
+    failed = prepare_candidate(topo, plan, out, progress)
     out.steps.append(("candidate prepared", time.monotonic() - started))
-    _promote_and_write(topo, plan, out, started=started, progress=progress)
-    _after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
-    _finish(topo, plan, out)
+    promote_and_write(topo, plan, out, started=started, progress=progress)
+    after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
+    finish(topo, plan, out)
     return out
-
-
-def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: Progress) -> Outcome:
-    """Stop the old primary cleanly, promote once the candidate replayed its last record, demote."""
-    out = Outcome(plan=plan, warnings=list(plan.warnings))
-    old, cand = plan.old_primary, plan.candidate
-    for m in plan.subscribers:
-        if m.action == "move" and not m.ready:
-            progress(cand, f"waiting for failover slot {m.slot} to be sync-ready")
-            _wait_sync_ready(topo, cand, m.slot)
-    c_old = container(topo, old)
-    progress(old, "stopping writes: clean shutdown (its last WAL goes to the standbys)")
-    stop_postgres(topo, c_old, timeout=SWITCHOVER_STOP_TIMEOUT)
-    ctl = controldata(c_old)
-    final = parse_lsn(ctl.get("Latest checkpoint location"))
-    if ctl.get("Database cluster state") != "shut down" or final is None:
-        _restart(c_old)
-        raise OperationFailed(f"did not shut down cleanly ({ctl.get('Database cluster state')}); restarted as primary, "
-                              "nothing else changed", node=old, step="stop writes")
-    out.steps.append(("old primary stopped", time.monotonic() - started))
-    progress(cand, f"waiting to replay {old}'s shutdown checkpoint at {format_lsn(final)}")
-    try:
-        _wait_replayed(topo, cand, past=final)
-        out.steps.append(("candidate caught up", time.monotonic() - started))
-        failed = _prepare_candidate(topo, plan, out, progress)
-        _promote_and_write(topo, plan, out, started=started, progress=progress)
-    except BaseException:
-        # Failed or interrupted (Ctrl-C) before the switch completed: the old primary comes back
-        # only if the candidate is certainly still a standby; otherwise it stays stopped (never
-        # two writable nodes) and `pgtopo status` / `rejoin` take it from there.
-        if _still_standby(topo, cand):
-            _restart(c_old)
-        raise
-    out.loss = Loss(bytes=0, commits=0, fork_lsn=final, old_end_lsn=final, exact=True,
-                    source=f"{cand} replayed {old}'s shutdown checkpoint {format_lsn(final)} before promotion")
-    progress(old, f"restarting as a replica of {cand}")
-    try:
-        create_slot(topo, on=cand, slot=slot_name(old))
-        behind = [slot_name(m.node) for m in plan.replicas if m.action == "stay" and m.upstream == old]
-        start_as_standby(topo, c_old, node=old, upstream=cand, primary=cand, keep_slots=behind)
-    except PgtopoError:
-        leave_stopped(topo, c_old, node=old, why=f"switchover: {cand} is primary, demoting {old} failed")
-        raise
-    unfence(topo, old)
-    _after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
-    try:
-        wait_streaming(topo, old, timeline=out.timeline)
-        out.replicas.insert(0, f"{old}: streaming on timeline {out.timeline} from {cand} (demoted, no rewind needed)")
-    except PgtopoError:
-        progress(old, "not streaming: rewinding it")
-        res = rejoin(topo, old, reclone=False, progress=progress)
-        out.replicas.insert(0, f"{old}: {res.method}, streaming from {cand}")
-    _finish(topo, plan, out)
-    return out
-
-
-def _still_standby(topo: Topology, node: str) -> bool:
-    try:
-        rows = query(topo, node, "SELECT pg_is_in_recovery()", step="check the candidate")
-    except (PgtopoError, psycopg.Error):
-        return False
-    return bool(rows and rows[0][0])
-
-
-def _wait_sync_ready(topo: Topology, node: str, slot: str, timeout: float = 60) -> None:
-    """Before anything changes: a synced slot that is still temporary would vanish on promotion."""
-    def sync_ready() -> bool:
-        rows = query(topo, node, "SELECT synced AND NOT temporary FROM pg_replication_slots WHERE slot_name = %s",
-                     (slot,), step="wait for the failover slot")
-        return bool(rows and rows[0][0])
-
-    if poll(sync_ready, timeout=timeout, interval=0.5):
-        return
-    raise InputError(f"failover slot {slot} on {node} is not sync-ready after {timeout:.0f} s: nothing changed "
-                     "(see its log for slot sync messages)")
-
-
-def _restart(c: Container) -> None:
-    instance.release(c)
-    instance.wait_accepting(c)
-
-
-def _wait_replayed(topo: Topology, node: str, *, past: int, timeout: float = 60) -> None:
-    replayed = None
-
-    def replayed_past() -> bool:
-        nonlocal replayed
-        rows = query(topo, node, "SELECT pg_last_wal_replay_lsn()::text", step="wait for the last WAL")
-        replayed = parse_lsn(str(rows[0][0])) if rows and rows[0][0] else None
-        return replayed is not None and replayed > past
-
-    wait_for(replayed_past, timeout=timeout, what=f"WAL to be replayed past {format_lsn(past)}",
-             step="wait for the last WAL", node=node, interval=0.05,
-             last_seen=lambda: f"replayed up to {format_lsn(replayed)}; the old primary was restarted")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pgtopo.errors import InputError, PgtopoError
 from pgtopo.ha import failover
 from pgtopo.ha.candidates import cut_between, partition_text, upstream_of
-from pgtopo.ha.failover import SubscriberMove, Unfinished, heal_text, resume_command
+from pgtopo.ha.failover import Unfinished, heal_text, resume_command
+from pgtopo.ha.moves import SubscriberMove
 from pgtopo.ha.rejoin import rejoin
 from pgtopo.ha.replication import converge_primary
 from pgtopo.ha.subscribers import SubscriberResult, move_all

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgtopo.errors import OperationFailed, PgtopoError
-from pgtopo.ha.failover import SubscriberMove
+from pgtopo.ha.moves import SubscriberMove
 from pgtopo.ha.replication import container, drop_slot
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, endpoint
