@@ -123,7 +123,7 @@ def _record_primary(topo: Topology, cluster: str, node: str) -> None:
 
 # -- failover ------------------------------------------------------------------------------------------
 
-SNAPSHOT_TIMEOUT_S = 3.0  # a node that has not answered by then is planned for as unreachable
+SNAPSHOT_TIMEOUT_S = 5.0  # a node that has not answered by then is planned for as unreachable
 
 
 @dataclass
