@@ -58,8 +58,8 @@ class SubscriberMove:
     cut_by: tuple[str, ...] = ()
 
 
-
 def replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[ReplicaMove]:
+    """Where every other live node of the cluster streams from once ``cand`` is primary."""
     topo, snap = ctx.topo, ctx.snap
     cand_pos = position(snap.nodes[cand])
     file_primary = topo.clusters[ctx.cluster].primary_name
@@ -161,6 +161,8 @@ def _partitioned_moves(ctx: Context, cand: str, moves: dict[str, ReplicaMove], *
 
 
 def subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, switchover: bool) -> list[SubscriberMove]:
+    """For every subscription to the cluster's publications: moved onto the synced failover slot, or
+    re-synchronised; a subscriber that is down or lacks the subscription is left alone."""
     topo, snap = ctx.topo, ctx.snap
     cand_slots = {s.name: s for s in snap.nodes[cand].slots}
     out = []
