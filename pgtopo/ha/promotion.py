@@ -33,12 +33,12 @@ from pgtopo.ha.replication import (
     converge_primary,
     drop_slot,
     now,
+    primary_settings,
     publishing,
     recorded_sync,
     repoint,
     set_primary_settings,
     set_slot_sync,
-    setting,
 )
 from pgtopo.ha.subscribers import SubscriberResult, move_all
 from pgtopo.ha.synchronous import SyncConfig
@@ -47,7 +47,7 @@ from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.postgres.lsn import parse_lsn
-from pgtopo.postgres.sql import Query, query, run_all
+from pgtopo.postgres.sql import query, run_all
 from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import state
@@ -221,14 +221,6 @@ def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: floa
     out.steps.append(("first write accepted", out.recovery_s))
     _record_primary(topo, plan.cluster, plan.candidate)
     progress(plan.candidate, f"accepts writes ({out.recovery_s:.2f} s after the command started)")
-    run_all(topo, plan.candidate, [*primary_settings(topo, plan.candidate), RELOAD], step="reset standby settings")
-
-
-def primary_settings(topo: Topology, node: str) -> list[Query]:
-    """A standby's own settings mean nothing on a primary. RESET would bring back the rendered file's
-    values, which for a replica of the file name its upstream (maybe the old primary): empty them."""
-    return [setting(topo, node, "primary_conninfo", ""), setting(topo, node, "primary_slot_name", ""),
-            *([setting(topo, node, "sync_replication_slots", "off")] if topo.postgres.version >= 17 else [])]
 
 
 def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
@@ -236,6 +228,7 @@ def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float,
     """Everything the first write did not need, at once: the other replicas re-pointed and streaming,
     the subscribers moved; then stale slots dropped and the loss measured."""
     cand = plan.candidate
+    run_all(topo, cand, [*primary_settings(topo, cand), RELOAD], step="reset standby settings")
     parent, fork, tli = fork_point(topo, cand)
     out.timeline = tli
     pub = publishing(topo, plan.cluster)
@@ -338,6 +331,11 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
     failed = prepare_candidate(topo, plan, out, progress)
     out.steps.append(("candidate prepared", time.monotonic() - started))
     promote_and_write(topo, plan, out, started=started, progress=progress)
-    after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
-    finish(topo, plan, out)
+    try:
+        after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
+        finish(topo, plan, out)
+    except PgtopoError as exc:
+        # Promoted and accepting writes: what is left is finished by --resume, never by failing over again.
+        out.warnings.append(exc.message)
+        out.unfinished.append(Unfinished(f"the steps after the promotion ({exc.message})", resume_command(plan.cluster)))
     return out

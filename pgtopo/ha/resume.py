@@ -18,13 +18,14 @@ from pgtopo.ha.candidates import cut_between, partition_text, upstream_of
 from pgtopo.ha.failover import Unfinished, heal_text, resume_command
 from pgtopo.ha.moves import SubscriberMove
 from pgtopo.ha.rejoin import rejoin
-from pgtopo.ha.replication import converge_primary
+from pgtopo.ha.replication import RELOAD, converge_primary, primary_settings
 from pgtopo.ha.subscribers import SubscriberResult, move_all
 from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot
 from pgtopo.observe.expectations import conninfo_target
 from pgtopo.observe.snapshot import Snapshot
+from pgtopo.postgres.sql import run_all
 from pgtopo.progress import Progress
 from pgtopo.runtime import state
 
@@ -178,5 +179,6 @@ def resume(topo: Topology, plan: ResumePlan, *, progress: Progress) -> ResumeOut
             out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})", again))
         elif m.action == "missing":
             out.unfinished.append(Unfinished(f"subscription {res.subscription} ({res.detail})", "pgtopo up {file}"))
+    run_all(topo, plan.primary, [*primary_settings(topo, plan.primary), RELOAD], step="reset standby settings")
     out.sync_after, out.standby_slots = converge_primary(topo, plan.cluster, plan.primary)
     return out
