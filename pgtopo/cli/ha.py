@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,13 +14,12 @@ from pgtopo.cli.app import ClusterOption, Commands, NoWaitOption, TopologyFile, 
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
-from pgtopo.errors import InputError
-from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, ranking_rows
+from pgtopo.errors import InputError, OperationFailed
+from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, last_line, ranking_rows
 
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
     from pgtopo.ha.promotion import Outcome
-    from pgtopo.runtime.state import PendingChange
 
 commands = Commands()
 
@@ -33,13 +33,9 @@ def plan_screen(plan: Plan) -> list[Block]:
 
 def outcome_screen(o: Outcome) -> list[Block]:
     p = o.plan
-    if o.resumed_from is not None:
-        head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); the failover begun at "
-                f"{o.resumed_from} is finished (its recovery time: {o.recovery_s:.2f} s)")
-    else:
-        head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
-                f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: "
-                f"{o.promote_s:.2f} s)")
+    head = (f"{p.candidate} is the primary of cluster {p.cluster} (timeline {o.timeline}); recovery time "
+            f"{o.recovery_s:.2f} s from the command start to the first write accepted (pg_promote: "
+            f"{o.promote_s:.2f} s)")
     blocks: list[Block] = [Line(head, "success")]
     if o.fence is not None:
         blocks.append(Line(f"fenced {o.fence.node}: {o.fence.method} ({o.fence.detail})"))
@@ -74,25 +70,53 @@ def _confirm(question: str) -> float:
     return time.monotonic() - t
 
 
-def _carry_out(plan: Plan, *, dry_run: bool, yes: bool, question: str,
+def _carry_out(plan: Plan, *, file: Path, dry_run: bool, yes: bool, question: str,
                execute: Callable[[float], Outcome]) -> None:
     """Show the plan; stop on --dry-run; confirm unless --yes (time spent waiting for the answer is
-    not counted in the recovery time); execute and show the outcome."""
+    not counted in the recovery time); execute and show the outcome; fail (exit 1) when part of the
+    plan is not done, the last line saying what and the command that finishes it."""
     output.show(plan_screen(plan))
     if dry_run:
         output.info("dry run: nothing changed")
         return
     waited = 0.0 if yes else _confirm(question)
-    output.show(outcome_screen(execute(waited)))
+    out = execute(waited)
+    output.show(outcome_screen(out))
+    _fail_if_unfinished(f"the {plan.mode} of cluster {plan.cluster} to {plan.candidate}", out.unfinished, file=file)
 
 
-def _carry_out_rest(rec: PendingChange, *, dry_run: bool, yes: bool, execute: Callable[[float], Outcome]) -> None:
-    """The steps left of a failover whose candidate is promoted: say which; confirm; finish them."""
+def _fail_if_unfinished(what: str, unfinished: list[Unfinished], *, file: Path) -> None:
+    if unfinished:
+        raise OperationFailed(f"{what} is done only in part: {len(unfinished)} step(s) not done",
+                              hint=last_line(unfinished, file=str(file)))
+
+
+def _resume(file: Path, cluster: str | None, *, dry_run: bool, yes: bool) -> str:
+    """Finish what a failover left undone; returns the cluster."""
+    from pgtopo.ha import resume
+
+    topo = _load(file)
+    plan = resume.plan_live(topo, cluster=cluster)
+    for i, line in enumerate(plan.lines()):
+        output.show([Line(line, "info" if i == 0 else "")])
+    todo = [r for r in plan.replicas if r.action == "rejoin"] + [s for s in plan.subscribers if s.action != "ok"]
     if dry_run:
         output.info("dry run: nothing changed")
-        return
-    waited = 0.0 if yes else _confirm(f"finish the failover of cluster {rec.cluster} to {rec.to}?")
-    output.show(outcome_screen(execute(waited)))
+        return plan.cluster
+    if todo and not yes:
+        _confirm(f"rejoin and move {len(todo)} replica(s) and subscription(s)?")
+    out = resume.resume(topo, plan, progress=output.StepPrinter())
+    blocks: list[Block] = [Line(r) for r in out.replicas]
+    for s in out.subscribers:
+        blocks.append(Line(f"subscription {s.subscription} on {s.node}: {s.action}: {s.detail}",
+                           "alarm" if s.action in ("resynced", "failed") else ""))
+    sync = out.sync_after.text() if out.sync_after else "''"
+    blocks.append(Line(f"{plan.primary}: synchronous_standby_names = {sync}; synchronized_standby_slots = "
+                       f"{', '.join(out.standby_slots) or '-'}"))
+    output.show(blocks)
+    _fail_if_unfinished(f"resuming cluster {plan.cluster}", out.unfinished, file=file)
+    output.success(f"cluster {plan.cluster}: every replica and subscriber that can follows {plan.primary}")
+    return plan.cluster
 
 
 @commands.command()
@@ -106,30 +130,42 @@ def failover(
     force: Annotated[bool, typer.Option("--force", help="Promote even an unsafe candidate (data at risk).")] = False,
     max_lag: Annotated[int, typer.Option("--max-lag", help="Largest acceptable lag of the candidate, in bytes.")]
     = DEFAULT_MAX_LAG,
+    resume: Annotated[bool, typer.Option("--resume", help="Promote nothing: finish what the last failover left "
+                                         "undone (rejoin replicas that do not stream, move subscribers).")] = False,
     no_wait: NoWaitOption = False,
 ) -> None:
     """Promote the best replica of a cluster whose primary failed; fence the old one, re-point the rest.
 
     Without --cluster: the cluster of --to, else the only cluster with replicas (with several, --cluster is
-    needed).
+    needed). A failover that cannot finish part of its plan (a replica or subscriber behind a partition)
+    exits 1; its last line names what is not done and the command that finishes it (--resume).
     """
     from pgtopo.ha import pending, promotion
 
     started = time.monotonic()
+    if resume and (to is not None or force):
+        raise InputError("--resume promotes nothing: it takes no --to nor --force")
     topo = _load(file)
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):  # planned under the lock: on what really is
+        if resume:
+            done = _resume(file, cluster, dry_run=dry_run, yes=yes)
+            if not dry_run:
+                pending.finished(topo, done)
+            return
         found = pending.unfinished(topo, cluster=cluster, to=to)
         if found is not None:
             rec, promoted = found
             said = rec.summary(file=str(file))[:-1]  # without "finish it with": this command does
             output.show([Line(line, "warning") for line in [*said, f"this run finishes it (begun at {rec.at})"]])
             if promoted:  # finish that one: never plan another failover of a half-changed cluster
-                _carry_out_rest(rec, dry_run=dry_run, yes=yes, execute=lambda waited: promotion.resume_failover(
-                    topo, rec, started=started + waited, progress=output.StepPrinter()))
+                done = _resume(file, rec.cluster, dry_run=dry_run, yes=yes)
+                if not dry_run:
+                    pending.finished(topo, done)
                 return
             to = to or rec.to
         plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
-        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"fence {plan.old_primary} and promote {plan.candidate}?",
+        _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
+                   question=f"fence {plan.old_primary} and promote {plan.candidate}?",
                    execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
                                                                      progress=output.StepPrinter()))
 
@@ -149,14 +185,16 @@ def switchover(
     The cluster is the one --to belongs to; --cluster, if given, must name that one.
     """
     from pgtopo.ha import promotion
+    from pgtopo.ha import switchover as planned
 
     started = time.monotonic()
     topo = _load(file)
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
         plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
-        _carry_out(plan, dry_run=dry_run, yes=yes, question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: promotion.execute_switchover(topo, plan, started=started + waited,
-                                                                       progress=output.StepPrinter()))
+        _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
+                   question=f"stop {plan.old_primary} and promote {plan.candidate}?",
+                   execute=lambda waited: planned.execute_switchover(topo, plan, started=started + waited,
+                                                                     progress=output.StepPrinter()))
 
 
 @commands.command()

@@ -3,8 +3,10 @@
 Ranking, like CloudNativePG: the most advanced WAL wins, since a less advanced winner loses
 what the others have and leaves them unable to follow its timeline; ``failover_priority``
 breaks ties (0 means never promoted, like Patroni's nofailover), then a direct standby beats
-a cascaded one, then the region nearest the old primary. ``pgtopo.ha.failover`` assembles the
-plan around the choice.
+a cascaded one, then the region nearest the old primary. A replica cut off from the other
+regions by a partition is unsafe whatever its WAL: the other replicas, the subscribers and the
+applications elsewhere could not reach it, so it is the last resort (``--force``), ranked after
+every replica that can be reached. ``pgtopo.ha.failover`` assembles the plan around the choice.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Candidate:
     rtt_ms: float
     blockers: tuple[str, ...] = ()  # never promotable
     risks: tuple[str, ...] = ()  # promotable with --force, at the stated risk
+    cut_off: tuple[str, ...] = ()  # the partitions (its region, itself) that cut it off from the other regions
 
     @property
     def eligible(self) -> bool:
@@ -78,6 +81,40 @@ def _replay(n: NodeSnapshot) -> int | None:
     return parse_lsn(n.replay_lsn) if n.in_recovery else parse_lsn(n.current_lsn)
 
 
+# -- reachability under partitions --------------------------------------------------------------
+
+def isolating(topo: Topology, partitioned: frozenset[str], node: str) -> tuple[str, ...]:
+    """The partitions that cut ``node`` off from every other region: its region, itself (empty: none)."""
+    if len(topo.regions) < 2:
+        return ()
+    return tuple(x for x in (topo.node(node).region, node) if x in partitioned)
+
+
+def cut_between(topo: Topology, partitioned: frozenset[str], a: str, b: str) -> tuple[str, ...]:
+    """The partitions that keep nodes ``a`` and ``b`` apart (empty: they reach each other).
+
+    Within a region nodes talk directly; across regions through the relay, which blackholes any
+    path touching a partitioned region or node.
+    """
+    ra, rb = topo.node(a).region, topo.node(b).region
+    if ra == rb:
+        return ()
+    return tuple(x for x in dict.fromkeys((ra, rb, a, b)) if x in partitioned)
+
+
+def can_reach(topo: Topology, partitioned: frozenset[str], a: str, b: str) -> bool:
+    return not cut_between(topo, partitioned, a, b)
+
+
+def partition_text(topo: Topology, names: tuple[str, ...]) -> str:
+    """'region ra', 'node pg-x', 'region ra and node pg-x'."""
+    regions = [n for n in names if n in topo.regions]
+    nodes = [n for n in names if n not in topo.regions]
+    parts = ([("regions " if len(regions) > 1 else "region ") + ", ".join(regions)] if regions else []) + (
+        [("nodes " if len(nodes) > 1 else "node ") + ", ".join(nodes)] if nodes else [])
+    return "the partition of " + " and ".join(parts)
+
+
 # -- the facts a plan is decided on --------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -92,9 +129,12 @@ class Context:
     sysid: str | None
     sync: SyncConfig | None
     sync_states: dict[str, str]
+    partitioned: frozenset[str] = frozenset()
+    subscribers: tuple[str, ...] = ()  # the nodes holding subscriptions to the cluster's publications
 
 
-def context(topo: Topology, snap: Snapshot, cluster: str, old: str, recorded_sync: SyncConfig | None) -> Context:
+def context(topo: Topology, snap: Snapshot, cluster: str, old: str, recorded_sync: SyncConfig | None, *,
+            subscribers: tuple[str, ...] = ()) -> Context:
     nodes = snap.cluster_nodes(cluster)
     old_snap = snap.nodes.get(old)
     old_alive = bool(old_snap and old_snap.reachable and old_snap.in_recovery is False)
@@ -107,7 +147,7 @@ def context(topo: Topology, snap: Snapshot, cluster: str, old: str, recorded_syn
     return Context(topo=topo, snap=snap, cluster=cluster, old=old, old_snap=old_snap, old_alive=old_alive,
                     max_tl=max(tls) if tls else None, sysid=sysid,
                     sync=effective_sync(topo, snap, cluster, primary=old, recorded=recorded_sync),
-                    sync_states=sync_states)
+                    sync_states=sync_states, partitioned=snap.partitioned, subscribers=subscribers)
 
 
 @dataclass(frozen=True)
@@ -170,6 +210,9 @@ def candidate(ctx: Context, n: NodeSnapshot, *, ref: Reference, max_lag: int) ->
             risks.append(f"lags {fmt_bytes(lag)} behind {ref.who}{extra}, more than --max-lag {fmt_bytes(max_lag)}")
         if spec.failover_priority == 0:
             risks.append("failover_priority 0: never promoted unless forced")
+    cut = isolating(topo, ctx.partitioned, n.node)
+    if cut and not blockers:
+        risks.append(_cut_off_risk(ctx, n, cut))
     sync = ""
     if topo.clusters[ctx.cluster].synchronous is not None:
         if ctx.sync is not None and n.node in ctx.sync.standbys:
@@ -181,8 +224,22 @@ def candidate(ctx: Context, n: NodeSnapshot, *, ref: Reference, max_lag: int) ->
         receive_lsn=pos, replay_lsn=_replay(n) if n.reachable and n.in_recovery else None, lag_bytes=lag,
         upstream=upstream, cascaded=upstream is not None and upstream != ctx.old, sync=sync,
         priority=spec.failover_priority, rtt_ms=topo.rtt_ms(n.region, old_region),
-        blockers=tuple(blockers), risks=tuple(risks),
+        blockers=tuple(blockers), risks=tuple(risks), cut_off=cut,
     )
+
+
+def _cut_off_risk(ctx: Context, n: NodeSnapshot, cut: tuple[str, ...]) -> str:
+    """Who could not reach ``n`` as primary: the live replicas and subscribers in other regions, and the
+    applications there (nodes that are down are not waiting for it)."""
+    topo = ctx.topo
+    live = [m.node for m in ctx.snap.cluster_nodes(ctx.cluster) if m.node not in (n.node, ctx.old) and m.reachable]
+    subs = [s for s in ctx.subscribers if (ns := ctx.snap.nodes.get(s)) is None or ns.reachable]
+    who = [m for m in live if not can_reach(topo, ctx.partitioned, m, n.node)]
+    who += [f"{s} (subscriber)" for s in subs if not can_reach(topo, ctx.partitioned, s, n.node)]
+    regions = [r for r in topo.regions if r != n.region]
+    apps = f"applications in {', '.join(regions)}"
+    return (f"cut off from the other regions by {partition_text(topo, cut)}: "
+            f"{', '.join([*who, apps]) if not who else ', '.join(who) + ' and ' + apps} cannot reach it")
 
 
 def sync_risks(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
@@ -215,7 +272,7 @@ def sync_risks(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
 
 def rank_key(c: Candidate) -> tuple[object, ...]:
     return (
-        bool(c.blockers), bool(c.risks), c.sync not in ("", "sync", "quorum", "potential", "listed"),
+        bool(c.blockers), bool(c.risks), bool(c.cut_off), c.sync not in ("", "sync", "quorum", "potential", "listed"),
         -(c.timeline or 0), -(c.receive_lsn if c.receive_lsn is not None else -1),
         -(c.replay_lsn if c.replay_lsn is not None else -1), -c.priority, c.cascaded, c.rtt_ms, c.node,
     )
@@ -226,12 +283,19 @@ def why_chosen(ctx: Context, chosen: Candidate, ranking: list[Candidate]) -> lis
     why = []
     if chosen.sync and chosen.sync != "async":
         why.append(f"{chosen.node} is a synchronous standby ({ctx.sync.text() if ctx.sync else ''})")
-    why.append(f"{chosen.node} has the most WAL: received {format_lsn(chosen.receive_lsn)}, replayed "
+    ahead = [c for c in others if not c.blockers and c.cut_off and (c.receive_lsn or 0) > (chosen.receive_lsn or 0)]
+    among = " of the replicas the other regions can reach" if ahead and not chosen.cut_off else ""
+    why.append(f"{chosen.node} has the most WAL{among}: received {format_lsn(chosen.receive_lsn)}, replayed "
                f"{format_lsn(chosen.replay_lsn)}, lag {fmt_bytes(chosen.lag_bytes)}")
     ties = [c for c in others if c.eligible and c.receive_lsn == chosen.receive_lsn
             and c.replay_lsn == chosen.replay_lsn]
     if ties:
         why.append(f"tie on WAL with {', '.join(c.node for c in ties)}: " + _tie_break(ctx, chosen, ties[0]))
+    cut = [c for c in others if c.cut_off and not c.blockers and not chosen.cut_off]
+    if cut:
+        by = "; ".join(dict.fromkeys(partition_text(ctx.topo, c.cut_off) for c in cut))
+        why.append(f"not {', '.join(c.node for c in cut)}: cut off from the other regions by {by}, a last resort "
+                   f"(`--to {cut[0].node} --force`)")
     return why
 
 

@@ -3,8 +3,9 @@
 ``plan_failover`` and ``plan_switchover`` read a ``Snapshot`` (and the file) and return a
 frozen ``Plan``: the ranked candidates with the reason for each verdict (``pgtopo.ha.candidates``),
 the choice, how to fence the old primary, where every other replica and every subscriber of the
-cluster goes, and the synchronous settings the new primary needs. They never touch a database;
-refusals are ``InputError`` (nothing changed). ``pgtopo.ha.promotion`` carries a plan out.
+cluster goes (``pgtopo.ha.moves``), and the synchronous settings the new primary needs. They never
+touch a database; refusals are ``InputError`` (nothing changed). ``pgtopo.ha.promotion`` carries a
+plan out; what it cannot finish is ``Unfinished``, with the command that finishes it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from pgtopo.ha.candidates import (
     Reference,
     candidate,
     context,
+    cut_between,
     down_state,
-    position,
     rank_key,
     reference,
     sync_risks,
     upstream_of,
     why_chosen,
 )
+from pgtopo.ha.moves import ReplicaMove, SubscriberMove, replica_moves, subscriber_moves
 from pgtopo.ha.synchronous import SyncConfig, intended_sync
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, slot_name
@@ -38,37 +40,13 @@ DEFAULT_MAX_LAG = 1 << 20  # Patroni's maximum_lag_on_failover
 # -- the plan ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ReplicaMove:
-    """What happens to a node of the cluster other than the new primary."""
-
-    node: str
-    action: str  # repoint, stay, demote, down, rejoin
-    upstream: str | None
-    reason: str
-
-
-@dataclass(frozen=True)
-class SubscriberMove:
-    """A subscription to the cluster's publications, on another cluster's primary."""
-
-    subscription: str
-    cluster: str
-    node: str
-    database: str
-    slot: str
-    action: str  # move, resync, unreachable
-    reason: str
-    ready: bool = True  # False: the synced slot is still temporary; a switchover waits for it
-
-
-@dataclass(frozen=True)
 class Plan:
     mode: str  # failover or switchover
     cluster: str
     old_primary: str
     old_state: str
     old_container: str
-    fence: str  # stop, disconnect, none
+    fence: str  # stop, kill, disconnect, none
     candidate: str
     ranking: tuple[Candidate, ...]
     why: tuple[str, ...]
@@ -91,7 +69,9 @@ class Plan:
         return next(c for c in self.ranking if c.node == self.candidate)
 
     def direct_standbys(self) -> list[str]:
-        return [m.node for m in self.replicas if m.upstream == self.candidate and m.action in ("repoint", "stay", "demote")]
+        """The replicas that will stream from the new primary now (not those a partition keeps away)."""
+        return [m.node for m in self.replicas if m.upstream == self.candidate and m.action in ("repoint", "stay", "demote")
+                and not m.waits]
 
     def lines(self) -> list[str]:
         """The plan in words, for the terminal."""
@@ -99,15 +79,17 @@ class Plan:
         out.extend(f"  why: {w}" for w in self.why)
         out.append(f"  lag measured against {self.reference}")
         fence = {"stop": f"stop {self.old_primary} (fast shutdown; killed if it does not stop)",
+                 "kill": f"kill {self.old_primary}: {self.candidate} is cut off from it, so a clean shutdown would "
+                         "only wait for standbys it cannot reach",
                  "disconnect": f"disconnect {self.old_primary} from every network (it cannot be stopped: "
                                f"{self.old_container})",
                  "none": f"none needed: {self.old_primary} is {self.old_state}"}[self.fence]
         out.append(f"  fence: {fence}")
-        for m in self.replicas:
-            out.append(f"  {m.node}: {m.action}" + (f" -> {m.upstream}" if m.upstream else "") + f" ({m.reason})")
+        out.extend(f"  {m.text()}" for m in self.replicas)
         for s in self.subscribers:
             loud = "RE-SYNCHRONISE (truncate + full copy)" if s.action == "resync" else s.action
-            out.append(f"  subscription {s.subscription} on {s.node}: {loud} ({s.reason})")
+            out.append(f"  subscription {s.subscription} on {s.node}: {loud} ({s.reason})"
+                       + (f"; pending: {s.waits}" if s.waits else ""))
         after = self.sync_after.text() if self.sync_after else "''"
         if self.sync_before is not None or self.sync_after is not None:
             out.append(f"  synchronous_standby_names on {self.candidate}: {after}")
@@ -117,6 +99,33 @@ class Plan:
             out.append(f"  drop stale slots on {self.candidate}: {', '.join(self.stale_slots)}")
         out.extend(f"  warning: {w}" for w in self.warnings)
         return out
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A part of a plan that is not done, and the command that finishes it (``{file}``: the topology file)."""
+
+    what: str
+    command: str
+    after: str = ""  # what has to happen first, e.g. a partition healing (with its command)
+
+
+def heal_text(cut_by: tuple[str, ...]) -> str:
+    """What must happen before a node behind a partition can follow: 'ra is healed (`pgtopo heal FILE ra`)'."""
+    return " and ".join(f"{n} is healed (`pgtopo heal {{file}} {n}`)" for n in cut_by) or "the partition heals"
+
+
+def resume_command(cluster: str) -> str:
+    return f"pgtopo failover {{file}} --resume --cluster {cluster}"
+
+
+def last_line(unfinished: list[Unfinished], *, file: str) -> str:
+    """The last line of a command that could not finish its plan: what is not done, and how to finish it."""
+    items = "; ".join(u.what for u in unfinished)
+    cmds = list(dict.fromkeys(u.command.format(file=file) for u in unfinished))
+    after = list(dict.fromkeys(u.after.format(file=file) for u in unfinished if u.after))
+    first = f"once {' and '.join(after)}, " if after else ""
+    return f"not done: {items}; {first}finish with: {' && '.join(cmds)}"
 
 
 def ranking_rows(plan: Plan) -> list[list[str]]:
@@ -135,6 +144,21 @@ RANKING_COLUMNS = ["node", "region", "state", "TL", "received", "replayed", "lag
 
 
 # -- planning ------------------------------------------------------------------------------------
+
+def subscriber_nodes(topo: Topology, cluster: str, primaries: dict[str, str]) -> tuple[str, ...]:
+    """The nodes holding subscriptions to ``cluster``'s publications: their clusters' current primaries."""
+    out = [primaries.get(c, cl.primary_name) for c, cl in topo.clusters.items()
+           if any(sub.publisher == cluster for sub in cl.subscriptions.values())]
+    return tuple(dict.fromkeys(out))
+
+
+def scope(topo: Topology, cluster: str, primaries: dict[str, str]) -> list[str]:
+    """Every node a failover of ``cluster`` decides on or changes: its members and its subscribers.
+
+    Nothing else is looked at, so the time to decide does not grow with the rest of the topology.
+    """
+    return [*topo.clusters[cluster].nodes, *subscriber_nodes(topo, cluster, primaries)]
+
 
 def choose_cluster(topo: Topology, *, cluster: str | None, to: str | None) -> str:
     if to is not None and to not in topo.node_names():
@@ -170,102 +194,17 @@ def _old_primary_state(n: NodeSnapshot | None) -> tuple[str, str, str]:
     return "writable", n.container, "stop"
 
 
-def _replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[ReplicaMove]:
-    topo, snap = ctx.topo, ctx.snap
-    cand_pos = position(snap.nodes[cand])
-    file_primary = topo.clusters[ctx.cluster].primary_name
-    moves: dict[str, ReplicaMove] = {}
-    for n in snap.cluster_nodes(ctx.cluster):
-        if n.node in (cand, ctx.old):
-            continue
-        up = upstream_of(topo, n)
-        if not n.reachable:
-            moves[n.node] = ReplicaMove(n.node, "down", None,
-                                        f"{down_state(n)}: `pgtopo rejoin` points it at {cand} when it is back")
-            continue
-        pos = position(n)
-        if not ctx.old_alive and pos is not None and cand_pos is not None and pos > cand_pos:
-            moves[n.node] = ReplicaMove(n.node, "rejoin", None,
-                                        f"ahead of {cand} by {fmt_bytes(pos - cand_pos)}: it cannot follow the new "
-                                        "timeline; run `pgtopo rejoin` for it after the failover")
-        elif up == cand:
-            moves[n.node] = ReplicaMove(n.node, "stay", cand, f"already streams from {cand}")
-        elif switchover and up == ctx.old and topo.node(n.node).upstream == ctx.old != file_primary:
-            moves[n.node] = ReplicaMove(n.node, "stay", ctx.old, f"cascaded behind {ctx.old} as the file says: follows "
-                                        f"it once it is a replica of {cand}")
-        elif up is None or up == ctx.old:
-            why = f"streamed from {ctx.old}" if up else "its upstream is unknown"
-            moves[n.node] = ReplicaMove(n.node, "repoint", cand, why)
-        else:
-            moves[n.node] = ReplicaMove(n.node, "stay", up,
-                                        f"cascaded behind {up}, which is alive: follows the new timeline through it")
-    # A cascade stays only if its upstream keeps streaming; otherwise it goes to the new primary.
-    changed = True
-    while changed:
-        changed = False
-        for name, m in list(moves.items()):
-            if m.action == "stay" and m.upstream not in (cand, None) and not (switchover and m.upstream == ctx.old):
-                up_move = moves.get(m.upstream)
-                if up_move is None or up_move.action in ("down", "rejoin"):
-                    moves[name] = ReplicaMove(name, "repoint", cand, f"its upstream {m.upstream} will not stream")
-                    changed = True
-    out = [moves[n] for n in topo.clusters[ctx.cluster].nodes if n in moves]
-    if switchover:
-        out.insert(0, ReplicaMove(ctx.old, "demote", cand, "the old primary becomes a replica of the new one"))
-    return out
-
-
-def _subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, switchover: bool) -> list[SubscriberMove]:
-    topo, snap = ctx.topo, ctx.snap
-    cand_slots = {s.name: s for s in snap.nodes[cand].slots}
-    out = []
-    for cname, cl in topo.clusters.items():
-        for sname, sub in cl.subscriptions.items():
-            if sub.publisher != ctx.cluster:
-                continue
-            pub = topo.clusters[sub.publisher].publications[sub.publication]
-            db = sub.database or pub.database
-            node = primaries.get(cname, cl.primary_name)
-            ns = snap.nodes.get(node)
-            state = next((s for s in ns.subscriptions if s.name == sname), None) if ns else None
-            slot = (state.slot_name if state and state.slot_name else sname)
-            if ns is None or not ns.reachable:
-                out.append(SubscriberMove(sname, cname, node, db, slot, "unreachable",
-                                          f"{node} is down: move the subscription by hand when it is back"))
-                continue
-            if state is None:
-                out.append(SubscriberMove(sname, cname, node, db, slot, "unreachable",
-                                          f"no subscription {sname} on {node}"))
-                continue
-            s = cand_slots.get(slot)
-            synced = s is not None and s.slot_type == "logical" and s.synced and s.failover
-            if synced and s is not None and not s.temporary:
-                out.append(SubscriberMove(sname, cname, node, db, slot, "move",
-                                          f"failover slot {slot} is synced on {cand}: continues with no gap"))
-                continue
-            if synced and switchover:
-                out.append(SubscriberMove(sname, cname, node, db, slot, "move",
-                                          f"failover slot {slot} on {cand} is not sync-ready yet: the switchover waits "
-                                          "for it", ready=False))
-                continue
-            if synced:
-                why = f"slot {slot} on {cand} is not sync-ready yet (temporary: promotion drops it)"
-            elif topo.postgres.version < 17:
-                why = f"PostgreSQL {topo.postgres.version} has no failover slots"
-            elif s is None:
-                why = f"no slot {slot} on {cand}" + ("" if state.failover else " (the subscription has failover = false)")
-            else:
-                why = f"slot {slot} on {cand} is not a synced failover slot"
-            out.append(SubscriberMove(sname, cname, node, db, slot, "resync", why))
-    return out
-
-
 def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate], why: list[str], ref: Reference,
             max_lag: int, forced: bool, primaries: dict[str, str], warnings: list[str]) -> Plan:
     topo, snap = ctx.topo, ctx.snap
     old_state, old_container, fence = _old_primary_state(ctx.old_snap)
-    replicas = _replica_moves(ctx, cand.node, switchover=mode == "switchover")
-    direct = [m.node for m in replicas if m.upstream == cand.node and m.action in ("repoint", "stay", "demote")]
+    if fence == "stop" and mode == "failover" and cut_between(topo, ctx.partitioned, ctx.old, cand.node):
+        # Its fast shutdown would wait (wal_sender_timeout) for standbys behind the partition to confirm
+        # its last WAL: seconds of outage for nothing, since the candidate gets none of it anyway.
+        fence = "kill"
+    replicas = replica_moves(ctx, cand.node, switchover=mode == "switchover")
+    direct = [m.node for m in replicas if m.upstream == cand.node and m.action in ("repoint", "stay", "demote")
+              and not m.waits]
     sync_after = intended_sync(topo, ctx.cluster, primary=cand.node, available=set(direct))
     file_sync = topo.clusters[ctx.cluster].synchronous
     if file_sync is not None and sync_after is None:
@@ -284,8 +223,12 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
     for m in replicas:
         if m.action == "rejoin":
             warnings.append(f"{m.node} {m.reason}")
-    subs = _subscriber_moves(ctx, cand.node, primaries, switchover=mode == "switchover")
+        elif m.waits:
+            warnings.append(f"{m.node}: {m.waits}")
+    subs = subscriber_moves(ctx, cand.node, primaries, switchover=mode == "switchover")
     for s in subs:
+        if s.waits:
+            warnings.append(f"subscription {s.subscription}: {s.waits}")
         if s.action == "resync":
             warnings.append(f"subscription {s.subscription} on {s.node} will be RE-SYNCHRONISED: {s.reason}; its tables "
                             "are truncated and copied again")
@@ -327,7 +270,7 @@ def plan_failover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: st
     cluster = choose_cluster(topo, cluster=cluster, to=to)
     primaries = {c: (primaries or {}).get(c, cl.primary_name) for c, cl in topo.clusters.items()}
     old = primaries[cluster]
-    ctx = context(topo, snap, cluster, old, recorded_sync)
+    ctx = context(topo, snap, cluster, old, recorded_sync, subscribers=subscriber_nodes(topo, cluster, primaries))
     if to == old:
         raise InputError(f"--to {to}: it is the current primary of cluster {cluster}")
     _global_checks(ctx)
@@ -383,7 +326,7 @@ def plan_switchover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: 
     old = primaries[cluster]
     if to == old:
         raise InputError(f"--to {to}: it is already the primary of cluster {cluster}")
-    ctx = context(topo, snap, cluster, old, None)
+    ctx = context(topo, snap, cluster, old, None, subscribers=subscriber_nodes(topo, cluster, primaries))
     _global_checks(ctx)
     if not ctx.old_alive:
         state, _c, _f = _old_primary_state(ctx.old_snap)

@@ -18,6 +18,7 @@ from pgtopo.postgres import instance
 from pgtopo.postgres.sql import query
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
+from pgtopo.runtime.waiting import poll
 
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
     from docker.models.containers import Container
@@ -28,14 +29,16 @@ FENCE_STOP_TIMEOUT = 5  # a fast shutdown of a healthy primary takes well under 
 @dataclass(frozen=True)
 class Fence:
     node: str
-    method: str  # stopped, disconnected, already down
+    method: str  # stopped, killed, disconnected, already down
     detail: str
 
 
-def fence(topo: Topology, node: str, *, timeout: int, progress: Progress) -> Fence:
+def fence(topo: Topology, node: str, *, timeout: int, progress: Progress, kill: bool = False) -> Fence:
     """Make sure ``node`` accepts connections from nowhere: stopped, else cut off every network.
 
     The ready marker goes first, so a container restarted by anyone keeps PostgreSQL down.
+    ``kill``: SIGKILL at once instead of a fast shutdown (nobody it could send its last WAL to
+    can receive it).
     """
     c = gateway.find(topo.name, node)
     if c is None:
@@ -45,16 +48,20 @@ def fence(topo: Topology, node: str, *, timeout: int, progress: Progress) -> Fen
     if st in ("exited", "dead", "created"):
         result = Fence(node, "already down", f"container {st}")
     elif st == "running":
-        progress(node, "fencing: docker stop (fast shutdown)")
+        progress(node, "fencing: docker kill" if kill else "fencing: docker stop (fast shutdown)")
         try:
             gateway.exec_in(c, ["rm", "-f", instance.READY_MARKER], user="root")
-            gateway.stop(c, timeout=timeout)
+            if kill:
+                gateway.kill(c)
+                poll(lambda: gateway.status(c) not in ("running", "restarting"), timeout=timeout, interval=0.05)
+            else:
+                gateway.stop(c, timeout=timeout)
         except PgtopoError:
             with contextlib.suppress(PgtopoError):
                 gateway.kill(c)
         st = gateway.status(c)
         if st not in ("running", "paused", "restarting"):
-            result = Fence(node, "stopped", f"container {st}")
+            result = Fence(node, "killed" if kill else "stopped", f"container {st}")
     if result is None:
         progress(node, f"fencing: disconnecting from every network (container {st}, cannot be stopped)")
         nets = gateway.disconnect_all(c)

@@ -33,6 +33,11 @@ def _put(topo: Topology, rec: state.PendingChange) -> None:
     state.update(topo.name, lambda rt: rt.model_copy(update={"pending": {**rt.pending, rec.cluster: rec}}))
 
 
+def finished(topo: Topology, cluster: str) -> None:
+    """The unfinished failover of ``cluster`` was finished another way (``failover --resume``)."""
+    _clear(topo, cluster)
+
+
 def _clear(topo: Topology, cluster: str) -> None:
     state.update(topo.name, lambda rt: rt.model_copy(
         update={"pending": {c: r for c, r in rt.pending.items() if c != cluster}}))

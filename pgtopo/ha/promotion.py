@@ -1,8 +1,12 @@
-"""Carry out a failover or a switchover: fence, re-point, promote, move subscribers, demote.
+"""Carry out a failover: fence, prepare the candidate, promote, then move everything else.
 
-The decisions are made beforehand by ``pgtopo.ha.failover`` on a frozen snapshot; this module
-acts on the live nodes (SQL over the nodes' published ports, files through ``docker exec``)
-and reports what it did and how long it took. Every failure names the node and the step.
+The decisions are made beforehand by ``pgtopo.ha.failover`` on a frozen snapshot of only the
+nodes they need (``plan_live``); this module acts on the live nodes (SQL over the nodes'
+published ports, files through ``docker exec``) and reports what it did and how long it took.
+Only what the first write needs comes before it (the fence, the candidate's slots and
+synchronous standbys); the other replicas, the subscribers, stale slots and the loss come after,
+at once. Every failure names the node and the step; what could not be done is listed with the
+command that finishes it. ``pgtopo.ha.switchover`` shares the promotion and what follows it.
 """
 
 from __future__ import annotations
@@ -13,48 +17,42 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError, first_line
 from pgtopo.ha import failover, pending, synchronous
 from pgtopo.ha.dataloss import Loss, fork_point, measure_loss
-from pgtopo.ha.failover import Plan
-from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence, leave_stopped, unfence
-from pgtopo.ha.rejoin import rejoin
+from pgtopo.ha.failover import Plan, Unfinished, heal_text, resume_command
+from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence
+from pgtopo.ha.moves import ReplicaMove
 from pgtopo.ha.replication import (
     RELOAD,
     alter_system,
-    container,
     converge_primary,
-    create_slot,
     drop_slot,
     now,
+    primary_settings,
     publishing,
     recorded_sync,
     repoint,
     set_primary_settings,
     set_slot_sync,
 )
-from pgtopo.ha.standby import controldata, start_as_standby, stop_postgres
-from pgtopo.ha.subscribers import SubscriberResult, move_subscriber
+from pgtopo.ha.subscribers import SubscriberResult, move_all
 from pgtopo.ha.synchronous import SyncConfig
+from pgtopo.model import render
 from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe import snapshot
-from pgtopo.postgres import connect, instance
-from pgtopo.postgres.lsn import format_lsn, parse_lsn
+from pgtopo.postgres import connect
+from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.postgres.sql import query, run_all
 from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
-from pgtopo.runtime import gateway, state
-from pgtopo.runtime.waiting import poll, wait_for
+from pgtopo.runtime import state
+from pgtopo.runtime.waiting import wait_for
 
-if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
-    from docker.models.containers import Container
-
-SWITCHOVER_STOP_TIMEOUT = 60
 SYNC_GUARD_S = 20.0  # a new primary never waits longer than this for a synchronous standby
 
 
@@ -123,7 +121,10 @@ def _record_primary(topo: Topology, cluster: str, node: str) -> None:
     state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": {**rt.primaries_of(topo), cluster: node}}))
 
 
-# -- failover and switchover -------------------------------------------------------------------------
+# -- failover ------------------------------------------------------------------------------------------
+
+SNAPSHOT_TIMEOUT_S = 5.0  # a node that has not answered by then is planned for as unreachable
+
 
 @dataclass
 class Outcome:
@@ -139,20 +140,30 @@ class Outcome:
     subscribers: list[SubscriberResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
-    resumed_from: str | None = None  # finished a failover begun (and interrupted) at this time
+    unfinished: list[Unfinished] = field(default_factory=list)
+
+
+Collector = Callable[..., snapshot.Snapshot]
 
 
 def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None, max_lag: int = failover.DEFAULT_MAX_LAG,
-              force: bool = False) -> Plan:
-    """Snapshot every node and plan (InputError when refused: nothing changed)."""
-    gateway.require_running(topo.name)
-    snap = snapshot.collect(topo)
-    primaries = state.current_primaries(topo)
-    if mode == "switchover":
-        if to is None:
-            raise InputError("switchover needs --to NODE")
-        return failover.plan_switchover(topo, snap, cluster=cluster, to=to, primaries=primaries)
+              force: bool = False, collect: Collector = snapshot.collect) -> Plan:
+    """Snapshot the nodes the decision needs and plan (InputError when refused: nothing changed).
+
+    Only the cluster's members and its subscribers are asked (``failover.scope``), all at once,
+    each within ``SNAPSHOT_TIMEOUT_S``: the time to decide grows neither with the rest of the
+    topology nor with a node that hangs.
+    """
+    if mode == "switchover" and to is None:
+        raise InputError("switchover needs --to NODE")
     c = failover.choose_cluster(topo, cluster=cluster, to=to)
+    primaries = state.current_primaries(topo)
+    snap = collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True)
+    if all(n.container == "missing" for n in snap.nodes.values()):
+        raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
+    if mode == "switchover":
+        assert to is not None
+        return failover.plan_switchover(topo, snap, cluster=c, to=to, primaries=primaries)
     known = state.load(topo.name).last_known.get(primaries[c])
     last = (parse_lsn(known.lsn) or 0, known.timeline) if known else None
     return failover.plan_failover(topo, snap, cluster=c, to=to, max_lag=max_lag, force=force,
@@ -160,33 +171,44 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
                                   recorded_sync=recorded_sync(topo, c))
 
 
-def _prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress) -> None:
-    """Before promotion: the other replicas stream from the candidate (cascading, then they follow
-    its new timeline) and the candidate holds the synchronous settings it will need as primary."""
+def _early(plan: Plan) -> list[ReplicaMove]:
+    """The replicas re-pointed before promotion: only the synchronous standbys the new primary's first
+    commit waits for. The others follow after the first write (they follow the new timeline then too)."""
+    needed = set(plan.sync_after.standbys) if plan.sync_after else set()
+    return [m for m in plan.replicas if m.action == "repoint" and m.node in needed and not m.waits]
+
+
+def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress) -> set[str]:
+    """Before promotion: the candidate holds a slot for every replica that will stream from it, its
+    synchronous standbys stream from it, and it holds the synchronous settings it needs as primary.
+    Returns the replicas whose re-pointing failed."""
     cand = plan.candidate
     pub = publishing(topo, plan.cluster)
     repoints = [m for m in plan.replicas if m.action == "repoint"]
-    for m in repoints:
-        create_slot(topo, on=cand, slot=slot_name(m.node))
+    if repoints:
+        run_all(topo, cand, [render.create_physical_slot(slot_name(m.node), reserve_wal=True) for m in repoints],
+                step="create slots")
     jobs: dict[str, Callable[[], Any]] = {}
-    for m in repoints:
+    for m in _early(plan):
         progress(m.node, f"re-pointing to {cand} ({m.reason})")
         jobs[m.node] = functools.partial(repoint, topo, node=m.node, upstream=cand, slot_sync=pub)
-    for m in plan.replicas:
-        if m.action == "stay" and m.upstream == cand and pub:
-            jobs[m.node] = functools.partial(set_slot_sync, topo, m.node)
     errors = _parallel(jobs)
+    failed = {node for node, err in errors.items() if err is not None}
     for node, err in errors.items():
         if err is not None:
             out.warnings.append(f"{node}: {err.message}")
-    ready = {m.node for m in plan.replicas if m.upstream == cand and m.action in ("repoint", "stay")
-             and errors.get(m.node) is None}
+            out.unfinished.append(Unfinished(f"{node} not re-pointed to {cand} ({err.message})",
+                                             f"pgtopo rejoin {{file}} {node}"))
+    # Every standby that will stream from the candidate now, whether re-pointed before or after the
+    # promotion; a partition's prisoners are no synchronous standbys and hold no failover slot back.
+    ready = set(plan.direct_standbys()) - failed
     sync = synchronous.intended_sync(topo, plan.cluster, primary=cand, available=ready)
-    slots = tuple(slot_name(n) for n in ready) if pub else ()
+    slots = tuple(slot_name(n) for n in plan.direct_standbys() if n in ready) if pub else ()
     set_primary_settings(topo, cand, sync=sync, standby_slots=slots)
+    return failed
 
 
-def _promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
+def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
     promote(topo, plan.candidate)
@@ -199,35 +221,38 @@ def _promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: flo
     out.steps.append(("first write accepted", out.recovery_s))
     _record_primary(topo, plan.cluster, plan.candidate)
     progress(plan.candidate, f"accepts writes ({out.recovery_s:.2f} s after the command started)")
-    _reset_standby_settings(topo, plan.candidate)
 
 
-def _reset_standby_settings(topo: Topology, node: str) -> None:
-    """Standby-only settings mean nothing on a primary: back to the rendered ones."""
-    run_all(topo, node, [sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(n)) for n in
-                         ("primary_conninfo", "primary_slot_name", "sync_replication_slots")] + [RELOAD],
-            step="reset standby settings")
-
-
-def _after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
+def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
+                     failed: set[str]) -> None:
+    """Everything the first write did not need, at once: the other replicas re-pointed and streaming,
+    the subscribers moved; then stale slots dropped and the loss measured."""
     cand = plan.candidate
+    run_all(topo, cand, [*primary_settings(topo, cand), RELOAD], step="reset standby settings")
     parent, fork, tli = fork_point(topo, cand)
     out.timeline = tli
-    _move_subscribers(topo, plan, out, started=started, progress=progress)
-    followers = [m for m in plan.replicas if m.action in ("repoint", "stay")]
-    if followers:
-        progress(cand, f"waiting for {', '.join(m.node for m in followers)} to stream on timeline {tli}")
-    errors = _parallel({m.node: functools.partial(wait_streaming, topo, m.node, timeline=tli) for m in followers})
-    for m in followers:
-        err = errors.get(m.node)
-        if err is None:
-            out.replicas.append(f"{m.node}: streaming on timeline {tli} from {m.upstream} ({m.action}: {m.reason})")
-        else:
-            out.warnings.append(f"{m.node}: {err.message}")
-    for m in plan.replicas:
-        if m.action in ("down", "rejoin"):
-            out.replicas.append(f"{m.node}: {m.reason}")
-    out.steps.append(("replicas streaming", time.monotonic() - started))
+    pub = publishing(topo, plan.cluster)
+    early = {m.node for m in _early(plan)}
+    followers = [m for m in plan.replicas if m.action in ("repoint", "stay") and m.node not in failed]
+
+    def follow(m: ReplicaMove) -> None:
+        if m.action == "repoint" and m.node not in early:
+            progress(m.node, f"re-pointing to {cand} ({m.reason})")
+            repoint(topo, node=m.node, upstream=cand, slot_sync=pub)
+        elif m.action == "stay" and m.upstream == cand and pub and not m.waits:
+            set_slot_sync(topo, m.node)
+        if not m.waits:
+            wait_streaming(topo, m.node, timeline=tli)
+
+    jobs: dict[str, Callable[[], Any]] = {m.node: functools.partial(follow, m) for m in followers}
+    subs: list[SubscriberResult] = []
+    if plan.subscribers:
+        jobs["subscribers"] = lambda: subs.extend(move_all(topo, plan.subscribers, new_primary=cand,
+                                                           progress=progress))
+    errors = _parallel(jobs)
+    _report_replicas(plan, out, errors, tli=tli)
+    _report_subscribers(plan, out, subs)
+    out.steps.append(("replicas and subscribers", time.monotonic() - started))
     for slot in plan.stale_slots:
         try:
             drop_slot(topo, on=cand, slot=slot)
@@ -239,20 +264,53 @@ def _after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float
         out.steps.append(("loss measured", time.monotonic() - started))
 
 
-def _move_subscribers(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
-    for m in plan.subscribers:
-        try:
-            res = move_subscriber(topo, m, new_primary=plan.candidate, progress=progress)
-        except PgtopoError as exc:
-            res = SubscriberResult(m.subscription, m.node, "failed", exc.message)
-            out.warnings.append(f"subscription {m.subscription} on {m.node}: {exc.message}")
+def _report_replicas(plan: Plan, out: Outcome, errors: dict[str, PgtopoError | None], *, tli: int) -> None:
+    for m in plan.replicas:
+        err = errors.get(m.node)
+        if m.action in ("down", "rejoin"):
+            out.replicas.append(f"{m.node}: {m.reason}")
+            if m.action == "rejoin":  # alive, and not following: not done (a node that is down follows on rejoin)
+                out.unfinished.append(Unfinished(f"{m.node} cannot follow {plan.candidate}'s timeline",
+                                                 f"pgtopo rejoin {{file}} {m.node}",
+                                                 after=heal_text(m.cut_by) if m.cut_by else ""))
+        elif m.action not in ("repoint", "stay"):
+            continue
+        elif m.node not in errors:
+            continue  # its re-pointing failed before the promotion: reported then
+        elif err is not None:
+            out.warnings.append(f"{m.node}: {err.message}")
+            out.unfinished.append(Unfinished(f"{m.node} not streaming from {m.upstream} ({err.message})",
+                                             f"pgtopo rejoin {{file}} {m.node}"))
+        elif m.waits:
+            out.replicas.append(f"{m.node}: {m.action} -> {m.upstream}, not streaming yet: {m.waits}")
+            out.unfinished.append(Unfinished(f"{m.node} cut off ({m.waits})", resume_command(plan.cluster),
+                                             after=heal_text(m.cut_by)))
+        else:
+            out.replicas.append(f"{m.node}: streaming on timeline {tli} from {m.upstream} ({m.action}: {m.reason})")
+
+
+def _report_subscribers(plan: Plan, out: Outcome, results: list[SubscriberResult]) -> None:
+    by_name = {m.subscription: m for m in plan.subscribers}
+    for res in results:
         out.subscribers.append(res)
+        m = by_name[res.subscription]
         if res.action == "resynced":
-            out.warnings.append(f"subscription {m.subscription} on {m.node} was {res.detail}")
-    out.steps.append(("subscribers moved", time.monotonic() - started))
+            out.warnings.append(f"subscription {res.subscription} on {res.node} was {res.detail}")
+        elif res.action == "failed":
+            out.warnings.append(f"subscription {res.subscription} on {res.node}: {res.detail}")
+            out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})",
+                                             resume_command(plan.cluster)))
+        elif res.action == "pending":
+            out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({m.waits})",
+                                             resume_command(plan.cluster), after=heal_text(m.cut_by)))
+        elif m.action == "unreachable":
+            out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})",
+                                             resume_command(plan.cluster), after=f"{res.node} is back"))
+        elif m.action == "missing":
+            out.unfinished.append(Unfinished(f"subscription {res.subscription} ({res.detail})", "pgtopo up {file}"))
 
 
-def _finish(topo: Topology, plan: Plan, out: Outcome) -> None:
+def finish(topo: Topology, plan: Plan, out: Outcome) -> None:
     out.sync_after, out.standby_slots = converge_primary(topo, plan.cluster, plan.candidate)
     rec = state.ChangeRecord(mode=plan.mode, cluster=plan.cluster, from_=plan.old_primary, to=plan.candidate,
                              at=now(), recovery_s=round(out.recovery_s, 3), timeline=out.timeline,
@@ -261,8 +319,10 @@ def _finish(topo: Topology, plan: Plan, out: Outcome) -> None:
 
 
 def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Progress) -> Outcome:
-    """Fence the old primary, re-point the replicas to the candidate, promote, first write, then move
-    subscribers, check the replicas stream, drop stale slots and measure the loss.
+    """Fence the old primary, prepare the candidate (slots, synchronous standbys), promote and accept
+    the first write; then everything else at once: re-point and check the replicas, move the
+    subscribers; drop stale slots and measure the loss. ``Outcome.unfinished`` lists what could not
+    be done, each with the command that finishes it.
 
     Each step done is recorded (``pgtopo.ha.pending``): Ctrl-C stops the failover with
     ``Interrupted`` saying what is done, what is not and the command that finishes it.
@@ -270,128 +330,26 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
     out = Outcome(plan=plan, warnings=list(plan.warnings))
     out.steps.append(("planned", time.monotonic() - started))
     with pending.tracked(topo, plan) as done:
-        out.fence = fence(topo, plan.old_primary, timeout=FENCE_STOP_TIMEOUT, progress=progress)
+        out.fence = fence(topo, plan.old_primary, timeout=FENCE_STOP_TIMEOUT, progress=progress,
+                          kill=plan.fence == "kill")
         done("fenced")
         progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
         out.steps.append(("fenced", time.monotonic() - started))
-        _prepare_candidate(topo, plan, out, progress)
+        failed = prepare_candidate(topo, plan, out, progress)
         done("re-pointed")
-        out.steps.append(("replicas re-pointed", time.monotonic() - started))
-        _promote_and_write(topo, plan, out, started=started, progress=progress)
+        out.steps.append(("candidate prepared", time.monotonic() - started))
+        promote_and_write(topo, plan, out, started=started, progress=progress)
         done("promoted", recovery_s=out.recovery_s)
-        _after_promotion(topo, plan, out, started=started, progress=progress)
-        _finish(topo, plan, out)
+        _after_promotion_or_unfinished(topo, plan, out, started=started, progress=progress, failed=failed)
     return out
 
 
-def resume_failover(topo: Topology, rec: state.PendingChange, *, started: float, progress: Progress) -> Outcome:
-    """Finish a failover stopped after its candidate was promoted (``pending.unfinished``): the steps
-    after the promotion, from the plan recorded with it (each is safe to run again)."""
-    plan = pending.plan_of(rec)
-    out = Outcome(plan=plan, warnings=list(plan.warnings), recovery_s=rec.recovery_s or 0.0, resumed_from=rec.at)
-    # Promoted, whatever the record says (Ctrl-C may have come between pg_promote and the record).
-    rec = rec.model_copy(update={"done": ("fenced", "re-pointed", "promoted")})
-    with pending.tracked(topo, plan, resumed=rec):
-        progress(plan.candidate, f"finishing the failover of cluster {plan.cluster} begun at {rec.at}")
-        if first_write(topo, plan.candidate):
-            out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
-                                f"synchronous_standby_names emptied on {plan.candidate}")
-        _record_primary(topo, plan.cluster, plan.candidate)
-        _reset_standby_settings(topo, plan.candidate)
-        _after_promotion(topo, plan, out, started=started, progress=progress)
-        _finish(topo, plan, out)
-    return out
-
-
-def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: Progress) -> Outcome:
-    """Stop the old primary cleanly, promote once the candidate replayed its last record, demote."""
-    out = Outcome(plan=plan, warnings=list(plan.warnings))
-    old, cand = plan.old_primary, plan.candidate
-    for m in plan.subscribers:
-        if m.action == "move" and not m.ready:
-            progress(cand, f"waiting for failover slot {m.slot} to be sync-ready")
-            _wait_sync_ready(topo, cand, m.slot)
-    c_old = container(topo, old)
-    progress(old, "stopping writes: clean shutdown (its last WAL goes to the standbys)")
-    stop_postgres(topo, c_old, timeout=SWITCHOVER_STOP_TIMEOUT)
-    ctl = controldata(c_old)
-    final = parse_lsn(ctl.get("Latest checkpoint location"))
-    if ctl.get("Database cluster state") != "shut down" or final is None:
-        _restart(c_old)
-        raise OperationFailed(f"did not shut down cleanly ({ctl.get('Database cluster state')}); restarted as primary, "
-                              "nothing else changed", node=old, step="stop writes")
-    out.steps.append(("old primary stopped", time.monotonic() - started))
-    progress(cand, f"waiting to replay {old}'s shutdown checkpoint at {format_lsn(final)}")
+def _after_promotion_or_unfinished(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
+                                   failed: set[str]) -> None:
     try:
-        _wait_replayed(topo, cand, past=final)
-        out.steps.append(("candidate caught up", time.monotonic() - started))
-        _prepare_candidate(topo, plan, out, progress)
-        _promote_and_write(topo, plan, out, started=started, progress=progress)
-    except BaseException:
-        # Failed or interrupted (Ctrl-C) before the switch completed: the old primary comes back
-        # only if the candidate is certainly still a standby; otherwise it stays stopped (never
-        # two writable nodes) and `pgtopo status` / `rejoin` take it from there.
-        if _still_standby(topo, cand):
-            _restart(c_old)
-        raise
-    out.loss = Loss(bytes=0, commits=0, fork_lsn=final, old_end_lsn=final, exact=True,
-                    source=f"{cand} replayed {old}'s shutdown checkpoint {format_lsn(final)} before promotion")
-    progress(old, f"restarting as a replica of {cand}")
-    try:
-        create_slot(topo, on=cand, slot=slot_name(old))
-        behind = [slot_name(m.node) for m in plan.replicas if m.action == "stay" and m.upstream == old]
-        start_as_standby(topo, c_old, node=old, upstream=cand, primary=cand, keep_slots=behind)
-    except PgtopoError:
-        leave_stopped(topo, c_old, node=old, why=f"switchover: {cand} is primary, demoting {old} failed")
-        raise
-    unfence(topo, old)
-    _after_promotion(topo, plan, out, started=started, progress=progress)
-    try:
-        wait_streaming(topo, old, timeline=out.timeline)
-        out.replicas.insert(0, f"{old}: streaming on timeline {out.timeline} from {cand} (demoted, no rewind needed)")
-    except PgtopoError:
-        progress(old, "not streaming: rewinding it")
-        res = rejoin(topo, old, reclone=False, progress=progress)
-        out.replicas.insert(0, f"{old}: {res.method}, streaming from {cand}")
-    _finish(topo, plan, out)
-    return out
-
-
-def _still_standby(topo: Topology, node: str) -> bool:
-    try:
-        rows = query(topo, node, "SELECT pg_is_in_recovery()", step="check the candidate")
-    except (PgtopoError, psycopg.Error):
-        return False
-    return bool(rows and rows[0][0])
-
-
-def _wait_sync_ready(topo: Topology, node: str, slot: str, timeout: float = 60) -> None:
-    """Before anything changes: a synced slot that is still temporary would vanish on promotion."""
-    def sync_ready() -> bool:
-        rows = query(topo, node, "SELECT synced AND NOT temporary FROM pg_replication_slots WHERE slot_name = %s",
-                     (slot,), step="wait for the failover slot")
-        return bool(rows and rows[0][0])
-
-    if poll(sync_ready, timeout=timeout, interval=0.5):
-        return
-    raise InputError(f"failover slot {slot} on {node} is not sync-ready after {timeout:.0f} s: nothing changed "
-                     "(see its log for slot sync messages)")
-
-
-def _restart(c: Container) -> None:
-    instance.release(c)
-    instance.wait_accepting(c)
-
-
-def _wait_replayed(topo: Topology, node: str, *, past: int, timeout: float = 60) -> None:
-    replayed = None
-
-    def replayed_past() -> bool:
-        nonlocal replayed
-        rows = query(topo, node, "SELECT pg_last_wal_replay_lsn()::text", step="wait for the last WAL")
-        replayed = parse_lsn(str(rows[0][0])) if rows and rows[0][0] else None
-        return replayed is not None and replayed > past
-
-    wait_for(replayed_past, timeout=timeout, what=f"WAL to be replayed past {format_lsn(past)}",
-             step="wait for the last WAL", node=node, interval=0.05,
-             last_seen=lambda: f"replayed up to {format_lsn(replayed)}; the old primary was restarted")
+        after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
+        finish(topo, plan, out)
+    except PgtopoError as exc:
+        # Promoted and accepting writes: what is left is finished by --resume, never by failing over again.
+        out.warnings.append(exc.message)
+        out.unfinished.append(Unfinished(f"the steps after the promotion ({exc.message})", resume_command(plan.cluster)))

@@ -56,15 +56,17 @@ def rejoin(topo: Topology, node: str, *, reclone: bool, progress: Progress) -> R
     c = gateway.find(topo.name, node)
     if c is None:
         raise InputError(f"{node} has no container (removed?): nothing to rejoin")
-    snap = snapshot.collect(topo)
+    snap = snapshot.collect(topo, nodes=topo.clusters[cluster].nodes)
     p = snap.nodes[primary]
     if not (p.reachable and p.in_recovery is False):
         raise InputError(f"the primary of cluster {cluster}, {primary}, is not running and writable "
                          f"({p.error or p.container}): rejoin needs it (`pgtopo failover` first)")
     n = snap.nodes[node]
     if n.reachable and n.in_recovery and n.receiver_status == "streaming" and n.timeline == p.timeline:
+        # Back by itself (a partition healed, say): the primary's synchronous settings count it again.
+        sync, _slots = converge_primary(topo, cluster, primary)
         return RejoinResult(node, n.upstream or primary, primary, "already streaming", time.monotonic() - t0,
-                            f"{node} already streams from {n.upstream} on timeline {n.timeline}")
+                            f"{node} already streams from {n.upstream} on timeline {n.timeline}", sync_after=sync)
     if n.reachable and n.in_recovery is False:
         progress(node, "WARNING: it is writable; whatever it wrote after the fork is discarded by pg_rewind")
     progress(node, "stopping PostgreSQL (the container stays, without the ready marker)")

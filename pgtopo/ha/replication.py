@@ -63,6 +63,13 @@ def setting(topo: Topology, node: str, name: str, value: str) -> sql.Composed:
 RELOAD: Query = "SELECT pg_reload_conf()"
 
 
+def primary_settings(topo: Topology, node: str) -> list[Query]:
+    """A standby's own settings mean nothing on a primary. RESET would bring back the rendered file's
+    values, which for a replica of the file name its upstream (maybe the old primary): empty them."""
+    return [setting(topo, node, "primary_conninfo", ""), setting(topo, node, "primary_slot_name", ""),
+            *([setting(topo, node, "sync_replication_slots", "off")] if topo.postgres.version >= 17 else [])]
+
+
 def publishing(topo: Topology, cluster: str) -> bool:
     """Failover slots are kept in sync on the primary's direct standbys (PostgreSQL 17)."""
     return topo.postgres.version >= 17 and render.publishes(topo, cluster)

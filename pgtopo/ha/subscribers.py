@@ -2,17 +2,26 @@
 
 Each subscription to the promoted cluster's publications lives on another cluster's primary;
 ``pgtopo.ha.failover`` decided per subscription whether it can move (its failover slot is synced
-on the new primary) or must be dropped, emptied and copied again.
+on the new primary) or must be dropped, emptied and copied again. They are moved in parallel.
+
+An apply worker whose publisher sits behind a partition hangs in its connection attempt: the
+relay accepts the TCP connection and forwards nothing, libpq's walreceiver loop waits with no
+timeout (connect_timeout is not applied there) and TCP keepalives are answered by the relay. It
+does not notice ``ALTER SUBSCRIPTION ... DISABLE`` until that attempt ends (when the partition
+heals), and while it lives no worker for the new connection starts. So a move terminates the
+subscription's workers once it is disabled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from psycopg import sql
 
-from pgtopo.errors import OperationFailed
-from pgtopo.ha.failover import SubscriberMove
+from pgtopo.errors import OperationFailed, PgtopoError
+from pgtopo.ha.moves import SubscriberMove
 from pgtopo.ha.replication import container, drop_slot
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, endpoint
@@ -26,8 +35,34 @@ from pgtopo.runtime.waiting import wait_for
 class SubscriberResult:
     subscription: str
     node: str
-    action: str  # moved, resynced, skipped
+    action: str  # moved, resynced, skipped, pending (changed, connects once a partition heals), failed
     detail: str
+
+    @property
+    def done(self) -> bool:
+        return self.action in ("moved", "resynced")
+
+
+# Every worker of one subscription of the current database; waits up to 5 s for each to exit, so
+# the launcher starts the new one (on ENABLE) only once the old one is gone.
+TERMINATE_WORKERS = ("SELECT pg_terminate_backend(w.pid, 5000) FROM pg_stat_subscription w JOIN pg_subscription s "
+                     "ON s.oid = w.subid WHERE s.subname = %s AND w.pid IS NOT NULL AND s.subdbid = "
+                     "(SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+def move_all(topo: Topology, moves: Sequence[SubscriberMove], *, new_primary: str,
+             progress: Progress) -> list[SubscriberResult]:
+    """Every subscription at once, each with its own result (a failure is a result, not an error)."""
+    def one(m: SubscriberMove) -> SubscriberResult:
+        try:
+            return move_subscriber(topo, m, new_primary=new_primary, progress=progress)
+        except PgtopoError as exc:
+            return SubscriberResult(m.subscription, m.node, "failed", exc.message)
+
+    if not moves:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(moves))) as pool:
+        return list(pool.map(one, moves))
 
 
 def _sub_conninfo(topo: Topology, m: SubscriberMove, *, publisher_node: str) -> str:
@@ -51,8 +86,11 @@ def _usable_failover_slot(topo: Topology, node: str, slot: str) -> str | None:
 
 
 def move_subscriber(topo: Topology, m: SubscriberMove, *, new_primary: str, progress: Progress) -> SubscriberResult:
-    if m.action == "unreachable":
+    if m.action in ("unreachable", "missing"):
         return SubscriberResult(m.subscription, m.node, "skipped", m.reason)
+    if m.action == "resync" and m.waits:
+        # A new subscription copies its tables from the publisher: not while the two are apart.
+        return SubscriberResult(m.subscription, m.node, "pending", f"not re-synchronised ({m.reason}): {m.waits}")
     ident = sql.Identifier(m.subscription)
     why = m.reason if m.action == "resync" else _usable_failover_slot(topo, new_primary, m.slot)
     if why is None:
@@ -61,8 +99,14 @@ def move_subscriber(topo: Topology, m: SubscriberMove, *, new_primary: str, prog
             sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident),
             sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
                 ident, sql.Literal(_sub_conninfo(topo, m, publisher_node=new_primary))),
-            sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident),
         ], db=m.database, step=f"move subscription {m.subscription}")
+        query(topo, m.node, TERMINATE_WORKERS, (m.subscription,), db=m.database,
+              step=f"stop the workers of {m.subscription}")
+        run_all(topo, m.node, [sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident)], db=m.database,
+                step=f"move subscription {m.subscription}")
+        if m.waits:
+            return SubscriberResult(m.subscription, m.node, "pending",
+                                    f"points at failover slot {m.slot} on {new_primary}; {m.waits}")
         _wait_subscription_streaming(topo, m, publisher=new_primary)
         return SubscriberResult(m.subscription, m.node, "moved",
                                 f"continues from failover slot {m.slot} on {new_primary}: no gap, no duplicate")

@@ -8,6 +8,7 @@ parts refer to each other; every problem of both passes is reported at once as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -359,9 +360,12 @@ class Topology(_Model):
 
     def relay_port(self, src_region: str, target: str) -> int:
         """The relay's listening port for traffic from ``src_region`` to node ``target``."""
-        return self._relay_ports()[(src_region, target)]
+        return self._relay_ports[(src_region, target)]
 
+    @functools.cached_property
     def _relay_ports(self) -> dict[tuple[str, str], int]:
+        # Computed once per (frozen) topology: resolving a relay port back to its node asks for
+        # every pair, and a failover does so for every node it looks at.
         # Derived from the names, not their order in the file: adding a region or a node must not
         # renumber the ports that running replicas and subscriptions already use. A collision
         # of two hashes (rare) goes to the next free port, in the order of the names.

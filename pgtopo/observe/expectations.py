@@ -71,7 +71,12 @@ def expected_subscriptions(topo: Topology, primaries: Mapping[str, str]) -> list
 
 def configured_upstream(topo: Topology, ns: NodeSnapshot) -> str | None:
     """The node primary_conninfo points at (whether or not the receiver manages to stream)."""
-    raw = ns.settings.get("primary_conninfo") or ""
+    return conninfo_target(topo, ns.settings.get("primary_conninfo") or "")
+
+
+def conninfo_target(topo: Topology, raw: str) -> str | None:
+    """The node a connection string made by pgtopo points at (a replica's upstream, a subscription's
+    publisher): its name in the same region, a relay port across regions."""
     if not raw:
         return None
     try:

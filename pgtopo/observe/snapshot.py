@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.rows import dict_row
@@ -17,7 +19,7 @@ from psycopg.rows import dict_row
 from pgtopo.errors import PgtopoError, first_line
 from pgtopo.model.topology import PG_PORT, RELAY_ALIAS, Topology
 from pgtopo.postgres import connect
-from pgtopo.runtime import gateway
+from pgtopo.runtime import gateway, state
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ class Snapshot:
     topology: str
     taken_at: float
     nodes: dict[str, NodeSnapshot]
+    # Regions and nodes `pgtopo partition` cut off from the other regions (the relay blackholes
+    # their cross-region traffic): who can reach whom, which pgtopo itself (on the host) cannot see.
+    partitioned: frozenset[str] = frozenset()
 
     def cluster_nodes(self, cluster: str) -> list[NodeSnapshot]:
         return [n for n in self.nodes.values() if n.cluster == cluster]
@@ -148,26 +153,30 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else float(value.total_seconds())
 
 
-def _collect_node(topo: Topology, cluster: str, node: str) -> NodeSnapshot:
-    region = topo.node(node).region
-    base: dict[str, Any] = {"node": node, "cluster": cluster, "region": region}
-    container = gateway.find(topo.name, node)
-    cstate = "missing" if container is None else gateway.status(container)
-    if cstate != "running":
+def _base(topo: Topology, cluster: str, node: str) -> dict[str, Any]:
+    return {"node": node, "cluster": cluster, "region": topo.node(node).region}
+
+
+def _collect_node(topo: Topology, cluster: str, node: str, *, container: tuple[str, int | None], light: bool
+                  ) -> NodeSnapshot:
+    base = _base(topo, cluster, node)
+    cstate, port = container
+    if cstate != "running" or port is None:
         return NodeSnapshot(**base, container=cstate, reachable=False, error=f"container {cstate}")
     try:
-        conn = connect.connect(topo.name, node)
+        conn = connect.connect(topo.name, node, port=port)
     except PgtopoError as exc:
         return NodeSnapshot(**base, container=cstate, reachable=False, error=exc.message)
     try:
         with conn:
-            return _query_node(topo, conn, base, cstate)
+            return _query_node(topo, conn, base, cstate, light=light)
     except psycopg.Error as exc:
         msg = first_line(exc)
         return NodeSnapshot(**base, container=cstate, reachable=False, error=msg)
 
 
-def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, Any], cstate: str) -> NodeSnapshot:
+def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, Any], cstate: str, *,
+                light: bool) -> NodeSnapshot:
     cur = conn.cursor(row_factory=dict_row)
     row = cur.execute(
         "SELECT pg_is_in_recovery() AS rec, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,"
@@ -226,7 +235,7 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),)).fetchall()}
     pending = tuple(r["name"] for r in cur.execute(
         "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name").fetchall())
-    subs = _subscriptions(topo, conn, base["node"])
+    subs = _subscriptions(topo, conn, base["node"], light=light)
     return NodeSnapshot(
         **base, container=cstate, reachable=True, in_recovery=row["rec"], system_identifier=row["sysid"],
         timeline=int(tli) if tli is not None else None, current_lsn=row["cur"], receive_lsn=row["recv"],
@@ -240,7 +249,10 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
     )
 
 
-def _subscriptions(topo: Topology, conn: psycopg.Connection[Any], node: str) -> tuple[SubscriptionState, ...]:
+def _subscriptions(topo: Topology, conn: psycopg.Connection[Any], node: str, *,
+                   light: bool) -> tuple[SubscriptionState, ...]:
+    """The node's subscriptions; ``light``: what pg_subscription says, without their workers and
+    tables (a connection per database) nor the last error (the container's log)."""
     cur = conn.cursor(row_factory=dict_row)
     has_failover = conn.info.server_version >= 170000
     subs = cur.execute(
@@ -254,6 +266,14 @@ def _subscriptions(topo: Topology, conn: psycopg.Connection[Any], node: str) -> 
         received = None
         lag = None
         running = False
+        if light:
+            out.append(SubscriptionState(
+                name=s["subname"], database=s["datname"], enabled=s["subenabled"],
+                publications=tuple(s["subpublications"]), conninfo=s["subconninfo"], slot_name=s["subslotname"],
+                failover=bool(s["failover"]), worker_running=False, tables_ready=0, tables_total=0, received_lsn=None,
+                latest_end_time_lag_s=None, apply_errors=int(s["apply_error_count"] or 0),
+                sync_errors=int(s["sync_error_count"] or 0), last_error=None))
+            continue
         try:
             with connect.connect(topo.name, node, dbname=s["datname"]) as dconn:
                 dcur = dconn.cursor(row_factory=dict_row)
@@ -292,9 +312,73 @@ def _last_apply_error(topo: Topology, node: str, sub: str) -> str | None:
     return None
 
 
-def collect(topo: Topology) -> Snapshot:
-    """One connection per node, in parallel."""
-    nodes = [(c, n) for c, n, _spec in topo.all_nodes()]
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
-        results = list(pool.map(lambda cn: _collect_node(topo, cn[0], cn[1]), nodes))
-    return Snapshot(topology=topo.name, taken_at=time.time(), nodes={r.node: r for r in results})
+def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
+            light: bool = False) -> Snapshot:
+    """One connection per node (every node, or only ``nodes``), in parallel.
+
+    The containers are listed once for all. With ``timeout``, a node that has not answered
+    within that many seconds is recorded as unreachable ("no answer within N s") and not waited
+    for: a failover must not wait on a node that hangs. ``light`` leaves out what only status and
+    verify show (subscription workers and tables, the last error from the log).
+    """
+    wanted = None if nodes is None else set(nodes)
+    targets = [(c, n) for c, n, _spec in topo.all_nodes() if wanted is None or n in wanted]
+    containers = gateway.node_states(topo.name, connect.PG_PORT_KEY)
+    partitioned = frozenset(state.load(topo.name).partitioned)
+
+    def one(cn: tuple[str, str]) -> NodeSnapshot:
+        return _collect_node(topo, cn[0], cn[1], container=containers.get(cn[1], ("missing", None)), light=light)
+
+    if timeout is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
+            results = list(pool.map(one, targets))
+    else:
+        results = _within(one, targets, timeout=timeout, late=lambda cn: NodeSnapshot(
+            **_base(topo, *cn), container=containers.get(cn[1], ("missing", None))[0], reachable=False,
+            error=f"no answer within {timeout:g} s"))
+    return Snapshot(topology=topo.name, taken_at=time.time(), nodes={r.node: r for r in results},
+                    partitioned=partitioned)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _within(fn: Callable[[T], R], items: list[T], *, timeout: float, late: Callable[[T], R]) -> list[R]:
+    """``fn`` on every item at once; an item not done within ``timeout`` s gets ``late(item)``.
+
+    Daemon threads, not a pool: a pool joins its threads at exit, so one node that never answers
+    would hold the command until it does.
+    """
+    results: dict[int, R | BaseException] = {}
+    lock = threading.Lock()
+    all_done = threading.Event()
+
+    def run(i: int, item: T) -> None:
+        r: R | BaseException
+        try:
+            r = fn(item)
+        except Exception as exc:  # handed to the caller's thread below, raised there
+            r = exc
+        with lock:
+            results[i] = r
+            if len(results) == len(items):
+                all_done.set()
+
+    if not items:
+        return []
+    for i, item in enumerate(items):
+        threading.Thread(target=run, args=(i, item), daemon=True, name="pgtopo-snapshot").start()
+    all_done.wait(timeout)
+    with lock:
+        done = dict(results)
+    out: list[R] = []
+    for i, item in enumerate(items):
+        r = done.get(i, _LATE)
+        if isinstance(r, BaseException):
+            raise r
+        out.append(late(item) if r is _LATE else cast(R, r))
+    return out
+
+
+_LATE = object()

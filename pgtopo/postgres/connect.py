@@ -16,10 +16,9 @@ PG_PORT_KEY = f"{PG_PORT}/tcp"
 
 
 def node_port(topology: str, node: str) -> int | None:
-    c = gateway.find(topology, node)
-    if c is None or gateway.status(c) != "running":
-        return None
-    return gateway.published_port(c, PG_PORT_KEY)
+    """The host port of a running node (None: not running), in one Docker call."""
+    status, port = gateway.node_states(topology, PG_PORT_KEY, node=node).get(node, ("missing", None))
+    return port if status == "running" else None
 
 
 def dsn(topology: str, node: str, *, dbname: str = "postgres", user: str = "pgtopo",

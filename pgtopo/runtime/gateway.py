@@ -350,10 +350,29 @@ def containers(topology: str | None = None, *, kind: str | None = None) -> list[
 
 
 def find(topology: str, name: str) -> Container | None:
-    for c in containers(topology):
-        if c.labels.get(LABEL_NODE) == name:
-            return c
-    return None
+    # Filtered by the daemon: one inspect, not one per container of the topology (every SQL
+    # statement pgtopo runs looks its node up, so the cost must not grow with the topology).
+    found = client().containers.list(all=True, filters={"label": [f"{LABEL_TOPOLOGY}={topology}",
+                                                                  f"{LABEL_NODE}={name}"]})
+    return found[0] if found else None
+
+
+def node_states(topology: str, port: str, *, node: str | None = None) -> dict[str, tuple[str, int | None]]:
+    """Node -> (container status, host port published for ``port``) of every node (or of ``node``),
+    in ONE call: the sparse listing carries both without inspecting each container."""
+    out: dict[str, tuple[str, int | None]] = {}
+    wanted = [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_KIND}=node"] + ([f"{LABEL_NODE}={node}"] if node else [])
+    listed = client().containers.list(all=True, sparse=True, filters={"label": wanted})
+    private, _, proto = port.partition("/")
+    for c in listed:
+        attrs = c.attrs
+        state = attrs.get("State")
+        status = str(state.get("Status") if isinstance(state, dict) else state)
+        host_port = next((int(p["PublicPort"]) for p in attrs.get("Ports") or []
+                          if str(p.get("PrivatePort")) == private and p.get("Type", "tcp") == (proto or "tcp")
+                          and p.get("PublicPort")), None)
+        out[str((attrs.get("Labels") or {}).get(LABEL_NODE, ""))] = (status, host_port)
+    return out
 
 
 def status(container: Container) -> str:

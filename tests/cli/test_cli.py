@@ -301,3 +301,35 @@ def test_one_cluster_option_everywhere(runner: CliRunner, monkeypatch: pytest.Mo
     assert (res.exit_code, res.output.strip(), passed) == (2, "error: stop here", ["billing"])
     res = runner.invoke(app, args)
     assert passed == ["billing", None]
+
+
+def test_a_failover_done_only_in_part_exits_1_and_its_last_line_says_how_to_finish(
+        runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pgtopo.ha import failover, promotion
+    from tests.support.ha import saas_snap
+    from tests.support.topologies import SAAS, topology_of
+
+    plan = failover.plan_failover(topology_of(tmp_path, SAAS), saas_snap(), cluster=None, to=None)
+    done = promotion.Outcome(plan=plan, timeline=2, unfinished=[
+        failover.Unfinished("subscription inventory_sub on pg-billing cut off", failover.resume_command("main"),
+                            failover.heal_text(("ap-south",)))])
+    monkeypatch.setattr(promotion, "plan_live", lambda *_a, **_k: plan)
+    monkeypatch.setattr(promotion, "execute_failover", lambda *_a, **_k: done)
+    res = runner.invoke(app, ["failover", GLOBAL, "--yes"])
+    assert res.exit_code == 1, res.output
+    lines = res.output.splitlines()
+    assert lines[-2] == (f"error: the failover of cluster main to {plan.candidate} is done only in part: 1 step(s) "
+                         "not done")
+    assert lines[-1] == (f"not done: subscription inventory_sub on pg-billing cut off; once ap-south is healed "
+                         f"(`pgtopo heal {GLOBAL} ap-south`), finish with: pgtopo failover {GLOBAL} --resume "
+                         "--cluster main")
+    # Everything done: exit 0.
+    done.unfinished.clear()
+    assert runner.invoke(app, ["failover", GLOBAL, "--yes"]).exit_code == 0
+
+
+def test_failover_resume_promotes_nothing(runner: CliRunner) -> None:
+    for extra in (["--to", "pg-eu"], ["--force"]):
+        res = runner.invoke(app, ["failover", GLOBAL, "--resume", *extra])
+        assert (res.exit_code, res.output.strip()) == (2, "error: --resume promotes nothing: it takes no --to nor "
+                                                          "--force")

@@ -29,7 +29,17 @@ from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway, state
-from tests.support.docker import Writer, all_streaming, cli, copy_topology, ids, layout, unchanged, wait_for
+from tests.support.docker import (
+    Writer,
+    all_streaming,
+    cli,
+    copy_topology,
+    ids,
+    layout,
+    unchanged,
+    wait_for,
+    wait_synced_slot,
+)
 
 CASCADE = """        failover_priority: 100
       pg-eu2:
@@ -60,14 +70,6 @@ def saas(tmp_path_factory: pytest.TempPathFactory, state_env: Path) -> Iterator[
         yield topo, path
     finally:
         deploy.down(topo.name, volumes=True)
-
-
-def wait_synced_slot(topo: Topology, node: str, slot: str) -> None:
-    def synced() -> bool:
-        snap = snapshot.collect(topo)
-        return any(s.name == slot and s.synced and not s.temporary for s in snap.nodes[node].slots)
-
-    wait_for(synced, timeout=90, what=f"slot {slot} synced on {node}")
 
 
 def test_refusals_change_nothing(saas: tuple[Topology, Path]) -> None:

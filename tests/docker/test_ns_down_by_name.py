@@ -61,7 +61,7 @@ def test_down_by_name_after_the_schema_file_and_then_the_topology_file_are_gone(
         assert any(line.split()[1:3] == [NAME, "│"] and "2/2" in line for line in res.output.splitlines()), res.output
         res = runner.invoke(app, ["down", "--name", NAME])
         assert res.exit_code == 0, res.output
-        assert res.output.strip() == f"✓ removed 2 containers, 1 networks, 0 volumes of '{NAME}'"
+        assert res.output.splitlines()[0] == f"✓ removed 2 containers, 1 networks, 0 volumes of '{NAME}'"
         assert labelled(NAME) == (0, 0, 2)  # the data is kept without --volumes
 
         # What is left (only its volumes) is still listed, with the command that removes it.

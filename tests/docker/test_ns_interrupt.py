@@ -4,6 +4,7 @@ running the command again finishes the work."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -122,7 +123,9 @@ def test_ctrl_c_during_a_failover_then_failover_again_finishes_it(tmp_path: Path
         assert pgtopo("partition", str(path), "dc2")[0] == 0
 
         fo = Pgtopo("failover", str(path), "--to", "pg-b", "--yes")
-        fo.wait_for_line(r"pg-b +waiting for pg-c to stream on timeline 2")
+        # pg-c is behind the partition, so nothing waits for it: Ctrl-C comes while the steps after the
+        # promotion run (the loss measurement alone reads the old primary's volume in a container).
+        fo.wait_for_line(r"pg-b +accepts writes")
         sent = fo.interrupt()
         rc = fo.finish(timeout=60)
         took = time.monotonic() - sent
@@ -150,8 +153,8 @@ def test_ctrl_c_during_a_failover_then_failover_again_finishes_it(tmp_path: Path
         rc, out = pgtopo("failover", file, "--cluster", "main", "--yes")
         assert rc == 0, out
         assert "this run finishes it (begun at " in out
-        assert "pg-b is the primary of cluster main (timeline 2); the failover begun at " in out
-        assert "pg-c: streaming on timeline 2 from pg-b" in out
+        assert "cluster main: every replica and subscriber that can follows pg-b" in out
+        assert re.search(r"pg-c: .*streams from pg-b", out), out
         assert state.load(name).pending == {}
         wait_for(lambda: snapshot.collect(topo).nodes["pg-c"].receiver_status == "streaming", what="pg-c streaming")
         rc, out = pgtopo("status", str(path))

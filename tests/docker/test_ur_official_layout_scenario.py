@@ -90,7 +90,7 @@ def test_data_is_on_the_named_volume(topo: tuple[Topology, Path]) -> None:
     _topo, path = topo
     code, out = cli("up", str(path))
     assert code == 0, out
-    assert mounts() == {n: {f"{NAME}-{n}-data": gateway.PG_DATA_MOUNT} for n in ("pg-a", "pg-b")}
+    assert mounts() == {n: {gateway.volume_name(NAME, n): gateway.PG_DATA_MOUNT} for n in ("pg-a", "pg-b")}
     insert("pg-a", 1)
     wait_for(lambda: count("pg-b") == 1, what="row 1 on pg-b")
 
@@ -122,7 +122,7 @@ def test_down_then_up_on_the_same_data(topo: tuple[Topology, Path]) -> None:
     assert out.count("starting on the data its volume kept") == 2
     assert snapshot.collect(t).writable("main") == ["pg-b"]
     assert count("pg-a") == count("pg-b") == 2
-    assert mounts() == {n: {f"{NAME}-{n}-data": gateway.PG_DATA_MOUNT} for n in ("pg-a", "pg-b")}
+    assert mounts() == {n: {gateway.volume_name(NAME, n): gateway.PG_DATA_MOUNT} for n in ("pg-a", "pg-b")}
 
 
 def test_down_volumes_leaves_no_volume(topo: tuple[Topology, Path]) -> None:

@@ -146,3 +146,12 @@ def all_streaming(topo: Topology, cluster: str) -> bool:
     primary = state.current_primaries(topo)[cluster]
     return all(n.reachable and (n.node == primary or n.receiver_status == "streaming")
                for n in snap.cluster_nodes(cluster))
+
+
+def wait_synced_slot(topo: Topology, node: str, slot: str, *, timeout: float = 90) -> None:
+    """Until ``node`` (a standby) holds the failover slot ``slot`` synced and sync-ready (not temporary)."""
+    def synced() -> bool:
+        snap = snapshot.collect(topo, nodes=[node])
+        return any(s.name == slot and s.synced and not s.temporary for s in snap.nodes[node].slots)
+
+    wait_for(synced, timeout=timeout, what=f"slot {slot} synced on {node}")

@@ -254,11 +254,12 @@ def test_with_the_primary_alive_no_acknowledged_commit_can_be_missing(synct: Top
 
 # -- the ranking and its reasons -------------------------------------------------------------------
 
-CRITERIA = ("blockers", "risks", "sync", "timeline", "receive_lsn", "replay_lsn", "priority", "cascaded", "rtt_ms", "node")
-GOOD: dict[str, Any] = dict(blockers=(), risks=(), sync="listed", timeline=2, receive_lsn=200, replay_lsn=200,
-                            priority=100, cascaded=False, rtt_ms=0.0, node="pg-a")
-BAD: dict[str, Any] = dict(blockers=("down",), risks=("lags",), sync="async", timeline=1, receive_lsn=100,
-                           replay_lsn=100, priority=50, cascaded=True, rtt_ms=80.0, node="pg-b")
+CRITERIA = ("blockers", "risks", "cut_off", "sync", "timeline", "receive_lsn", "replay_lsn", "priority", "cascaded",
+            "rtt_ms", "node")
+GOOD: dict[str, Any] = dict(blockers=(), risks=(), cut_off=(), sync="listed", timeline=2, receive_lsn=200,
+                            replay_lsn=200, priority=100, cascaded=False, rtt_ms=0.0, node="pg-a")
+BAD: dict[str, Any] = dict(blockers=("down",), risks=("lags",), cut_off=("r",), sync="async", timeline=1,
+                           receive_lsn=100, replay_lsn=100, priority=50, cascaded=True, rtt_ms=80.0, node="pg-b")
 
 
 def ranked_candidate(**fields: Any) -> C.Candidate:
@@ -322,3 +323,74 @@ def test_why_a_synchronous_standby_comes_first(synct: Topology) -> None:
     assert why(synct, snap, found["pg-c"], found["pg-b"], found["pg-d"]) == [
         'pg-c is a synchronous standby (ANY 1 ("pg-b", "pg-c"))',
         "pg-c has the most WAL: received 0/3000014, replayed 0/3000014, lag 30 B"]
+
+
+# -- partitions: who can reach whom ----------------------------------------------------------------
+
+def cut(snap: Snapshot, *names: str) -> Snapshot:
+    return dataclasses.replace(snap, partitioned=frozenset(names))
+
+
+def test_reachability_under_partitions(saas: Topology, synct: Topology) -> None:
+    ra = frozenset({"us-east"})
+    # Within a region nodes talk directly: a partition only cuts paths between regions.
+    assert C.cut_between(saas, ra, "pg-us", "pg-us2") == ()
+    assert C.cut_between(saas, ra, "pg-us2", "pg-eu") == ("us-east",)
+    assert C.can_reach(saas, ra, "pg-eu", "pg-billing") and not C.can_reach(saas, ra, "pg-eu", "pg-us2")
+    # A partitioned node is cut off from every other region, not from its own.
+    node = frozenset({"pg-eu"})
+    assert C.cut_between(saas, node, "pg-eu2", "pg-eu") == ()
+    assert C.cut_between(saas, node, "pg-us", "pg-eu") == ("pg-eu",)
+    assert C.cut_between(saas, frozenset({"eu-west", "pg-eu"}), "pg-us", "pg-eu") == ("eu-west", "pg-eu")
+    assert C.isolating(saas, frozenset({"eu-west", "pg-eu"}), "pg-eu") == ("eu-west", "pg-eu")
+    assert C.isolating(saas, ra, "pg-eu") == ()
+    # One region: nothing to be cut off from.
+    assert C.isolating(synct, frozenset({"dc1"}), "pg-b") == ()
+    assert C.partition_text(saas, ("eu-west", "pg-eu")) == "the partition of region eu-west and node pg-eu"
+    assert C.partition_text(saas, ("us-east", "eu-west")) == "the partition of regions us-east, eu-west"
+
+
+def test_a_replica_cut_off_from_the_other_regions_is_unsafe_and_ranks_last(saas: Topology) -> None:
+    # pg-us (us-east) is down and us-east is partitioned: pg-us2 would win on region (same WAL, same
+    # priority, nearest), but nobody outside us-east could reach it.
+    found = judged(saas, cut(saas_snap(), "us-east"), old="pg-us")
+    us2 = found["pg-us2"]
+    assert us2.cut_off == ("us-east",)
+    assert us2.verdict == ("unsafe: cut off from the other regions by the partition of region us-east: pg-eu, pg-eu2 "
+                           "and applications in eu-west, ap-south cannot reach it")
+    assert (found["pg-eu"].verdict, found["pg-eu"].cut_off) == ("ok", ())
+    assert [c.node for c in sorted(found.values(), key=C.rank_key)] == ["pg-eu", "pg-eu2", "pg-us2"]
+    # Named by node, the same; its subscribers are named too.
+    ctx = C.context(saas, cut(saas_snap(), "pg-us2"), "main", "pg-us", None, subscribers=("pg-billing",))
+    ref = C.reference(ctx, None)
+    risk = C.candidate(ctx, ctx.snap.nodes["pg-us2"], ref=ref, max_lag=MIB).risks
+    assert risk == ("cut off from the other regions by the partition of node pg-us2: pg-eu, pg-eu2, pg-billing "
+                    "(subscriber) and applications in eu-west, ap-south cannot reach it",)
+
+
+def test_the_cut_off_risk_names_only_live_nodes(saas: Topology) -> None:
+    snap = cut(saas_snap(pg_eu=down("pg-eu", "eu-west"), pg_eu2=down("pg-eu2", "eu-west")), "us-east")
+    assert judged(saas, snap, old="pg-us")["pg-us2"].risks == (
+        "cut off from the other regions by the partition of region us-east: applications in eu-west, ap-south "
+        "cannot reach it",)
+    # A blocked node gets no cut-off risk on top: it is not a candidate anyway.
+    snap = cut(saas_snap(pg_us2=down("pg-us2", "us-east")), "us-east")
+    us2 = judged(saas, snap, old="pg-us")["pg-us2"]
+    assert (us2.verdict, us2.risks) == ("no: down (container exited)", ())
+
+
+def test_why_says_a_cut_off_replica_is_the_last_resort(saas: Topology) -> None:
+    # pg-us2 has more WAL than anyone, but us-east is cut off: pg-eu wins among the reachable ones.
+    snap = cut(saas_snap(pg_us2=replica("pg-us2", "us-east", upstream=None, at=BASE + 100)), "us-east")
+    found = judged(saas, snap, old="pg-us")
+    ranked = sorted(found.values(), key=C.rank_key)
+    assert [c.node for c in ranked] == ["pg-eu", "pg-eu2", "pg-us2"]
+    ctx = C.context(saas, snap, "main", "pg-us", None)
+    assert C.why_chosen(ctx, ranked[0], ranked) == [
+        "pg-eu has the most WAL of the replicas the other regions can reach: received 0/3000000, replayed 0/3000000, "
+        "lag 100 B",
+        "tie on WAL with pg-eu2: higher failover_priority (100 > pg-eu2's 50)",
+        "not pg-us2: cut off from the other regions by the partition of region us-east, a last resort "
+        "(`--to pg-us2 --force`)"]
+    # Forced onto the cut-off one, the reasons do not argue against the choice.
+    assert C.why_chosen(ctx, ranked[2], ranked)[0].startswith("pg-us2 has the most WAL: received 0/3000064")

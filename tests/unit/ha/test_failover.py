@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pgtopo.ha.synchronous import SyncConfig, intended_sync
 from pgtopo.model.topology import Topology
 from pgtopo.observe.snapshot import Slot, Snapshot
 from tests.support.ha import saas_snap, sync_snap
-from tests.support.snapshots import BASE, MIB, SYNCED, down, downstream, primary, replica
+from tests.support.snapshots import BASE, MIB, SYNCED, down, downstream, primary, replica, snapshot
 from tests.support.topologies import SAAS, SYNC, topology_of
 
 
@@ -374,3 +375,121 @@ def test_switchover_refusals(saas: Topology) -> None:
         F.plan_switchover(saas, live, cluster=None, to="pg-eu")  # pg-eu has no upstream: not streaming
     assert exc.value.message == ("--to pg-eu: not streaming (waiting); a switchover waits for it to receive the last "
                                  "WAL")
+
+
+# -- partitions ------------------------------------------------------------------------------------
+
+def cut(snap: Snapshot, *names: str) -> Snapshot:
+    return dataclasses.replace(snap, partitioned=frozenset(names))
+
+
+def test_old_primary_alive_behind_a_partition(saas: Topology) -> None:
+    """us-east is cut off with pg-us still writable there: pg-us2, beside it, is no candidate; pg-us is
+    killed (a clean shutdown would wait for standbys it cannot reach) and pg-us2, which still streams
+    from it, must be rejoined once the partition heals."""
+    relay = f"host=pgtopo-relay port={saas.relay_port('eu-west', 'pg-us')}"
+    snap = cut(saas_snap(pg_us=primary("pg-us", "us-east"), pg_us2=replica("pg-us2", "us-east", upstream="pg-us"),
+                         pg_eu=replica("pg-eu", "eu-west", upstream=None, slots=(SYNCED,),
+                                       settings={"primary_conninfo": relay})), "us-east")
+    p = plan(saas, snap)
+    assert [(c.node, c.eligible) for c in p.ranking] == [("pg-eu", True), ("pg-eu2", True), ("pg-us2", False)]
+    assert p.candidate == "pg-eu"
+    assert p.why[-1] == ("not pg-us2: cut off from the other regions by the partition of region us-east, a last resort "
+                         "(`--to pg-us2 --force`)")
+    assert p.fence == "kill"
+    assert ("  fence: kill pg-us: pg-eu is cut off from it, so a clean shutdown would only wait for standbys it cannot "
+            "reach") in p.lines()
+    moves = {m.node: m for m in p.replicas}
+    assert (moves["pg-us2"].action, moves["pg-us2"].cut_by) == ("rejoin", ("us-east",))
+    assert moves["pg-us2"].reason.startswith("streams from pg-us, kept from pg-eu by the partition of region us-east: "
+                                             "it may hold WAL pg-eu never got")
+    assert (moves["pg-eu2"].action, moves["pg-eu2"].waits) == ("stay", "")
+    assert p.direct_standbys() == ["pg-eu2"]
+    assert [(s.action, s.waits) for s in p.subscribers] == [("move", "")]
+    # Without the partition: pg-us2, nearest, is promoted and pg-us stopped cleanly.
+    p = plan(saas, dataclasses.replace(snap, partitioned=frozenset()))
+    assert (p.candidate, p.fence) == ("pg-us2", "stop")
+    # Forced onto pg-us2 under the partition, pg-us is on its side: a clean stop again.
+    p = plan(saas, snap, to="pg-us2", force=True)
+    assert (p.candidate, p.fence, p.forced) == ("pg-us2", "stop", True)
+    assert p.warnings[0].startswith("--force: promoting pg-us2 although cut off from the other regions")
+
+
+def test_replicas_behind_a_partition_are_repointed_but_waited_for_by_nothing(saas: Topology) -> None:
+    # pg-us is dead and eu-west cut off: pg-us2 is promoted; pg-eu is re-pointed to it all the same (it
+    # follows once the partition heals) and pg-eu2, behind pg-eu in eu-west, follows through it.
+    p = plan(saas, cut(saas_snap(pg_us2=replica("pg-us2", "us-east", upstream=None, slots=(SYNCED,))), "eu-west"))
+    assert p.candidate == "pg-us2"
+    assert {m.node: (m.action, m.upstream, m.waits, m.cut_by) for m in p.replicas} == {
+        "pg-eu": ("repoint", "pg-us2", "cut off from pg-us2 by the partition of region eu-west: streams from it once "
+                  "that heals", ("eu-west",)),
+        "pg-eu2": ("stay", "pg-eu", "its upstream pg-eu cannot reach pg-us2, nor can it (the partition of region "
+                   "eu-west): follows once that heals", ("eu-west",)),
+    }
+    assert p.direct_standbys() == []
+    assert p.synchronized_standby_slots == ()
+    assert ("  pg-eu: repoint -> pg-us2 (its upstream is unknown); pending: cut off from pg-us2 by the partition of "
+            "region eu-west: streams from it once that heals") in p.lines()
+    assert "pg-eu: cut off from pg-us2 by the partition of region eu-west: streams from it once that heals" in p.warnings
+    # Cut off by node: a cascade in the same region goes to the new primary instead of waiting.
+    p = plan(saas, cut(saas_snap(pg_us2=replica("pg-us2", "us-east", upstream=None, slots=(SYNCED,))), "pg-eu"))
+    moves = {m.node: m for m in p.replicas}
+    assert (moves["pg-eu"].action, moves["pg-eu"].cut_by) == ("repoint", ("pg-eu",))
+    assert (moves["pg-eu2"].action, moves["pg-eu2"].upstream, moves["pg-eu2"].reason, moves["pg-eu2"].waits) == (
+        "repoint", "pg-us2", "its upstream pg-eu cannot reach pg-us2", "")
+    assert p.direct_standbys() == ["pg-eu2"]
+
+
+def test_a_subscriber_behind_a_partition_is_moved_but_not_waited_for(saas: Topology) -> None:
+    p = plan(saas, cut(saas_snap(pg_eu=replica("pg-eu", "eu-west", at=BASE + 1, upstream=None, slots=(SYNCED,))),
+                       "ap-south"))
+    assert p.candidate == "pg-eu"
+    s = p.subscribers[0]
+    assert (s.action, s.waits, s.cut_by) == (
+        "move", "pg-billing is cut off from pg-eu by the partition of region ap-south: the subscription connects once "
+        "that heals", ("ap-south",))
+    assert ("subscription inventory_sub: pg-billing is cut off from pg-eu by the partition of region ap-south: the "
+            "subscription connects once that heals") in p.warnings
+
+
+TWO_REGION_SYNC = """
+name: t-unit-sync2
+regions: {r1: {}, r2: {}}
+latency: [{between: [r1, r2], rtt_ms: 20}]
+clusters:
+  main:
+    synchronous: {method: any, count: 1, standbys: [pg-b, pg-c]}
+    nodes:
+      pg-a: {region: r1, role: primary}
+      pg-b: {region: r1, upstream: pg-a, failover_priority: 100}
+      pg-c: {region: r2, upstream: pg-a}
+"""
+
+
+def test_a_synchronous_standby_behind_a_partition_is_not_waited_for(tmp_path: Path) -> None:
+    topo = topology_of(tmp_path, TWO_REGION_SYNC)
+    snap = snapshot({"pg-a": down("pg-a", "r1"), "pg-b": replica("pg-b", "r1", upstream=None),
+                     "pg-c": replica("pg-c", "r2", upstream=None)}, topology="t-unit-sync2")
+    p = plan(topo, snap)
+    assert (p.candidate, p.sync_after) == ("pg-b", SyncConfig(method="any", count=1, standbys=("pg-c",)))
+    # r2 cut off: a first commit on pg-b must not wait for pg-c.
+    p = plan(topo, cut(snap, "r2"))
+    assert (p.candidate, p.sync_after) == ("pg-b", None)
+    assert "no synchronous standby left for pg-b: cluster main runs asynchronously until a standby rejoins" in p.warnings
+
+
+def test_scope_is_the_cluster_and_its_subscribers(saas: Topology) -> None:
+    primaries = {"main": "pg-us", "billing": "pg-billing"}
+    assert F.scope(saas, "main", primaries) == ["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"]
+    assert F.scope(saas, "billing", primaries) == ["pg-billing"]
+    assert F.subscriber_nodes(saas, "main", {"billing": "pg-billing"}) == ("pg-billing",)
+
+
+def test_last_line_names_what_is_not_done_and_the_command(saas: Topology) -> None:
+    todo = [F.Unfinished("pg-eu cut off", F.resume_command("main"), F.heal_text(("eu-west",))),
+            F.Unfinished("subscription s on pg-billing (timed out)", F.resume_command("main")),
+            F.Unfinished("pg-us2 cannot follow pg-eu's timeline", "pgtopo rejoin {file} pg-us2")]
+    assert F.last_line(todo, file="t.yaml") == (
+        "not done: pg-eu cut off; subscription s on pg-billing (timed out); pg-us2 cannot follow pg-eu's timeline; "
+        "once eu-west is healed (`pgtopo heal t.yaml eu-west`), finish with: pgtopo failover t.yaml --resume "
+        "--cluster main && pgtopo rejoin t.yaml pg-us2")

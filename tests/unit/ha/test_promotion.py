@@ -1,0 +1,83 @@
+"""Planning a live failover: what it asks the nodes (a fake collector stands in for the snapshot)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgtopo.errors import OperationFailed
+from pgtopo.ha import promotion
+from pgtopo.model.topology import Topology
+from pgtopo.observe.snapshot import Snapshot
+from tests.support.ha import saas_snap
+from tests.support.snapshots import primary, replica
+from tests.support.topologies import SAAS, topology_of
+
+# SAAS plus a cluster that has nothing to do with main: a failover of main must not look at it.
+OTHER = SAAS + """
+  other:
+    nodes:
+      pg-o1: {region: eu-west, role: primary}
+      pg-o2: {region: eu-west, upstream: pg-o1}
+      pg-o3: {region: ap-south, upstream: pg-o1}
+"""
+
+
+class FakeCollector:
+    """Answers from a hand-built snapshot of every node, and counts what it was asked."""
+
+    def __init__(self, full: Snapshot) -> None:
+        self.full = full
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
+                 light: bool = False) -> Snapshot:
+        asked = list(nodes) if nodes is not None else list(self.full.nodes)
+        self.calls.append({"nodes": asked, "timeout": timeout, "light": light})
+        return dataclasses.replace(self.full, nodes={n: self.full.nodes[n] for n in asked})
+
+
+@pytest.fixture
+def topo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Topology:
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    return topology_of(tmp_path, OTHER)
+
+
+def full_snapshot() -> Snapshot:
+    snap = saas_snap()
+    others = {"pg-o1": primary("pg-o1", "eu-west", cluster="other"),
+              "pg-o2": replica("pg-o2", "eu-west", cluster="other", upstream="pg-o1"),
+              "pg-o3": replica("pg-o3", "ap-south", cluster="other", upstream="pg-o1")}
+    return dataclasses.replace(snap, nodes={**snap.nodes, **others})
+
+
+def test_planning_asks_only_the_cluster_and_its_subscribers_once(topo: Topology) -> None:
+    collect = FakeCollector(full_snapshot())
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect)
+    assert plan.candidate == "pg-us2"
+    assert collect.calls == [{"nodes": ["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"],
+                              "timeout": promotion.SNAPSHOT_TIMEOUT_S, "light": True}]
+    # The subscriber was planned for from what was asked.
+    assert [(s.node, s.action) for s in plan.subscribers] == [("pg-billing", "resync")]
+
+
+def test_planning_a_cluster_without_subscribers_asks_its_members_only(topo: Topology) -> None:
+    full = full_snapshot()
+    full = dataclasses.replace(full, nodes={**full.nodes, "pg-o1": dataclasses.replace(
+        full.nodes["pg-o1"], container="exited", reachable=False, in_recovery=None, error="container exited")})
+    collect = FakeCollector(full)
+    plan = promotion.plan_live(topo, mode="failover", cluster="other", to=None, collect=collect)
+    assert [c["nodes"] for c in collect.calls] == [["pg-o1", "pg-o2", "pg-o3"]]
+    assert plan.candidate == "pg-o2"
+
+
+def test_a_topology_with_no_container_is_not_running(topo: Topology) -> None:
+    full = full_snapshot()
+    gone = {n: dataclasses.replace(s, container="missing", reachable=False) for n, s in full.nodes.items()}
+    with pytest.raises(OperationFailed, match="topology 't-unit' is not running"):
+        promotion.plan_live(topo, mode="failover", cluster="main", to=None,
+                            collect=FakeCollector(dataclasses.replace(full, nodes=gone)))
