@@ -72,7 +72,7 @@ def words_in_log(log: str, name: str) -> str:
             keep_next = False
             continue
         msg = m.group(1).strip()
-        about = f'"{name}"' in msg
+        about = f'"{name.lower()}"' in msg.lower()  # setting names are case-insensitive: "TimeZone"
         if about or (keep_next and line[m.start():].startswith(("DETAIL", "HINT"))):
             if msg not in out:
                 out.append(msg)

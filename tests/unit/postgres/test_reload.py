@@ -23,6 +23,9 @@ def test_the_words_postgres_logged_about_a_setting() -> None:
     assert reload.words_in_log(LOG, "wal_level") == (
         'invalid value for parameter "wal_level": "bogus"; Available values: minimal, replica, logical.')
     assert reload.words_in_log(LOG, "max_connections") == ""
+    # The file says timezone, PostgreSQL's message says TimeZone: names are case-insensitive.
+    tz = '2026-12-01 00:44:50.104 GMT [7] LOG:  invalid value for parameter "TimeZone": "Mars/Olympus"\n'
+    assert reload.words_in_log(tz, "timezone") == 'invalid value for parameter "TimeZone": "Mars/Olympus"'
     # The same line seen twice (overlapping log reads) is said once.
     assert reload.words_in_log(LOG + LOG, "shared_buffers").count("outside") == 1
 
