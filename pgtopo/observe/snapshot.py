@@ -134,11 +134,12 @@ def resolve_sender(topo: Topology, *, host: str | None, port: int | None) -> str
     if host is None:
         return None
     if host == RELAY_ALIAS and port is not None:
-        for region in topo.regions:
-            for name in topo.node_names():
-                if topo.node(name).region != region and topo.relay_port(region, name) == port:
-                    return name
-        return None
+        key = topo.relay_key(port)
+        if key is None:
+            return None
+        region, name = key
+        # The relay listens only across regions: a same-region port is no route to the node.
+        return name if topo.node(name).region != region else None
     if host in topo.node_names() and port == PG_PORT:
         return host
     return None
