@@ -8,7 +8,8 @@ running are left alone, so ``up`` is idempotent and adds only what the file gain
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,10 @@ if TYPE_CHECKING:  # only gateway.py imports docker at run time
     from docker.models.networks import Network
 
 PG_PORT_KEY = f"{PG_PORT}/tcp"
+NODE_WORKERS = 6  # nodes prepared at once (initdb and pg_basebackup use the CPU)
+# pg_basebackup -X stream holds two WAL senders of its upstream, which also serves its replicas and
+# every subscription (with two table-sync workers each while they copy): max_wal_senders is 20.
+CLONES_PER_UPSTREAM = 2
 START_SCRIPT = render.TEMPLATES / "start.sh"
 
 
@@ -65,11 +70,19 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     result.phases["image"] = time.monotonic() - t0
 
     t1 = time.monotonic()
-    nets = {r: gateway.ensure_network(topo.name, r, subnet=spec.subnet) for r, spec in topo.regions.items()}
-    if topo.uses_relay():
-        relay_container.ensure_relay(topo, nets, progress=progress)
+    with ThreadPoolExecutor(max_workers=len(topo.regions)) as net_pool:
+        nets = dict(zip(topo.regions, net_pool.map(
+            lambda r: gateway.ensure_network(topo.name, r, subnet=topo.regions[r].subnet), topo.regions), strict=True))
     result.phases["networks"] = time.monotonic() - t1
+    # Side tasks (the relay, the subscriptions) wait on the network, not on node slots.
+    with ThreadPoolExecutor(max_workers=2) as side:
+        return _up_nodes(topo, topo_path=topo_path, progress=progress, result=result, rendered=rendered, nets=nets,
+                         pw=pw, side=side, t0=t0)
 
+
+def _up_nodes(topo: Topology, *, topo_path: Path, progress: Progress, result: UpResult,
+              rendered: dict[str, render.NodeFiles], nets: dict[str, Network], pw: dict[str, str],
+              side: ThreadPoolExecutor, t0: float) -> UpResult:
     existing: dict[str, Container] = {}
     stopped: set[str] = set()
     for c in gateway.containers(topo.name, kind="node"):
@@ -105,39 +118,69 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
         if name not in stopped and name in rendered and _converge_config(c, rendered[name], progress=progress):
             result.created_any = True
 
+    # The relay is needed only by clones from another region and by subscriptions: it starts
+    # while the primaries are initialised (after the look at existing nodes, which may remove some).
+    relay_future: Future[Container] | None = None
+    if topo.uses_relay():
+        relay_future = side.submit(relay_container.ensure_relay, topo, nets, progress=progress)
+
     t2 = time.monotonic()
     done = set(existing)
     already = set(existing)
-    todo = [n for n in topo.node_names() if n not in done]
+    pending = [n for n in topo.node_names() if n not in done]
     primaries = state.current_primaries(topo)
     subs_future: Future[bool] | None = None
     subs_started = 0.0
-    with ThreadPoolExecutor(max_workers=6) as pool:
+    errors: list[PgtopoError] = []
+    running: dict[Future[Container], str] = {}
+    relay_ready = relay_future is None
+
+    def await_relay() -> None:
+        nonlocal relay_ready
+        if relay_future is not None and not relay_ready:
+            relay_future.result()
+            relay_ready = True
+
+    with ThreadPoolExecutor(max_workers=NODE_WORKERS) as pool:
         while True:
-            if subs_future is None and all(p in done for p in primaries.values()):
-                # Subscriptions need only the primaries: their initial copy overlaps the clones.
+            if subs_future is None and not errors and all(p in done for p in primaries.values()):
+                # Subscriptions need only the primaries (and the relay): their initial copy
+                # overlaps the clones.
+                await_relay()
                 subs_started = time.monotonic()
-                subs_future = pool.submit(create_subscriptions, topo, dict(existing), primaries, progress=progress)
-            if not todo:
+                subs_future = side.submit(create_subscriptions, topo, dict(existing), primaries, progress=progress)
+            # A node starts as soon as its upstream streams, not when a whole wave of nodes is done;
+            # an upstream serves a few clones at a time (each holds two of its WAL senders).
+            ready: list[str] = []
+            cloning = Counter(_upstream(topo, n, primaries) for n in running.values())
+            for n in [] if errors else pending:
+                up = _upstream(topo, n, primaries)
+                if up is None or (up in done and cloning[up] < CLONES_PER_UPSTREAM):
+                    ready.append(n)
+                    cloning[up] += 1
+            if any(_upstream(topo, n, primaries) is not None for n in ready):
+                await_relay()  # clones may go through it
+            for n in ready:
+                running[pool.submit(_create_node, topo, n, rendered[n], nets, pw, progress, primaries)] = n
+                pending.remove(n)
+            if not running:
+                if errors:
+                    raise errors[0]  # once every node already started has finished
+                if pending:
+                    raise OperationFailed(f"cannot place {', '.join(pending)}: their upstreams are not running",
+                                          step="plan")
                 break
-            wave = [n for n in todo if topo.node(n).upstream is None or _upstream(topo, n, primaries) in done]
-            if not wave:
-                raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
-                                      step="plan")
-            futures = {n: pool.submit(_create_node, topo, n, rendered[n], nets, pw, progress, primaries)
-                       for n in wave}
-            errors: list[PgtopoError] = []
-            for n, fut in futures.items():
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                n = running.pop(fut)
                 try:
                     existing[n] = fut.result()
                     done.add(n)
+                    result.created_any = True
                 except PgtopoError as exc:
                     errors.append(exc)
-            if errors:
-                raise errors[0]
-            todo = [n for n in todo if n not in done]
-            result.created_any = True
         result.phases["nodes"] = time.monotonic() - t2
+        await_relay()
         if topo.uses_relay():
             relay_container.update_relay(topo)
         assert subs_future is not None
@@ -258,29 +301,35 @@ def _create_node(topo: Topology, node: str, files: render.NodeFiles, nets: dict[
 
 def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries: dict[str, str], *,
                          progress: Progress) -> bool:
-    created = False
-    for cname, cluster in topo.clusters.items():
-        if not cluster.subscriptions:
-            continue
-        subscriber = primaries[cname]
-        c = nodes[subscriber]
-        for sname, sub in cluster.subscriptions.items():
-            pub = topo.clusters[sub.publisher].publications[sub.publication]
-            db = sub.database or pub.database
-            exists = instance.psql(c, render.q(sql.SQL("SELECT count(*) FROM pg_subscription WHERE subname = {}").format(
-                sql.Literal(sname))), db=db)
-            if exists != "0":
-                continue
-            progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
-            stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
-                                                 publisher_node=primaries[sub.publisher])
-            instance.psql(c, stmt, db=db, step=f"create subscription {sname}")
-            created = True
-            progress(subscriber, f"initial copy of {sname}")
-            instance.wait_subscription_ready(c, sname, db=db)
-    return created
+    """Every subscription of the file that its subscriber lacks, all at once; returns when every
+    table of each is ready. Each one's work is round trips to its publisher (its initial copy
+    takes some 35 of them), so they overlap rather than queue."""
+    wanted = [(cname, sname) for cname, cluster in topo.clusters.items() for sname in cluster.subscriptions]
+    if not wanted:
+        return False
+    with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+        created = list(pool.map(lambda cs: _create_subscription(topo, nodes, primaries, cluster=cs[0], name=cs[1],
+                                                                progress=progress), wanted))
+    return any(created)
 
 
+def _create_subscription(topo: Topology, nodes: dict[str, Container], primaries: dict[str, str], *,
+                         cluster: str, name: str, progress: Progress) -> bool:
+    sub = topo.clusters[cluster].subscriptions[name]
+    subscriber = primaries[cluster]
+    c = nodes[subscriber]
+    pub = topo.clusters[sub.publisher].publications[sub.publication]
+    db = sub.database or pub.database
+    exists = instance.psql(c, render.q(sql.SQL("SELECT count(*) FROM pg_subscription WHERE subname = {}").format(
+        sql.Literal(name))), db=db)
+    if exists != "0":
+        return False
+    progress(subscriber, f"subscription {name} to {sub.publication} on {primaries[sub.publisher]}")
+    stmt = render.subscription_statement(topo, cluster=cluster, sub_name=name, publisher_node=primaries[sub.publisher])
+    instance.psql(c, stmt, db=db, step=f"create subscription {name}")
+    progress(subscriber, f"initial copy of {name}")
+    instance.wait_subscription_ready(c, name, db=db)
+    return True
 
 
 # -- down and ls ------------------------------------------------------------------------------------
