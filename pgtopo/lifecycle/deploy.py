@@ -33,7 +33,7 @@ PG_PORT_KEY = f"{PG_PORT}/tcp"
 NODE_WORKERS = 6  # nodes prepared at once (initdb and pg_basebackup use the CPU)
 # pg_basebackup -X stream holds two WAL senders of its upstream, which also serves its replicas and
 # every subscription (with two table-sync workers each while they copy): max_wal_senders is 20.
-CLONES_PER_UPSTREAM = 2
+CLONES_PER_UPSTREAM = 3
 START_SCRIPT = render.TEMPLATES / "start.sh"
 
 

@@ -90,12 +90,12 @@ def pull_image(ref: str) -> None:
         client().images.pull(ref)
 
 
-def run_oneshot(image: str, command: list[str], **kwargs: Any) -> tuple[int, str]:
+def run_oneshot(image: str, command: list[str], *, wait_timeout: float = 60, **kwargs: Any) -> tuple[int, str]:
     """Run a throw-away container and return (exit code, output)."""
     with docker_errors(step="probe container"):
         c = client().containers.run(image, command, detach=True, **kwargs)
         try:
-            rc = int(c.wait(timeout=60)["StatusCode"])
+            rc = int(c.wait(timeout=wait_timeout)["StatusCode"])
             out = c.logs().decode(errors="replace")
         finally:
             c.remove(force=True, v=True)
