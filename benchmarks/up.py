@@ -4,7 +4,10 @@ The baseline creates the same networks, relay and containers, runs the same init
 pg_basebackup and SQL (the files pgtopo renders), one `docker` CLI step after the other.
 Both run in the same process, alternately, with the image already built.
 
-    python benchmarks/up.py [--runs 2]
+    python benchmarks/up.py [--runs 2] [--only reference] [--prefix bench-up]
+
+Topologies are brought up under ``PREFIX-ref`` / ``PREFIX-six`` (and ``...-base`` for the
+script), so that the benchmark never touches a topology of the same file already running.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -29,8 +33,8 @@ from pgtopo.runtime import gateway, state
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = [("reference (3 nodes)", REPO / "topologies" / "global-saas.yaml"),
-         ("six nodes", HERE / "topologies" / "six-nodes.yaml")]
+CASES = {"reference": ("reference (3 nodes)", REPO / "topologies" / "global-saas.yaml", "ref"),
+         "six": ("six nodes", HERE / "topologies" / "six-nodes.yaml", "six")}
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -74,7 +78,7 @@ def baseline(topo: Topology, path: Path, workdir: Path) -> dict[str, float]:
     rd = workdir / "relay"
     rd.mkdir()
     (rd / "relay.json").write_text(json.dumps(conf))
-    (rd / "relay.py").write_text((REPO / "pgtopo" / "relay.py").read_text())
+    (rd / "relay.py").write_text(relay_container.RELAY_SOURCE.read_text())
     sh("docker", "cp", f"{rd}/.", f"{relay}:/etc/pgtopo")
     sh("docker", "start", relay)
     phases["networks"] = time.monotonic() - t0
@@ -154,13 +158,26 @@ def remove(name: str) -> None:
         sh("docker", "volume", "rm", "-f", *vols)
 
 
+def renamed(path: Path, name: str, directory: Path) -> Path:
+    """A copy of the topology file under another topology name."""
+    out = directory / f"{name}.yaml"
+    text = path.read_text()
+    out.write_text(re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.MULTILINE))
+    return out
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--only", choices=sorted(CASES), action="append", help="run only this case (repeatable)")
+    ap.add_argument("--prefix", default="bench-up", help="topology names start with this")
     args = ap.parse_args()
     os.environ.setdefault("PGTOPO_STATE_DIR", tempfile.mkdtemp(prefix="pgtopo-bench-"))
+    files = Path(tempfile.mkdtemp(prefix="pgtopo-bench-files-"))
     rows = []
-    for label, path in CASES:
+    for key in args.only or list(CASES):
+        label, source, suffix = CASES[key]
+        path = renamed(source, f"{args.prefix}-{suffix}", files)
         topo = load(path)
         ours: list[dict[str, float]] = []
         base: list[dict[str, float]] = []
@@ -183,7 +200,7 @@ def main() -> int:
     for label, phase, o, b in rows:
         print(f"| {label} | {phase} | {o:.1f} | {b:.1f} | {o / b:.2f} |")
     print(f"\nmedian of {args.runs} runs each, alternating, image already built; "
-          f"{os.cpu_count()} CPUs", file=sys.stderr)
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end", file=sys.stderr)
     return 0
 
 

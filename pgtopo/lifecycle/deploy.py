@@ -120,7 +120,7 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
                 subs_future = pool.submit(create_subscriptions, topo, dict(nodes), primaries, progress=progress)
             if not todo:
                 break
-            wave = [n for n in todo if (up := upstream_of(topo, n, primaries)) is None or up in done]
+            wave = _wave(topo, todo, done=done, primaries=primaries)
             if not wave:
                 raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
                                       step="plan")
@@ -163,6 +163,24 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
                                             this_run=THIS_RUN[action]))
     result.phases["total"] = time.monotonic() - t0
     return result
+
+
+# pg_basebackup -X stream holds two WAL senders of its upstream, which also serves its replicas and
+# every subscription (with two table-sync workers each while they copy): max_wal_senders is 20.
+CLONES_PER_UPSTREAM = 3
+
+
+def _wave(topo: Topology, todo: list[str], *, done: set[str], primaries: dict[str, str]) -> list[str]:
+    """The nodes to bring up next: those whose upstream is up, at most CLONES_PER_UPSTREAM per upstream."""
+    per_upstream: dict[str | None, int] = {}
+    wave = []
+    for n in todo:
+        up = upstream_of(topo, n, primaries)
+        if up is not None and (up not in done or per_upstream.get(up, 0) >= CLONES_PER_UPSTREAM):
+            continue
+        per_upstream[up] = per_upstream.get(up, 0) + 1
+        wave.append(n)
+    return wave
 
 
 def _inventory(topo: Topology, rendered: dict[str, render.NodeFiles], primaries: dict[str, str], *,

@@ -8,12 +8,13 @@ parts refer to each other; every problem of both passes is reported at once as
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -129,6 +130,16 @@ StrictNumber = Annotated[float, Strict()]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    # Derived views are ``cached_property``s: computed once per (frozen) instance and kept in the
+    # instance's __dict__ beside the fields. pydantic ignores them for validation, model_dump,
+    # equality and the JSON schema, but model_copy copies __dict__ whole: drop them there, or a
+    # copy with ``update`` would answer from the original's fields.
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        for name in [k for k in copied.__dict__ if k not in type(self).model_fields]:
+            del copied.__dict__[name]
+        return copied
 
 
 class Region(_Model):
@@ -289,7 +300,7 @@ class Cluster(_Model):
     publications: dict[PgIdent, Publication] = Field(default_factory=dict)
     subscriptions: dict[PgIdent, Subscription] = Field(default_factory=dict)
 
-    @property
+    @cached_property
     def primary_name(self) -> str:
         return next(n for n, node in self.nodes.items() if node.role == "primary")
 
@@ -317,42 +328,64 @@ class Topology(_Model):
     clusters: dict[NodeName, Cluster] = Field(min_length=1)
 
     # -- derived views used by every other module -------------------------------------------
+    # Each is computed once per instance (the model is frozen): status and verify ask for nodes,
+    # links and relay ports thousands of times on a large topology. Lists are handed out as
+    # fresh copies so that no caller can change the cached view.
 
     @property
     def image(self) -> str:
         return self.postgres.image or DEFAULT_IMAGE.format(version=self.postgres.version)
 
+    @cached_property
+    def _nodes(self) -> tuple[tuple[str, str, Node], ...]:
+        return tuple((c, n, node) for c, cl in self.clusters.items() for n, node in cl.nodes.items())
+
+    @cached_property
+    def _node_index(self) -> dict[str, tuple[str, Node]]:
+        out: dict[str, tuple[str, Node]] = {}
+        for c, n, node in self._nodes:
+            out.setdefault(n, (c, node))  # a name twice (refused by the rules) answers the first
+        return out
+
+    @cached_property
+    def _links(self) -> dict[frozenset[str], Link]:
+        out: dict[frozenset[str], Link] = {}
+        for link in self.latency:
+            out.setdefault(frozenset(link.between), link)  # the first one wins, as the old scan did
+        return out
+
     def all_nodes(self) -> list[tuple[str, str, Node]]:
         """(cluster, node name, node) in file order."""
-        return [(c, n, node) for c, cl in self.clusters.items() for n, node in cl.nodes.items()]
+        return list(self._nodes)
 
     def node(self, name: str) -> Node:
-        for _c, n, node in self.all_nodes():
-            if n == name:
-                return node
-        raise InputError(f"unknown node '{name}' (known: {', '.join(self.node_names())})")
+        found = self._node_index.get(name)
+        if found is None:
+            raise InputError(f"unknown node '{name}' (known: {', '.join(self.node_names())})")
+        return found[1]
 
     def node_names(self) -> list[str]:
-        return [n for _c, n, _node in self.all_nodes()]
+        return [n for _c, n, _node in self._nodes]
 
     def cluster_of(self, node_name: str) -> str:
-        for c, n, _node in self.all_nodes():
-            if n == node_name:
-                return c
-        raise InputError(f"unknown node '{node_name}'")
+        found = self._node_index.get(node_name)
+        if found is None:
+            raise InputError(f"unknown node '{node_name}'")
+        return found[0]
 
     def link(self, a: str, b: str) -> Link | None:
         if a == b:
             return None
-        for link in self.latency:
-            if set(link.between) == {a, b}:
-                return link
-        return None
+        return self._links.get(frozenset((a, b)))
+
+    @cached_property
+    def _region_pairs(self) -> tuple[Pair, ...]:
+        regions = list(self.regions)
+        return tuple((a, b) for i, a in enumerate(regions) for b in regions[i + 1:])
 
     def region_pairs(self) -> list[Pair]:
         """Every pair of distinct regions, in file order."""
-        regions = list(self.regions)
-        return [(a, b) for i, a in enumerate(regions) for b in regions[i + 1:]]
+        return list(self._region_pairs)
 
     def rtt_ms(self, a: str, b: str) -> float:
         link = self.link(a, b)
@@ -362,7 +395,7 @@ class Topology(_Model):
         """The relay's listening port for traffic from ``src_region`` to node ``target``."""
         return self._relay_ports[(src_region, target)]
 
-    @functools.cached_property
+    @cached_property
     def _relay_ports(self) -> dict[tuple[str, str], int]:
         # Computed once per (frozen) topology: resolving a relay port back to its node asks for
         # every pair, and a failover does so for every node it looks at.
@@ -379,6 +412,14 @@ class Topology(_Model):
             used.add(port)
             out[key] = port
         return out
+
+    @cached_property
+    def _relay_keys(self) -> dict[int, tuple[str, str]]:
+        return {port: key for key, port in self._relay_ports.items()}
+
+    def relay_key(self, port: int) -> tuple[str, str] | None:
+        """(source region, target node) of a relay port: the inverse of ``relay_port``."""
+        return self._relay_keys.get(port)
 
     def uses_relay(self) -> bool:
         return len(self.regions) > 1

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import json
 import statistics
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from pgtopo.errors import PgtopoError
 from pgtopo.model.topology import Pair, Topology
 from pgtopo.network.relay import RELAY_SCRIPT_PATH
 from pgtopo.runtime import gateway
 
+if TYPE_CHECKING:  # only gateway.py imports docker at run time
+    from docker.models.containers import Container
+
 PROBE_COUNT = 3  # samples per region pair; the median is shown (status, latency)
 
 def measure_latency(topo: Topology, *, count: int = PROBE_COUNT) -> dict[Pair, float | None]:
     """Median round trip in ms for each region pair (a, b) in file order, measured by the relay.
 
-    Inside the relay container, ``relay.py probe`` times an SSLRequest through the listener
-    for (a, node in b) — both directions pay the simulated delay. Pairs run in parallel; a pair
-    falls back to other nodes, then to the opposite direction; None when nothing answered or the
-    pair is partitioned (``pgtopo partition``). Each probe waits at most 2 s plus twice the RTT.
+    Inside the relay container, ``relay.py probe`` times a round trip of a fresh connection
+    through the listener for (a, node in b), after its set-up — both directions pay the
+    simulated delay. Every pair is probed at once by one ``relay.py probe`` run (one
+    ``docker exec``, not one per pair); a pair whose node did not answer falls back to its
+    other nodes, then to the opposite direction, in further runs. None when nothing answered
+    or the pair is partitioned (``pgtopo partition``). A run waits at most 2 s plus twice
+    the largest RTT it probes.
     """
     from pgtopo.runtime import state
 
@@ -37,33 +43,42 @@ def measure_latency(topo: Topology, *, count: int = PROBE_COUNT) -> dict[Pair, f
     cut = set(rt.partitioned)
     overrides = rt.links
 
-    def probe(src: str, target: str) -> float | None:
-        dst = topo.node(target).region
-        if cut & {src, dst, target}:
-            return None
+    def rtt_ms(src: str, dst: str) -> float:
         link = topo.link(src, dst)
         override = overrides.get("|".join(sorted((src, dst))))
-        rtt_ms = override.rtt_ms if override else float(link.rtt_ms if link else 0)
-        cmd = ["python3", RELAY_SCRIPT_PATH, "probe", "--host", "127.0.0.1", "--port",
-               str(topo.relay_port(src, target)), "--count", str(count), "--timeout", f"{2 + 2 * rtt_ms / 1000:g}"]
-        try:
-            res = gateway.exec_in(relay, cmd, user="root")
-            if res.rc != 0:
-                return None
-            samples = json.loads(res.stdout)["samples_ms"]
-            return float(statistics.median(samples))
-        except (PgtopoError, ValueError, KeyError, TypeError):
-            return None
+        return override.rtt_ms if override else float(link.rtt_ms if link else 0)
 
-    def one(pair: Pair) -> float | None:
+    def tries(pair: Pair) -> list[tuple[str, str]]:
         a, b = pair
-        tries = [(a, n) for n in topo.node_names() if topo.node(n).region == b]
-        tries += [(b, n) for n in topo.node_names() if topo.node(n).region == a]
-        for src, target in tries:
-            ms = probe(src, target)
-            if ms is not None:
-                return ms
-        return None
+        out = [(a, n) for n in topo.node_names() if topo.node(n).region == b]
+        out += [(b, n) for n in topo.node_names() if topo.node(n).region == a]
+        return [(src, n) for src, n in out if not cut & {src, topo.node(n).region, n}]
 
-    with ThreadPoolExecutor(max_workers=min(8, len(pairs))) as pool:
-        return dict(zip(pairs, pool.map(one, pairs), strict=True))
+    left = {pair: tries(pair) for pair in pairs}
+    found: dict[Pair, float | None] = dict.fromkeys(pairs)
+    while any(left.values()):
+        batch = {pair: todo.pop(0) for pair, todo in left.items() if todo}
+        ports = {pair: topo.relay_port(src, n) for pair, (src, n) in batch.items()}
+        longest = max(rtt_ms(src, topo.node(n).region) for src, n in batch.values())
+        medians = _probe(relay, sorted(set(ports.values())), count=count, timeout=2 + 2 * longest / 1000)
+        for pair, port in ports.items():
+            if medians.get(port) is not None:
+                found[pair] = medians[port]
+                left[pair] = []
+    return found
+
+
+def _probe(relay: Container, ports: list[int], *, count: int, timeout: float) -> dict[int, float]:
+    """Median ms per port that answered, from one ``relay.py probe`` run."""
+    cmd = ["python3", RELAY_SCRIPT_PATH, "probe", "--host", "127.0.0.1", "--count", str(count),
+           "--timeout", f"{timeout:g}"]
+    for port in ports:
+        cmd += ["--port", str(port)]
+    try:
+        res = gateway.exec_in(relay, cmd, user="root")
+        if res.rc != 0:
+            return {}
+        answered = json.loads(res.stdout)["ports"]
+        return {int(port): float(statistics.median(r["samples_ms"])) for port, r in answered.items()}
+    except (PgtopoError, ValueError, KeyError, TypeError):
+        return {}

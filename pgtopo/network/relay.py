@@ -5,13 +5,19 @@ The host kernel has no netem, so one container attached to every region network
 runs this script; nodes reach other regions through its listener ports.
 
     relay.py serve CONFIG [--bind ADDR]   forward; SIGHUP re-reads CONFIG
-    relay.py probe --host H --port P [--count N]
+    relay.py probe --host H --port P [--port P2 ...] [--count N]   JSON on stdout
     relay.py check CONFIG
 
 Delay model (like Toxiproxy's latency toxic): each chunk is stamped when read and
 released at max(previous release, stamp + one-way delay), so delays never add up
 across queued chunks and order is kept. One-way delay = rtt_ms/2 plus a uniform
 offset in [-jitter_ms, +jitter_ms], clamped at 0.
+
+The relay accepts a connection at once, but over a real WAN the TCP handshake costs a
+round trip before the client can send anything: a new connection's chunks from the
+client are stamped no earlier than one (sampled) round trip after the accept, and the
+server's no earlier than one way after it (when its SYN would have arrived). The first
+request of a new connection therefore pays two round trips, as it would over the WAN.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 RELAY_SCRIPT_PATH = "/etc/pgtopo/relay.py"
@@ -244,12 +251,13 @@ class _Pipe:
     """One direction of a connection: read loop stamps chunks, write loop releases them."""
 
     def __init__(self, conn: _Conn, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                 frm: str, to: str) -> None:
+                 frm: str, to: str, *, ready_at: float = 0.0) -> None:
         self.conn, self.src, self.dst, self.frm, self.to = conn, src, dst, frm, to
         self.queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         self.queued = 0
         self.space = asyncio.Event()
         self.last_release = 0.0
+        self.ready_at = ready_at  # no byte counts as sent before the simulated handshake allows it
 
     async def read_loop(self) -> None:
         relay = self.conn.relay
@@ -267,7 +275,8 @@ class _Pipe:
             # Delay is sampled at read time so a reload affects only chunks read after it.
             link = relay.config.link(self.frm, self.to)
             delay = link.one_way_s(relay.rng) if link else 0.0
-            self.last_release = max(self.last_release, time.monotonic() + delay)
+            stamp = max(time.monotonic(), self.ready_at)
+            self.last_release = max(self.last_release, stamp + delay)
             self.queued += len(data)
             self.queue.put_nowait((self.last_release, data))
 
@@ -315,6 +324,7 @@ class _Conn:
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.relay, self.listener, self.reader, self.writer = relay, listener, reader, writer
         self.id = next(self._ids)
+        self.accepted_at = time.monotonic()
         peer = writer.get_extra_info("peername")
         self.peer_ip: str | None = peer[0] if peer else None
         self.cut = self.was_cut = relay.config.is_cut(listener, self.peer_ip)
@@ -333,6 +343,14 @@ class _Conn:
             self.kill("healed")  # bytes were dropped mid-stream, so the stream is corrupt
         self.cut = cut
         self.was_cut |= cut
+
+    def handshake(self) -> tuple[float, float]:
+        """The one-way delays of the SYN (client to server) and the SYN-ACK (back), sampled
+        from the link as it is when the connection is accepted."""
+        lst = self.listener
+        there, back = self.relay.config.link(lst.src, lst.dst), self.relay.config.link(lst.dst, lst.src)
+        return (there.one_way_s(self.relay.rng) if there else 0.0,
+                back.one_way_s(self.relay.rng) if back else 0.0)
 
     async def run(self) -> None:
         lst = self.listener
@@ -353,8 +371,11 @@ class _Conn:
                 except (TimeoutError, OSError) as e:
                     reason = f"connect failed: {str(e) or 'timeout'}"
                 else:
-                    self.pipes = (_Pipe(self, self.reader, target[1], lst.src, lst.dst),
-                                  _Pipe(self, target[0], self.writer, lst.dst, lst.src))
+                    syn, syn_ack = self.handshake()
+                    self.pipes = (_Pipe(self, self.reader, target[1], lst.src, lst.dst,
+                                        ready_at=self.accepted_at + syn + syn_ack),
+                                  _Pipe(self, target[0], self.writer, lst.dst, lst.src,
+                                        ready_at=self.accepted_at + syn))
                     async with asyncio.TaskGroup() as tg:
                         for p in self.pipes:
                             tg.create_task(p.read_loop())
@@ -483,28 +504,63 @@ class ProbeError(RuntimeError):
     pass
 
 
-def probe(host: str, port: int, count: int = 5, timeout: float = PROBE_TIMEOUT_S) -> list[float]:
-    """Round trips in ms of an SSLRequest, each on a fresh connection (it must come first)."""
-    samples: list[float] = []
+def startup_message(user: str, database: str) -> bytes:
+    """A protocol 3.0 StartupMessage."""
+    params = (("user", user), ("database", database), ("application_name", "pgtopo-probe"))
+    body = struct.pack("!i", 196608) + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params) + b"\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+PROBE_STARTUP = startup_message("pgtopo", "postgres")
+
+
+def probe_once(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> float:
+    """One round trip in ms on a fresh connection, without the connection's set-up.
+
+    The answer to the SSLRequest (it must come first) waits for the TCP handshake (a round
+    trip, simulated by the relay) and the server's new backend; the exchange timed is the next
+    one: the startup message, which the server answers with an authentication request. The
+    probe then hangs up, which PostgreSQL does not log. A server that accepts TLS ('S') can
+    say nothing more in clear: half the time from connect to its answer is taken instead.
+    """
     try:
-        for _ in range(count):
-            with socket.create_connection((host, port), timeout=timeout) as s:
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                t0 = time.perf_counter()
-                s.sendall(SSL_REQUEST)
-                answer = s.recv(1)
-                elapsed = (time.perf_counter() - t0) * 1000
-            if answer not in (b"N", b"S"):
+        t0 = time.perf_counter()
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(SSL_REQUEST)
+            answer = s.recv(1)
+            if answer == b"S":
+                return round((time.perf_counter() - t0) * 1000 / 2, 3)
+            if answer != b"N":
                 what = f"unexpected answer {answer!r}" if answer else "closed before answering"
                 raise ProbeError(f"{host}:{port}: {what}")
-            samples.append(round(elapsed, 3))
+            t1 = time.perf_counter()
+            s.sendall(PROBE_STARTUP)
+            if not s.recv(1):
+                raise ProbeError(f"{host}:{port}: closed before answering the startup message")
+            return round((time.perf_counter() - t1) * 1000, 3)
     except TimeoutError as e:
         raise ProbeError(f"{host}:{port}: timed out after {timeout:g} s") from e
     except ConnectionRefusedError as e:
         raise ProbeError(f"{host}:{port}: connection refused") from e
     except OSError as e:
         raise ProbeError(f"{host}:{port}: {e}") from e
-    return samples
+
+
+def probe_ports(host: str, ports: list[int], count: int = 5,
+                timeout: float = PROBE_TIMEOUT_S) -> dict[int, list[float] | str]:
+    """Every sample of every port at once, each on its own connection and thread: the whole
+    run takes about the slowest round trip (three with the connection's set-up), not their sum.
+    Per port: the samples in ms, or the first error's message."""
+    results: dict[int, list[float] | str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(ports) * count)) as pool:
+        futures = {port: [pool.submit(probe_once, host, port, timeout) for _ in range(count)] for port in ports}
+        for port, fs in futures.items():
+            try:
+                results[port] = [f.result() for f in fs]
+            except ProbeError as e:
+                results[port] = str(e)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,9 +569,10 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the relay")
     p_serve.add_argument("config")
     p_serve.add_argument("--bind", default="0.0.0.0")
-    p_probe = sub.add_parser("probe", help="measure round trip through a port")
+    p_probe = sub.add_parser("probe", help="measure round trips through one or more ports, in parallel")
     p_probe.add_argument("--host", required=True)
-    p_probe.add_argument("--port", type=int, required=True)
+    p_probe.add_argument("--port", type=int, required=True, action="append",
+                         help="a port to probe (repeat for more)")
     p_probe.add_argument("--count", type=int, default=5)
     p_probe.add_argument("--timeout", type=float, default=PROBE_TIMEOUT_S)
     p_check = sub.add_parser("check", help="validate a config file")
@@ -529,14 +586,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "probe":
         if args.count < 1:
             ap.error("--count must be >= 1")
-        try:
-            ms = probe(args.host, args.port, args.count, args.timeout)
-        except ProbeError as e:
-            print(f"probe: {e}", file=sys.stderr)
-            return 1
-        result = {"samples_ms": ms, "median_ms": statistics.median(ms), "min_ms": min(ms)}
-        print(json.dumps(result))
-        return 0
+        results = probe_ports(args.host, args.port, args.count, args.timeout)
+        out: dict[str, Any] = {"ports": {}, "errors": {}}
+        for port, got in results.items():
+            if isinstance(got, str):
+                out["errors"][str(port)] = got
+                print(f"probe: {got}", file=sys.stderr)
+            else:
+                out["ports"][str(port)] = {"samples_ms": got, "median_ms": statistics.median(got), "min_ms": min(got)}
+        print(json.dumps(out))
+        return 0 if out["ports"] else 1
     try:
         config = load_config(args.config)
     except ConfigError as e:

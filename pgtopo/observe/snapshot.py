@@ -128,6 +128,7 @@ class Snapshot:
         return [n.node for n in self.cluster_nodes(cluster) if n.reachable and n.in_recovery is False]
 
 
+COLLECT_WORKERS = 32
 SETTINGS = ("cluster_name", "wal_level", "synchronous_standby_names", "primary_conninfo", "primary_slot_name",
             "hot_standby_feedback", "sync_replication_slots", "synchronized_standby_slots", "wal_log_hints",
             "wal_sender_timeout", "wal_receiver_timeout", "config_file", "hba_file", "max_wal_senders",
@@ -139,11 +140,12 @@ def resolve_sender(topo: Topology, *, host: str | None, port: int | None) -> str
     if host is None:
         return None
     if host == RELAY_ALIAS and port is not None:
-        for region in topo.regions:
-            for name in topo.node_names():
-                if topo.node(name).region != region and topo.relay_port(region, name) == port:
-                    return name
-        return None
+        key = topo.relay_key(port)
+        if key is None:
+            return None
+        region, name = key
+        # The relay listens only across regions: a same-region port is no route to the node.
+        return name if topo.node(name).region != region else None
     if host in topo.node_names() and port == PG_PORT:
         return host
     return None
@@ -157,53 +159,88 @@ def _base(topo: Topology, cluster: str, node: str) -> dict[str, Any]:
     return {"node": node, "cluster": cluster, "region": topo.node(node).region}
 
 
-def _collect_node(topo: Topology, cluster: str, node: str, *, container: tuple[str, int | None], light: bool
-                  ) -> NodeSnapshot:
+def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Listed | None, *,
+                  light: bool = False) -> NodeSnapshot:
     base = _base(topo, cluster, node)
-    cstate, port = container
-    if cstate != "running" or port is None:
+    cstate = "missing" if listed is None else listed.status
+    if listed is None or cstate != "running":
         return NodeSnapshot(**base, container=cstate, reachable=False, error=f"container {cstate}")
+    port = listed.ports.get(connect.PG_PORT_KEY)
+    if port is None:
+        return NodeSnapshot(**base, container=cstate, reachable=False, error="PostgreSQL's port is not published")
     try:
         conn = connect.connect(topo.name, node, port=port)
     except PgtopoError as exc:
         return NodeSnapshot(**base, container=cstate, reachable=False, error=exc.message)
     try:
         with conn:
-            return _query_node(topo, conn, base, cstate, light=light)
+            return _query_node(topo, conn, base, cstate, listed=listed, light=light)
     except psycopg.Error as exc:
         msg = first_line(exc)
         return NodeSnapshot(**base, container=cstate, reachable=False, error=msg)
 
 
+# Every query of a node goes out in one pipeline: one round trip instead of one per query. The
+# standby-only ones cost nothing on a primary (its WAL receiver view is empty).
+_MAIN_SQL = (
+    "SELECT pg_is_in_recovery() AS rec, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,"
+    " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,"
+    # A promoted node still reports its last received/replayed LSNs: only a standby's mean anything.
+    " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS recv,"
+    " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay,"
+    " CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
+    " END AS replay_lag,"
+    " CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())"
+    " ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli")
+_RECEIVER_SQL = "SELECT status, sender_host, sender_port, slot_name, received_tli FROM pg_stat_wal_receiver"
+_HISTORY_SQL = ("SELECT CASE WHEN pg_is_in_recovery() THEN max(('x' || substr(name, 1, 8))::bit(32)::int) END AS tli"
+                " FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{8}[.]history$'")
+_DOWNSTREAM_SQL = (
+    "SELECT application_name, state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,"
+    " pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
+    " ELSE pg_current_wal_lsn() END, replay_lsn) AS lag,"
+    " write_lag, flush_lag, replay_lag, sync_state, sync_priority FROM pg_stat_replication"
+    " ORDER BY application_name")
+_SETTINGS_SQL = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
+_PENDING_SQL = "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"
+
+
+def _slots_sql(version: int) -> str:
+    return ("SELECT slot_name, slot_type, active, wal_status, database, temporary, "
+            + ("failover, synced, " if version >= 170000 else "false AS failover, false AS synced, ")
+            + "pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
+            " ELSE pg_current_wal_lsn() END, restart_lsn) AS retained FROM pg_replication_slots ORDER BY slot_name")
+
+
+def _subscriptions_sql(version: int) -> str:
+    return ("SELECT s.oid, s.subname, d.datname, s.subenabled, s.subpublications, s.subconninfo, s.subslotname, "
+            + ("s.subfailover" if version >= 170000 else "false") + " AS failover, "
+            "st.apply_error_count, st.sync_error_count FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+            "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid ORDER BY s.subname")
+
+
 def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, Any], cstate: str, *,
-                light: bool) -> NodeSnapshot:
-    cur = conn.cursor(row_factory=dict_row)
-    row = cur.execute(
-        "SELECT pg_is_in_recovery() AS rec, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,"
-        " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS cur,"
-        # A promoted node still reports its last received/replayed LSNs: only a standby's mean anything.
-        " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END AS recv,"
-        " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay,"
-        " CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
-        " END AS replay_lag,"
-        " CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())"
-        " ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli"
-    ).fetchone()
-    assert row is not None
+                listed: gateway.Listed, light: bool) -> NodeSnapshot:
+    version = conn.info.server_version
+    queries: list[tuple[str, tuple[Any, ...]]] = [
+        (_MAIN_SQL, ()), (_RECEIVER_SQL, ()), (_HISTORY_SQL, ()), (_DOWNSTREAM_SQL, ()), (_slots_sql(version), ()),
+        (_SETTINGS_SQL, (list(SETTINGS),)), (_PENDING_SQL, ()), (_subscriptions_sql(version), ())]
+    cursors = [conn.cursor(row_factory=dict_row) for _q in queries]
+    with conn.pipeline():
+        for cur, (query, params) in zip(cursors, queries, strict=True):
+            cur.execute(query, params or None)
+    main, recv, hist, down, slot_rows, setting_rows, pending_rows, sub_rows = (c.fetchall() for c in cursors)
+    row = main[0]
+    receiver = recv[0] if recv else None
     tli = row["tli"]
     if row["rec"]:
         # A standby's checkpoint timeline lags; the receiver's timeline is the live one.
-        wr = cur.execute("SELECT received_tli FROM pg_stat_wal_receiver").fetchone()
-        if wr and wr["received_tli"]:
-            tli = max(int(tli or 0), int(wr["received_tli"]))
+        if receiver and receiver["received_tli"]:
+            tli = max(int(tli or 0), int(receiver["received_tli"]))
         # With no receiver (its upstream died) the newest history file it fetched tells the
         # timeline it follows; the checkpoint's can be several switches old.
-        hist = cur.execute("SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) AS tli FROM pg_ls_waldir() "
-                           "WHERE name ~ '^[0-9A-F]{8}[.]history$'").fetchone()
-        if hist and hist["tli"]:
-            tli = max(int(tli or 0), int(hist["tli"]))
-    receiver = cur.execute(
-        "SELECT status, sender_host, sender_port, slot_name FROM pg_stat_wal_receiver").fetchone()
+        if hist and hist[0]["tli"]:
+            tli = max(int(tli or 0), int(hist[0]["tli"]))
     downstream = tuple(
         Downstream(
             application_name=r["application_name"], state=r["state"], sent_lsn=r["sent_lsn"],
@@ -212,30 +249,18 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
             write_lag_s=_seconds(r["write_lag"]), flush_lag_s=_seconds(r["flush_lag"]),
             replay_lag_s=_seconds(r["replay_lag"]), sync_state=r["sync_state"], sync_priority=r["sync_priority"],
         )
-        for r in cur.execute(
-            "SELECT application_name, state, sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,"
-            " pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
-            " ELSE pg_current_wal_lsn() END, replay_lsn) AS lag,"
-            " write_lag, flush_lag, replay_lag, sync_state, sync_priority FROM pg_stat_replication"
-            " ORDER BY application_name").fetchall()
+        for r in down
     )
     slots = tuple(
         Slot(name=r["slot_name"], slot_type=r["slot_type"], active=r["active"],
              retained_bytes=None if r["retained"] is None else int(r["retained"]), wal_status=r["wal_status"],
              database=r["database"], failover=bool(r["failover"]), synced=bool(r["synced"]),
              temporary=bool(r["temporary"]))
-        for r in cur.execute(
-            "SELECT slot_name, slot_type, active, wal_status, database, temporary, "
-            + ("failover, synced, " if conn.info.server_version >= 170000 else "false AS failover, false AS synced, ")
-            + "pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
-            " ELSE pg_current_wal_lsn() END, restart_lsn) AS retained FROM pg_replication_slots ORDER BY slot_name"
-        ).fetchall()
+        for r in slot_rows
     )
-    settings = {r["name"]: r["setting"] for r in cur.execute(
-        "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),)).fetchall()}
-    pending = tuple(r["name"] for r in cur.execute(
-        "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name").fetchall())
-    subs = _subscriptions(topo, conn, base["node"], light=light)
+    settings = {r["name"]: r["setting"] for r in setting_rows}
+    pending = tuple(r["name"] for r in pending_rows)
+    subs = _subscriptions(topo, base["node"], sub_rows, port=conn.info.port, listed=listed, light=light)
     return NodeSnapshot(
         **base, container=cstate, reachable=True, in_recovery=row["rec"], system_identifier=row["sysid"],
         timeline=int(tli) if tli is not None else None, current_lsn=row["cur"], receive_lsn=row["recv"],
@@ -245,68 +270,51 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         upstream_raw=f"{receiver['sender_host']}:{receiver['sender_port']}" if receiver else None,
         receiver_slot=receiver["slot_name"] if receiver else None,
         downstream=downstream, slots=slots, subscriptions=subs, settings=settings,
-        version=conn.info.server_version // 10000, pending_restart=pending,
+        version=version // 10000, pending_restart=pending,
     )
 
 
-def _subscriptions(topo: Topology, conn: psycopg.Connection[Any], node: str, *,
-                   light: bool) -> tuple[SubscriptionState, ...]:
-    """The node's subscriptions; ``light``: what pg_subscription says, without their workers and
-    tables (a connection per database) nor the last error (the container's log)."""
-    cur = conn.cursor(row_factory=dict_row)
-    has_failover = conn.info.server_version >= 170000
-    subs = cur.execute(
-        "SELECT s.oid, s.subname, d.datname, s.subenabled, s.subpublications, s.subconninfo, s.subslotname, "
-        + ("s.subfailover" if has_failover else "false") + " AS failover, "
-        "st.apply_error_count, st.sync_error_count FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
-        "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid ORDER BY s.subname").fetchall()
+def _subscriptions(topo: Topology, node: str, subs: list[dict[str, Any]], *, port: int,
+                   listed: gateway.Listed, light: bool) -> tuple[SubscriptionState, ...]:
+    """Per-table states live in each subscription's own database: one connection per database.
+
+    ``light``: what pg_subscription says, without their workers and tables (a connection per
+    database) nor the last error (the container's log): what a failover's plan needs."""
+    progress: dict[int, tuple[int, int, str | None, float | None, bool]] = {}
+    for db in dict.fromkeys(s["datname"] for s in subs) if not light else ():
+        oids = [s["oid"] for s in subs if s["datname"] == db]
+        try:
+            with connect.connect(topo.name, node, dbname=db, port=port) as dconn:
+                dcur = dconn.cursor(row_factory=dict_row)
+                rows = dcur.execute(
+                    "SELECT s.oid, (SELECT count(*) FILTER (WHERE srsubstate = 'r') FROM pg_subscription_rel r"
+                    " WHERE r.srsubid = s.oid) AS ready,"
+                    " (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid) AS total,"
+                    " w.received_lsn::text AS lsn, extract(epoch FROM now() - w.latest_end_time) AS lag, w.pid"
+                    " FROM unnest(%s::oid[]) AS s(oid)"
+                    " LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL", (oids,)).fetchall()
+        except (PgtopoError, psycopg.Error):
+            continue
+        for r in rows:
+            progress[r["oid"]] = (int(r["ready"]), int(r["total"]), r["lsn"],
+                                  None if r["lag"] is None else float(r["lag"]), r["pid"] is not None)
+    log = gateway.logs_by_id(listed.id, tail=200).splitlines() if subs and not light else []
     out = []
     for s in subs:
-        ready = total = 0
-        received = None
-        lag = None
-        running = False
-        if light:
-            out.append(SubscriptionState(
-                name=s["subname"], database=s["datname"], enabled=s["subenabled"],
-                publications=tuple(s["subpublications"]), conninfo=s["subconninfo"], slot_name=s["subslotname"],
-                failover=bool(s["failover"]), worker_running=False, tables_ready=0, tables_total=0, received_lsn=None,
-                latest_end_time_lag_s=None, apply_errors=int(s["apply_error_count"] or 0),
-                sync_errors=int(s["sync_error_count"] or 0), last_error=None))
-            continue
-        try:
-            with connect.connect(topo.name, node, dbname=s["datname"]) as dconn:
-                dcur = dconn.cursor(row_factory=dict_row)
-                rel = dcur.execute(
-                    "SELECT count(*) FILTER (WHERE srsubstate = 'r') AS ready, count(*) AS total "
-                    "FROM pg_subscription_rel WHERE srsubid = %s", (s["oid"],)).fetchone()
-                if rel:
-                    ready, total = int(rel["ready"]), int(rel["total"])
-                w = dcur.execute(
-                    "SELECT received_lsn::text AS lsn, extract(epoch FROM now() - latest_end_time) AS lag, pid "
-                    "FROM pg_stat_subscription WHERE subid = %s AND relid IS NULL", (s["oid"],)).fetchone()
-                if w:
-                    received, running = w["lsn"], w["pid"] is not None
-                    lag = None if w["lag"] is None else float(w["lag"])
-        except (PgtopoError, psycopg.Error):
-            pass
-        last_error = _last_apply_error(topo, node, s["subname"])
+        ready, total, received, lag, running = progress.get(s["oid"], (0, 0, None, None, False))
         out.append(SubscriptionState(
             name=s["subname"], database=s["datname"], enabled=s["subenabled"],
             publications=tuple(s["subpublications"]), conninfo=s["subconninfo"], slot_name=s["subslotname"],
             failover=bool(s["failover"]), worker_running=running, tables_ready=ready, tables_total=total,
             received_lsn=received, latest_end_time_lag_s=lag, apply_errors=int(s["apply_error_count"] or 0),
-            sync_errors=int(s["sync_error_count"] or 0), last_error=last_error,
+            sync_errors=int(s["sync_error_count"] or 0), last_error=_last_error(log, s["subname"]),
         ))
     return tuple(out)
 
 
-def _last_apply_error(topo: Topology, node: str, sub: str) -> str | None:
+def _last_error(log: list[str], sub: str) -> str | None:
     """The newest logical replication error in the node's log mentioning the subscription."""
-    container = gateway.find(topo.name, node)
-    if container is None:
-        return None
-    for line in reversed(gateway.logs(container, tail=200).splitlines()):
+    for line in reversed(log):
         if "ERROR:" in line and sub in line:
             return line.split("ERROR:", 1)[1].strip()
     return None
@@ -314,27 +322,30 @@ def _last_apply_error(topo: Topology, node: str, sub: str) -> str | None:
 
 def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
             light: bool = False) -> Snapshot:
-    """One connection per node (every node, or only ``nodes``), in parallel.
+    """One connection per node (every node, or only ``nodes``), in parallel; the containers'
+    states from one Docker call.
 
-    The containers are listed once for all. With ``timeout``, a node that has not answered
-    within that many seconds is recorded as unreachable ("no answer within N s") and not waited
-    for: a failover must not wait on a node that hangs. ``light`` leaves out what only status and
-    verify show (subscription workers and tables, the last error from the log).
+    With ``timeout``, a node that has not answered within that many seconds is recorded as
+    unreachable ("no answer within N s") and not waited for: a failover must not wait on a node
+    that hangs. ``light`` leaves out what only status and verify show (subscription workers and
+    tables, the last error from the log).
     """
     wanted = None if nodes is None else set(nodes)
     targets = [(c, n) for c, n, _spec in topo.all_nodes() if wanted is None or n in wanted]
-    containers = gateway.node_states(topo.name, connect.PG_PORT_KEY)
+    listed = {c.node: c for c in gateway.listed(topo.name, kind="node")}
     partitioned = frozenset(state.load(topo.name).partitioned)
 
     def one(cn: tuple[str, str]) -> NodeSnapshot:
-        return _collect_node(topo, cn[0], cn[1], container=containers.get(cn[1], ("missing", None)), light=light)
+        return _collect_node(topo, cn[0], cn[1], listed.get(cn[1]), light=light)
 
     if timeout is None:
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
+        # The work is waiting (the connection's authentication, one pipelined round trip): a
+        # thread per node up to a bound, not a handful for all.
+        with ThreadPoolExecutor(max_workers=max(1, min(COLLECT_WORKERS, len(targets)))) as pool:
             results = list(pool.map(one, targets))
     else:
         results = _within(one, targets, timeout=timeout, late=lambda cn: NodeSnapshot(
-            **_base(topo, *cn), container=containers.get(cn[1], ("missing", None))[0], reachable=False,
+            **_base(topo, *cn), container=listed[cn[1]].status if cn[1] in listed else "missing", reachable=False,
             error=f"no answer within {timeout:g} s"))
     return Snapshot(topology=topo.name, taken_at=time.time(), nodes={r.node: r for r in results},
                     partitioned=partitioned)

@@ -52,6 +52,7 @@ SCHEMA_VERSION = 1
 DEFAULT_TIMEOUT = 10.0
 POLL_INTERVAL = 0.005
 CONF_FILES = ("postgresql.conf", "pg_hba.conf")
+READ_WORKERS = 16  # Docker archive calls in flight while the snapshot is taken
 PROBE = render.PROBE
 
 
@@ -179,21 +180,19 @@ def edges_from(topo: Topology, plan: ProbePlan, *, seen: Mapping[Key, float | No
 
 # -- live ---------------------------------------------------------------------------------------------
 
-def _read_files(topo: Topology, node: str) -> dict[str, str | None]:
-    container = gateway.find(topo.name, node)
+def _read_files(container: gateway.Listed | None) -> dict[str, str | None]:
     out: dict[str, str | None] = dict.fromkeys(CONF_FILES)
     if container is None:
         return out
-    for f in CONF_FILES:
-        try:
-            out[f] = gateway.read_file(container, f"{render.CONF_DIR}/{f}")
-        except PgtopoError:
-            out[f] = None
-    return out
+    try:
+        found = gateway.read_directory(container.id, render.CONF_DIR)
+    except PgtopoError:
+        return out
+    return {f: found.get(f) for f in CONF_FILES}
 
 
-def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeout: float) -> tuple[
-        list[Edge], list[Check]]:
+def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeout: float, *,
+           ports: Mapping[str, int | None]) -> tuple[list[Edge], list[Check]]:
     src = snap.nodes.get(plan.source)
     if src is None or not src.reachable or src.in_recovery:
         why = "down" if src is None or not src.reachable else "in recovery"
@@ -201,22 +200,35 @@ def _probe(topo: Topology, snap: Snapshot, plan: ProbePlan, probe_id: int, timeo
             (t.node, t.database): f"no probe sent: the primary {plan.source} is {why}" for t in plan.targets}), []
     errors: dict[Key, str] = {}
     conns: dict[Key, psycopg.Connection[Any]] = {}
+    wanted: list[Key] = []
     for t in plan.targets:
         key = (t.node, t.database)
         ns = snap.nodes.get(t.node)
-        if key in conns or key in errors:
+        if key in wanted or key in errors:
             continue
         if ns is None or not ns.reachable:
             errors[key] = f"{t.node} is down: {ns.error if ns else 'not in the snapshot'}"
             continue
+        wanted.append(key)
+
+    def open_conn(key: Key) -> tuple[Key, psycopg.Connection[Any] | str]:
         try:
-            conns[key] = connect.connect(topo.name, t.node, dbname=t.database)
+            return key, connect.connect(topo.name, key[0], dbname=key[1], port=ports.get(key[0]))
         except PgtopoError as exc:
-            errors[key] = exc.message
+            return key, exc.message
+
+    # Every target's connection is open before the INSERT (so that its first read can see the
+    # row), opened at once rather than one authentication after the other.
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+        for key, got in pool.map(open_conn, wanted):
+            if isinstance(got, str):
+                errors[key] = got
+            else:
+                conns[key] = got
     seen: dict[Key, float | None] = {}
     cleanup: list[Check] = []
     try:
-        with connect.connect(topo.name, plan.source, dbname=plan.database) as sconn:
+        with connect.connect(topo.name, plan.source, dbname=plan.database, port=ports.get(plan.source)) as sconn:
             t0 = time.monotonic()
             sconn.execute(sql.SQL("INSERT INTO {} (id, origin) VALUES (%s, %s)").format(PROBE), (probe_id, plan.source))
             deadline = t0 + timeout
@@ -259,16 +271,19 @@ def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
     names = topo.node_names()
     primaries = state.current_primaries(topo)
     rendered = {n: render.render_node(topo, node=n, topo_path=topo_path).files for n in names}
-    with ThreadPoolExecutor(max_workers=1 + min(4, len(names))) as pool:
+    containers = {c.node: c for c in gateway.listed(topo.name, kind="node")}
+    with ThreadPoolExecutor(max_workers=1 + min(READ_WORKERS, len(names))) as pool:
         fsnap = pool.submit(snapshot.collect, topo)
-        files = dict(zip(names, pool.map(lambda n: _read_files(topo, n), names), strict=True))
+        files = dict(zip(names, pool.map(lambda n: _read_files(containers.get(n)), names), strict=True))
         snap = fsnap.result()
     plans = plan_probes(topo, primaries)
+    ports = {n: c.ports.get(connect.PG_PORT_KEY) for n, c in containers.items() if n is not None}
     base = time.time_ns() // 1000  # microseconds: unique across runs, one id per plan
     edges: list[Edge] = []
     probe_checks: list[Check] = []
     with ThreadPoolExecutor(max_workers=max(1, len(plans))) as pool:
-        for e, c in pool.map(lambda ip: _probe(topo, snap, ip[1], base + ip[0], timeout), enumerate(plans)):
+        for e, c in pool.map(lambda ip: _probe(topo, snap, ip[1], base + ip[0], timeout, ports=ports),
+                             enumerate(plans)):
             edges += e
             probe_checks += c
     # Judged on the state after the probes, against the state before them (error counters).

@@ -17,8 +17,8 @@ PG_PORT_KEY = f"{PG_PORT}/tcp"
 
 def node_port(topology: str, node: str) -> int | None:
     """The host port of a running node (None: not running), in one Docker call."""
-    status, port = gateway.node_states(topology, PG_PORT_KEY, node=node).get(node, ("missing", None))
-    return port if status == "running" else None
+    found = gateway.listed(topology, kind="node", node=node)
+    return found[0].ports.get(PG_PORT_KEY) if found and found[0].status == "running" else None
 
 
 def dsn(topology: str, node: str, *, dbname: str = "postgres", user: str = "pgtopo",

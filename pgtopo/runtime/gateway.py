@@ -120,12 +120,12 @@ def pull_image(ref: str) -> None:
         client().images.pull(ref)
 
 
-def run_oneshot(image: str, command: list[str], **kwargs: Any) -> tuple[int, str]:
+def run_oneshot(image: str, command: list[str], *, wait_timeout: float = 60, **kwargs: Any) -> tuple[int, str]:
     """Run a throw-away container and return (exit code, output)."""
     with docker_errors(step="probe container"):
         c = client().containers.run(image, command, detach=True, **kwargs)
         try:
-            rc = int(c.wait(timeout=60)["StatusCode"])
+            rc = int(c.wait(timeout=wait_timeout)["StatusCode"])
             out = c.logs().decode(errors="replace")
         finally:
             c.remove(force=True, v=True)
@@ -318,6 +318,22 @@ def read_file(container: Container, path: str) -> str:
         return fh.read().decode() if fh else ""
 
 
+def read_directory(container_id: str, directory: str) -> dict[str, str]:
+    """Every regular file directly in ``directory`` (name -> text), in one API call: fetching
+    a small directory costs what fetching one of its files does."""
+    with docker_errors(step=f"read {directory}"):
+        stream, _stat = client().api.get_archive(container_id, directory)
+        raw = b"".join(stream)
+    out: dict[str, str] = {}
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 2:  # "<directory's name>/<file>"
+                fh = tar.extractfile(member)
+                out[parts[1]] = fh.read().decode() if fh else ""
+    return out
+
+
 @dataclass(frozen=True)
 class ExecResult:
     rc: int
@@ -342,6 +358,14 @@ def logs(container: Container, *, tail: int = 15, since: int | None = None) -> s
         return ""
 
 
+def logs_by_id(container_id: str, *, tail: int = 15) -> str:
+    """``logs`` of a container known by its id (from ``listed``), without inspecting it."""
+    try:
+        return bytes(client().api.logs(container_id, tail=tail)).decode(errors="replace")
+    except docker.errors.APIError:
+        return ""
+
+
 def containers(topology: str | None = None, *, kind: str | None = None) -> list[Container]:
     filters = [f"{LABEL_TOPOLOGY}={topology}" if topology else LABEL_TOPOLOGY]
     if kind:
@@ -350,28 +374,43 @@ def containers(topology: str | None = None, *, kind: str | None = None) -> list[
 
 
 def find(topology: str, name: str) -> Container | None:
-    # Filtered by the daemon: one inspect, not one per container of the topology (every SQL
-    # statement pgtopo runs looks its node up, so the cost must not grow with the topology).
+    # Filtered by the daemon: the SDK inspects every container a list returns, so listing the
+    # whole topology to pick one cost one inspect per container (30 at 30 nodes) on each call.
     found = client().containers.list(all=True, filters={"label": [f"{LABEL_TOPOLOGY}={topology}",
                                                                   f"{LABEL_NODE}={name}"]})
     return found[0] if found else None
 
 
-def node_states(topology: str, port: str, *, node: str | None = None) -> dict[str, tuple[str, int | None]]:
-    """Node -> (container status, host port published for ``port``) of every node (or of ``node``),
-    in ONE call: the sparse listing carries both without inspecting each container."""
-    out: dict[str, tuple[str, int | None]] = {}
-    wanted = [f"{LABEL_TOPOLOGY}={topology}", f"{LABEL_KIND}=node"] + ([f"{LABEL_NODE}={node}"] if node else [])
-    listed = client().containers.list(all=True, sparse=True, filters={"label": wanted})
-    private, _, proto = port.partition("/")
-    for c in listed:
-        attrs = c.attrs
-        state = attrs.get("State")
-        status = str(state.get("Status") if isinstance(state, dict) else state)
-        host_port = next((int(p["PublicPort"]) for p in attrs.get("Ports") or []
-                          if str(p.get("PrivatePort")) == private and p.get("Type", "tcp") == (proto or "tcp")
-                          and p.get("PublicPort")), None)
-        out[str((attrs.get("Labels") or {}).get(LABEL_NODE, ""))] = (status, host_port)
+@dataclass(frozen=True)
+class Listed:
+    """A container as one list call describes it, without inspecting it: enough to know whether
+    it runs and where its ports are published (commands that look at every node at once)."""
+
+    id: str
+    labels: dict[str, str]
+    status: str  # running, exited, paused, created...
+    ports: dict[str, int]  # "5432/tcp" -> the host port it is published on
+
+    @property
+    def node(self) -> str | None:
+        return self.labels.get(LABEL_NODE)
+
+
+def listed(topology: str, *, kind: str | None = None, node: str | None = None) -> list[Listed]:
+    """The topology's containers (of ``kind``, or ``node``'s) in one API call."""
+    filters = [f"{LABEL_TOPOLOGY}={topology}"]
+    if kind:
+        filters.append(f"{LABEL_KIND}={kind}")
+    if node:
+        filters.append(f"{LABEL_NODE}={node}")
+    with docker_errors(step="list containers"):
+        rows = client().api.containers(all=True, filters={"label": filters})
+    out = []
+    for row in rows:
+        ports = {f"{p['PrivatePort']}/{p.get('Type', 'tcp')}": int(p["PublicPort"])
+                 for p in row.get("Ports") or [] if p.get("PublicPort")}
+        out.append(Listed(id=str(row["Id"]), labels=dict(row.get("Labels") or {}), status=str(row.get("State", "")),
+                          ports=ports))
     return out
 
 
@@ -528,5 +567,5 @@ def stats_cpu_seconds(container: Container) -> float:
 
 def require_running(topology: str) -> None:
     """Commands that act on a running topology say so plainly when it is not up."""
-    if not containers(topology, kind="node"):
+    if not listed(topology, kind="node"):
         raise OperationFailed(f"topology '{topology}' is not running (no containers); start it with `pgtopo up`")
