@@ -193,6 +193,9 @@ class Recorder:
     def step(self, s: StepRecord) -> None:
         self._add(self.log.steps, s)
 
+    def note(self, text: str) -> None:
+        self._add(self.log.notes, text)
+
     def message(self, subject: str, text: str) -> None:
         self._add(self.log.messages, (round(self.now(), 3), subject, text))
 

@@ -19,6 +19,7 @@ from psycopg import sql
 from pgtopo.drill.deadline import Deadlines
 from pgtopo.drill.events import BankRead, LagSample, NodeSample, Recorder
 from pgtopo.drill.tables import ACCOUNTS
+from pgtopo.drill.workloads import FAILURES
 from pgtopo.errors import PgtopoError, first_line
 from pgtopo.model.topology import Topology
 from pgtopo.postgres import connect
@@ -54,6 +55,8 @@ class NodeSampler(threading.Thread):
                 self._sample(tick)
                 # A slow answer skips the ticks it overran rather than sampling late.
                 tick = max(tick + 1, int(self.rec.now() / self.every) + 1)
+        except Exception as exc:  # a measurement must not stop unnoticed: the verdict's notes say so
+            self.rec.note(f"sampler of {self.node} stopped at {self.rec.now():.1f} s: {exc.__class__.__name__}: {exc}")
         finally:
             if self.conn is not None:
                 self.conn.close()
@@ -73,7 +76,7 @@ class NodeSampler(threading.Thread):
             row = status.fetchone()
             assert row is not None
             rows = edges.fetchall()
-        except (psycopg.Error, PgtopoError) as exc:
+        except FAILURES as exc:
             self.rec.sample(NodeSample(tick, t, self.node, self.cluster, reachable=False, error=_text(exc)))
             self._close_if_broken()
             return

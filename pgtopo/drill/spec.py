@@ -4,9 +4,10 @@ Validated like the topology file: pydantic with unknown keys refused, then the s
 checks against the topology it names (:func:`check`); every problem is reported at once as
 ``path.to.field: message``. Durations are ``500ms``, ``10s``, ``2m`` or a number of seconds.
 
-In node fields, ``primary`` means the drill cluster's primary when the step runs and
-``old-primary`` the node that was primary before the drill's last kill, pause, failover or
-switchover of it: a drill written that way runs again on the topology it left behind.
+In node fields, ``primary`` means the drill cluster's primary when the step runs, ``replica`` its
+streaming replica with the highest failover priority, and ``old-primary`` the node that was
+primary before the drill's last kill, pause, failover or switchover of it: a drill written that
+way runs again on the topology it left behind.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pgtopo.errors import ValidationFailed
 from pgtopo.model import loader
 
 PRIMARY = "primary"
+REPLICA = "replica"
 OLD_PRIMARY = "old-primary"
-ROLE_WORDS = (PRIMARY, OLD_PRIMARY)
+ROLE_WORDS = (PRIMARY, REPLICA, OLD_PRIMARY)
 MAX_DURATION_S = 3600.0
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*$")
 
@@ -177,7 +179,7 @@ class Step(_Model):
     after: Duration | None = None
     kill: str | None = None
     pause: str | None = None
-    unpause: str | None = None
+    unpause: str | None = Field(default=None, description="a node, or 'all' the drill paused")
     partition: str | None = None
     heal: str | None = Field(default=None, description="a region or node, or 'all'")
     latency: LatencyChange | None = None
@@ -205,8 +207,9 @@ class Step(_Model):
                 out[key] = {}
             elif key in out and isinstance(out[key], str):
                 out[key] = {field: out[key]}
-        if "heal" in out and out["heal"] is None:
-            out["heal"] = "all"
+        for key in ("heal", "unpause"):
+            if key in out and out[key] is None:
+                out[key] = "all"
         if "at" in out and "after" in out:
             raise ValueError("give at (from the start) or after (the previous step), not both")
         return out
@@ -218,6 +221,8 @@ class Step(_Model):
     def describe(self) -> str:
         """``kill pg-us``, ``failover of main to pg-eu (forced)``, ``wait 5s``..."""
         a = self.action
+        if a == "unpause" and self.unpause == "all":
+            return "unpause every paused node"
         if a in ("kill", "pause", "unpause", "partition"):
             return f"{a} {getattr(self, a)}"
         if a == "heal":
@@ -251,9 +256,11 @@ class Step(_Model):
 class Expect(_Model):
     """What must hold at the end; each one is PASS or FAIL. Omitted ones are measured and shown."""
 
-    write_unavailable: Duration | None = Field(
-        default=None, description="per ledger writer: last commit on the old timeline to the first on the new")
-    error_window: Duration | None = Field(default=None, description="per ledger writer: longest time with errors")
+    write_unavailable: Duration | dict[str, Duration] | None = Field(
+        default=None, description="per ledger writer (or per writer's region): last commit on the old timeline to "
+                                  "the first on the new")
+    error_window: Duration | dict[str, Duration] | None = Field(
+        default=None, description="per ledger writer (or per writer's region): longest time with errors")
     acked_lost: Count | Literal["reported"] | None = Field(
         default=None, description="acknowledged commits lost at most; 'reported': exactly what failover reported")
     stale_reads: Count | dict[Strategy, Count] | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgtopo.drill.events import ReportedLoss
-from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, LatencyChange, Step, WaitUntil, format_duration
+from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.ha import fencing, promotion, rejoin
 from pgtopo.ha.promotion import Outcome
@@ -64,6 +64,8 @@ def resolve(ctx: StepContext, name: str) -> str:
         return name
     if name == PRIMARY:
         return current_primary(ctx)
+    if name == REPLICA:
+        return best_replica(ctx.topo, ctx.cluster)
     if name == OLD_PRIMARY:
         if ctx.old_primary is None:
             raise InputError("old-primary: no step of this drill has killed, paused or replaced the primary yet")
@@ -83,6 +85,9 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         _note_primary(ctx, node)
         last = fencing.kill_node(ctx.topo, node)
         return StepOutcome(f"killed {node}" + (f" at {last}" if last else ""))
+    if a == "unpause" and step.unpause == "all":
+        done = [_pause(ctx, node, pause=False).detail for node in sorted(ctx.faults.paused)]
+        return StepOutcome("; ".join(done) or "nothing was paused")
     if a in ("pause", "unpause"):
         return _pause(ctx, resolve(ctx, getattr(step, a)), pause=a == "pause")
     if a == "partition":
@@ -167,16 +172,20 @@ def _outcome(o: Outcome) -> StepOutcome:
         loss = ReportedLoss(cluster=p.cluster, old_primary=p.old_primary, new_primary=p.candidate, bytes=o.loss.bytes,
                             commits=o.loss.commits, exact=o.loss.exact, fork_lsn=o.loss.fork_lsn, timeline=o.timeline)
     lost = f"; data lost: {o.loss.text()}" if o.loss is not None else ""
-    return StepOutcome(f"{p.old_primary} -> {p.candidate} (timeline {o.timeline}) in {o.recovery_s:.2f} s{lost}", loss)
+    subs = "".join(f"; subscription {s.subscription} on {s.node}: {s.action}" for s in o.subscribers)
+    timings = ", ".join(f"{name} {t:.1f} s" for name, t in o.steps)
+    return StepOutcome(f"{p.old_primary} -> {p.candidate} (timeline {o.timeline}) in {o.recovery_s:.2f} s{lost}{subs} "
+                       f"({timings})", loss)
 
 
 def best_replica(topo: Topology, cluster: str) -> str:
-    """The switchover target when the step names none: a streaming replica, highest priority first."""
+    """``replica``, and the switchover target when the step names none: a streaming replica,
+    highest failover priority first."""
     snap = snapshot.collect(topo)
     streaming = [n for n in snap.cluster_nodes(cluster) if n.reachable and n.in_recovery and
                  n.receiver_status == "streaming"]
     if not streaming:
-        raise InputError(f"switchover: no replica of cluster {cluster} is streaming")
+        raise InputError(f"no replica of cluster {cluster} is streaming")
     return sorted(streaming, key=lambda n: (-topo.node(n.node).failover_priority, n.node))[0].node
 
 

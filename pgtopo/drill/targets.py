@@ -86,6 +86,8 @@ def _region_or_node(topo: Topology, where: str, name: str) -> list[str]:
 def _step(topo: Topology, i: int, step: Step, cluster: str) -> list[str]:
     where = f"steps.{i}.{step.action}"
     a = step.action
+    if a == "unpause" and step.unpause == "all":
+        return []
     if a in ("kill", "pause", "unpause"):
         return _node(topo, where, getattr(step, a))
     if a == "partition" and step.partition is not None:
@@ -154,6 +156,15 @@ def problems(drill: Drill, topo: Topology) -> list[str]:
     e = drill.expect
     if (e.write_unavailable is not None or e.error_window is not None) and w.ledger is None:
         out.append("expect: write_unavailable and error_window measure the ledger writers: workload.ledger is off")
+    elif w.ledger is not None:
+        regions = set(w.ledger.regions) if w.ledger.regions else None
+        for key in ("write_unavailable", "error_window"):
+            limits = getattr(e, key)
+            if isinstance(limits, dict):
+                for r in limits:
+                    if r not in topo.regions or (regions is not None and r not in regions):
+                        out.append(f"expect.{key}.{r}: no ledger writer in region {r}"
+                                   + (f" (writers: {', '.join(sorted(regions))})" if regions else ""))
     if e.stale_reads is not None:
         used = {r.strategy for r in w.readers}
         if not used:

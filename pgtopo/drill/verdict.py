@@ -357,6 +357,13 @@ def _fmt_s(s: float) -> str:
     return f"{s:.2f} s"
 
 
+def _limit(limits: float | dict[str, float] | None, writer: str) -> float | None:
+    """One limit for every writer, or the one for the writer's region (``ledger@REGION``)."""
+    if isinstance(limits, dict):
+        return limits.get(writer.partition("@")[2])
+    return limits
+
+
 def _step_checks(log: DrillLog) -> list[Check]:
     out = []
     for s in log.steps:
@@ -374,14 +381,14 @@ def _writer_checks(writers: Sequence[WriterStats], expect: Expect) -> list[Check
                          + (f"at {s.first_new:.2f} s" if s.first_new is not None else "never (not recovered)")
                          for s in w.switches)
         measured = _fmt_s(w.unavailable_s) + ("" if w.recovered else " (not recovered)")
-        limit = expect.write_unavailable
+        limit = _limit(expect.write_unavailable, w.writer)
         passed = None if limit is None else (w.recovered and w.unavailable_s <= limit)
         out.append(Check("write_unavailable", w.writer, measured, f"<= {_fmt_s(limit)}" if limit is not None else "-",
                          passed, switches or ("no timeline switch",)))
         at = f" from {w.error_window_at:.2f} s" if w.error_window_at is not None else ""
+        window = _limit(expect.error_window, w.writer)
         out.append(Check("error_window", w.writer, _fmt_s(w.error_window_s) + at,
-                         f"<= {_fmt_s(expect.error_window)}" if expect.error_window is not None else "-",
-                         _at_most(w.error_window_s, expect.error_window),
+                         f"<= {_fmt_s(window)}" if window is not None else "-", _at_most(w.error_window_s, window),
                          (f"{w.commits} commits, {w.errors} errors, {w.unknown} in doubt; longest gap between "
                           f"commits {_fmt_s(w.longest_gap_s)}",)))
     return out

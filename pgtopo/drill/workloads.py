@@ -34,6 +34,7 @@ from pgtopo.drill.events import Attempt, Read, Recorder, WorkloadKind
 from pgtopo.drill.tables import ACCOUNTS, LEDGER
 from pgtopo.errors import PgtopoError, first_line
 from pgtopo.model.topology import Topology
+from pgtopo.runtime.gateway import DOCKER_ERRORS
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 TIMELINE_SQL = "('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int"
@@ -42,6 +43,8 @@ TIMELINE_SQL = "('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 
 # between the fork point and the end of the old primary's WAL.
 POSITION_SQL = f"SELECT pg_current_wal_flush_lsn()::text, {TIMELINE_SQL}, current_setting('cluster_name')"
 INSERT = sql.SQL("INSERT INTO {} (writer, seq) VALUES (%s, %s)").format(LEDGER)
+# What a fault makes an operation fail with: recorded as a failed attempt, never fatal to the workload.
+FAILURES: tuple[type[Exception], ...] = (psycopg.Error, PgtopoError, *DOCKER_ERRORS)
 REFRESH_EVERY_S = 1.0
 CONNECT_BACKOFF_S = 0.1
 
@@ -119,7 +122,7 @@ class _Committer(threading.Thread):
             row = conn.execute("SELECT current_setting('cluster_name')").fetchone()
             self.node = str(row[0]) if row else None
             return conn
-        except (psycopg.Error, PgtopoError) as exc:
+        except FAILURES as exc:
             self.seq += 1  # nothing was sent: a failed attempt, definitely not committed
             self.rec.attempt(Attempt(self.workload, self.kind, self.seq, start, self.rec.now(), "error",
                                      error=f"connect: {_text(exc)}"))
@@ -135,6 +138,8 @@ class _Committer(threading.Thread):
                         continue
                 self.seq += 1
                 self._one(self.conn, self.seq)
+        except Exception as exc:  # a measurement must not stop unnoticed: the verdict's notes say so
+            self.rec.note(f"{self.workload} stopped at {self.rec.now():.1f} s: {exc.__class__.__name__}: {exc}")
         finally:
             if self.conn is not None:
                 self.conn.close()
@@ -229,10 +234,13 @@ class ReaderSession(threading.Thread):
         return run
 
     def run(self) -> None:
-        while self.pacer.wait(self.halt):
-            self.seq += 1
-            if self._write(self.seq):
-                self._read(self.seq)
+        try:
+            while self.pacer.wait(self.halt):
+                self.seq += 1
+                if self._write(self.seq):
+                    self._read(self.seq)
+        except Exception as exc:  # a measurement must not stop unnoticed: the verdict's notes say so
+            self.rec.note(f"{self.workload} stopped at {self.rec.now():.1f} s: {exc.__class__.__name__}: {exc}")
 
     def _write(self, seq: int) -> bool:
         start = self.rec.now()
