@@ -17,7 +17,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from pgtopo.apps.routing import Strategy
 from pgtopo.errors import ValidationFailed
@@ -194,7 +203,7 @@ class Step(_Model):
     @classmethod
     def _short_forms(cls, data: Any) -> Any:
         if not isinstance(data, dict):
-            return data
+            raise ValueError(f"a step is a mapping such as `kill: pg-us`, not {data!r}")
         given = [k for k in ACTIONS if k in data]
         if len(given) != 1:
             raise ValueError(f"a step does exactly one of {', '.join(ACTIONS)}"
@@ -268,6 +277,13 @@ class Expect(_Model):
     split_brain: bool | None = None
     logical_complete: bool | None = None
 
+    @field_validator("acked_lost", mode="before")
+    @classmethod
+    def _count_or_reported(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "reported":
+            raise ValueError(f"'{value}' is neither a number of commits nor 'reported'")
+        return value
+
     @model_validator(mode="after")
     def _something(self) -> Expect:
         if all(getattr(self, k) is None for k in type(self).model_fields):
@@ -289,24 +305,31 @@ class Drill(_Model):
     steps: tuple[Step, ...] = ()
     expect: Expect
 
-    @model_validator(mode="after")
-    def _timeline(self) -> Drill:
-        if self.duration < 1:
-            raise ValueError("duration: a drill lasts at least 1s")
-        if not 0.05 <= self.sample_every <= 5:
-            raise ValueError("sample_every: between 50ms and 5s")
-        return self
+    @field_validator("duration")
+    @classmethod
+    def _long_enough(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("a drill lasts at least 1s")
+        return value
+
+    @field_validator("sample_every")
+    @classmethod
+    def _sampling(cls, value: float) -> float:
+        if not 0.05 <= value <= 5:
+            raise ValueError("between 50ms and 5s")
+        return value
 
 
 # -- loading -------------------------------------------------------------------------------------
 
 _MODEL_NAMES = {"Drill", "Workload", "Ledger", "Readers", "Bank", "Step", "LatencyChange", "Failover", "Switchover",
                 "Rejoin", "AddSubscription", "WaitUntil", "Expect", "str", "int", "float", "bool", "dict",
-                "function-before[parse_duration(), float]", "literal['reported']", "constrained-int"}
+                "constrained-int"}
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _MODEL_NAMES or p == "[key]"))]
+    # pydantic names union members in the path ("dict[str,function-before[...]]"): they are dropped.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _MODEL_NAMES or "[" in p))]
     return ".".join(parts) or "(top level)"
 
 
@@ -329,16 +352,12 @@ def _problems(err: ValidationError) -> list[str]:
 
 
 def _one_per_field(lines: list[str]) -> list[str]:
-    """A value that fits no member of a union fails each member: keep the first message per field
-    (``acked_lost: 'some'`` is not a count and not 'reported': one line, not two)."""
-    seen: set[str] = set()
-    out = []
+    """A value that fits no member of a union fails each member: one message per field, and the
+    most precise one (``stale_reads.bogus``, not also ``stale_reads: Input should be a valid integer``)."""
+    first: dict[str, str] = {}
     for line in lines:
-        where = line.split(": ", 1)[0]
-        if where not in seen:
-            seen.add(where)
-            out.append(line)
-    return out
+        first.setdefault(line.split(": ", 1)[0], line)
+    return [line for where, line in first.items() if not any(w.startswith(where + ".") for w in first)]
 
 
 def parse(data: dict[str, Any]) -> Drill:
