@@ -17,6 +17,7 @@ and reports its wall time, setup, verdict and report included (the issue's budge
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -56,14 +57,15 @@ def quiet(_subject: str, _message: str) -> None:
     pass
 
 
-def one_round(topo: Topology, t: targets.Target, *, seconds: float, sampled: bool) -> tuple[float, int]:
-    """(commits per second, ticks sampled) of one writer in us-east for ``seconds``."""
+def one_round(topo: Topology, t: targets.Target, *, name: str, seconds: float, sampled: bool) -> tuple[float, int]:
+    """(commits per second, ticks sampled) of one writer in us-east for ``seconds``; ``name`` is new each
+    round (its rows are ``(name, 1)``, ``(name, 2)``...)."""
     rec = Recorder(DrillLog(drill="bench", topology=topo.name, cluster=t.cluster, started_at="", duration=seconds,
                             sample_every=0.25))
     deadlines = Deadlines()
     halt_w, halt_s = threading.Event(), threading.Event()
     source = workloads.EndpointCache(topo, region="us-east", cluster=t.cluster, database=t.database)
-    writer = workloads.LedgerWriter("ledger@us-east", source=source, rec=rec, deadlines=deadlines, rate=0, timeout=2.0,
+    writer = workloads.LedgerWriter(name, source=source, rec=rec, deadlines=deadlines, rate=0, timeout=2.0,
                                     halt=halt_w)
     dbs = {t.cluster: t.database, **{s.cluster: s.database for s in t.subscribers}}
     watchers = [samplers.NodeSampler(topo, node=n, cluster=c, database=dbs.get(c, "postgres"), bank=c in dbs, rec=rec,
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall", action="store_true", help="also time a 60-second drill end to end")
     parser.add_argument("--keep", action="store_true", help="leave dr-bench running")
     args = parser.parse_args(argv)
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())  # as `pgtopo drill run` does
     tmp = Path(tempfile.mkdtemp(prefix="drill-bench-"))
     os.environ.setdefault("PGTOPO_STATE_DIR", str(tmp / "state"))
     src = (REPO / "topologies" / "global-saas.yaml").read_text().replace("name: global-saas", f"name: {NAME}", 1)
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         watched: list[float] = []
         for i in range(args.rounds):
             for sampled in ((False, True) if i % 2 == 0 else (True, False)):
-                rate, ticks = one_round(topo, t, seconds=args.seconds, sampled=sampled)
+                rate, ticks = one_round(topo, t, name=f"round{i}-{'sampled' if sampled else 'alone'}@us-east",
+                                        seconds=args.seconds, sampled=sampled)
                 (watched if sampled else alone).append(rate)
                 print(f"  round {i + 1}: {'sampled' if sampled else 'alone':7} {rate:7.0f} commits/s"
                       + (f" ({ticks} ticks)" if sampled else ""), file=sys.stderr)

@@ -57,13 +57,12 @@ class _PlainStatus:
     def __init__(self) -> None:
         self.shown = 0
         self.last = 0.0
-        self.seen: set[str] = set()
 
     def __call__(self, s: LiveStatus) -> None:
-        for m in s.messages:
-            if m not in self.seen:
-                self.seen.add(m)
-                output.err.print(m, markup=False)
+        new = s.message_count - self.shown
+        for m in s.messages[len(s.messages) - min(new, len(s.messages)):] if new > 0 else ():
+            output.err.print(m, markup=False)
+        self.shown = s.message_count
         if time.monotonic() - self.last >= PLAIN_STATUS_EVERY_S:
             self.last = time.monotonic()
             rates = ", ".join(f"{w.writer} {w.per_s:.0f}/s ({w.errors} errors)" for w in s.writers)

@@ -28,6 +28,12 @@ BUCKET_S = 1.0
 CHARTS = ("throughput", "latency", "lag", "roles")
 
 
+def drill_json(drill: Drill) -> dict[str, Any]:
+    """The drill file as it was written (only what it set: a step holds its one action), which
+    :func:`pgtopo.drill.spec.parse` reads back to the same drill."""
+    return drill.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
     data = dataclasses.asdict(verdict)
     data["passed"] = verdict.passed
@@ -107,11 +113,11 @@ def _charts(log: DrillLog, out: Path) -> dict[str, Path]:
     paths: dict[str, Path] = {}
 
     fig, ax = plt.subplots(figsize=(10, 4))
-    for w, (ok, bad) in throughput(log).items():
-        xs = [(i + 0.5) * BUCKET_S for i in range(len(ok))]
-        ax.plot(xs, ok, label=f"{w} commits/s", linewidth=1.5)
+    for i, (w, (ok, bad)) in enumerate(throughput(log).items()):
+        xs = [(k + 0.5) * BUCKET_S for k in range(len(ok))]
+        ax.plot(xs, ok, label=f"{w} commits/s", linewidth=1.5, color=f"C{i}")
         if any(bad):
-            ax.plot(xs, bad, linestyle=":", label=f"{w} failed/s")
+            ax.plot(xs, bad, linestyle=":", label=f"{w} failed/s", color=f"C{i}")
     _finish(ax, log, end, "throughput (per second)", "operations / s")
     paths["throughput"] = _save(fig, out / "throughput.png")
 
@@ -223,7 +229,7 @@ def write(directory: Path, *, drill: Drill, log: DrillLog, verdict: Verdict) -> 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "events.json").write_text(json.dumps(to_json(log), separators=(",", ":")) + "\n")
     (directory / "verdict.json").write_text(json.dumps(verdict_json(verdict), indent=2, default=str) + "\n")
-    (directory / "drill.json").write_text(json.dumps(drill.model_dump(mode="json", by_alias=True), indent=2) + "\n")
+    (directory / "drill.json").write_text(json.dumps(drill_json(drill), indent=2) + "\n")
     paths = _charts(log, directory)
     images = {name: paths[name].read_bytes() for name in CHARTS if name in paths}
     (directory / "index.html").write_text(page(drill=drill, log=log, verdict=verdict, images=images))

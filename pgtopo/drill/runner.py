@@ -40,6 +40,7 @@ from pgtopo.progress import Progress, quiet
 from pgtopo.runtime import gateway, state
 
 STATUS_EVERY_S = 0.5
+MESSAGES_SHOWN = 8
 CATCH_UP_S = 30.0
 
 
@@ -62,7 +63,8 @@ class LiveStatus:
     primaries: dict[str, tuple[str, ...]]  # cluster -> writable nodes at the last tick
     running: str | None  # the step being carried out
     next_step: str | None  # and when: "kill pg-us at 8.0 s"
-    messages: tuple[str, ...]
+    messages: tuple[str, ...]  # the last few
+    message_count: int  # since the start: what a printer has not shown yet is the difference
 
 
 StatusCallback = Callable[[LiveStatus], None]
@@ -221,7 +223,8 @@ class _Run:
             reads=len(log.reads), stale=sum(1 for r in log.reads if r.outcome == "stale"), bank_violations=bad,
             primaries={c: tuple(sorted(n)) for c, n in primaries.items()}, running=self.running,
             next_step=self.next_step,
-            messages=tuple(f"[drill {t:5.1f}s] {s}: {m}" for t, s, m in log.messages[-6:]))
+            messages=tuple(f"[drill {t:5.1f}s] {s}: {m}" for t, s, m in log.messages[-MESSAGES_SHOWN:]),
+            message_count=len(log.messages))
 
     # -- the end ---------------------------------------------------------------------------------------
 

@@ -147,6 +147,7 @@ class LossStats:
     in_doubt_missing: int
     unexplained: int  # lost, but not on a node that any failover replaced
     failovers: tuple[FailoverLoss, ...]
+    lost_without_position: int = 0
     why_unknown: str = ""
 
 
@@ -195,7 +196,7 @@ def loss_stats(log: DrillLog) -> LossStats:
     return LossStats(
         known=True, acked=len(acked), lost=len(lost), lost_by_workload=dict(Counter(a.workload for a in lost)),
         in_doubt_missing=len(doubt), unexplained=sum(1 for a in lost if (a.workload, a.seq) not in explained),
-        failovers=failovers)
+        failovers=failovers, lost_without_position=sum(1 for a in lost if a.lsn is None))
 
 
 # -- reads, bank, split brain, logical ---------------------------------------------------------------
@@ -410,6 +411,9 @@ def _loss_check(loss: LossStats, expect: Expect) -> Check:
                        + ("" if f.matches else f": MISMATCH: {f.why}"))
     if loss.unexplained:
         details.append(f"{loss.unexplained} lost commit(s) were on no node a failover replaced")
+    if loss.lost_without_position:
+        details.append(f"{loss.lost_without_position} lost commit(s) of readers carry no WAL position (the router "
+                       "reports none): they count as commits, not in the bytes")
     if want is None:
         passed = None
     elif want == "reported":

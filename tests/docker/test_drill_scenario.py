@@ -127,6 +127,10 @@ def test_primary_crash_loses_what_failover_reports(saas: Path, tmp_path: Path) -
     assert f.reported.exact and f.matches
     assert v.check("logical_complete").result == "PASS"
     assert all(w.recovered for w in v.writers)
+    # The report's events judged again give the same verdict.
+    code, out = cli("drill", "judge", str(r.report_dir), "--json")
+    assert code == 0, out
+    assert [(c["key"], c["subject"], c["result"]) for c in json.loads(out)["checks"]] == results(v)
 
 
 def test_negative_control_forced_failover_of_a_lagging_replica(saas: Path, tmp_path: Path) -> None:

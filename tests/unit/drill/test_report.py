@@ -8,6 +8,7 @@ from pathlib import Path
 from pgtopo.drill import events, report, spec
 from pgtopo.drill.verdict import judge
 from tests.support.drill_logs import crash_log, samples
+from tests.support.topologies import REPO
 
 DRILL = spec.parse({"drill": "t", "topology": "x.yaml", "duration": 20, "expect": {"acked_lost": "reported"}})
 
@@ -57,3 +58,9 @@ def test_write_makes_the_folder_and_judges_the_same_again(tmp_path: Path) -> Non
     again = judge(events.from_json(json.loads((out / "events.json").read_text())),
                   spec.parse(json.loads((out / "drill.json").read_text())).expect)
     assert again == v
+
+
+def test_the_report_keeps_each_shipped_drill_as_written() -> None:
+    for path in sorted((REPO / "topologies" / "drills").glob("*.yaml")):
+        d = spec.load(path)
+        assert spec.parse(json.loads(json.dumps(report.drill_json(d)))) == d, path.name
