@@ -146,6 +146,8 @@ def problems(drill: Drill, topo: Topology) -> list[str]:
     if w.ledger is not None:
         for j, r in enumerate(w.ledger.regions or ()):
             out += _region(topo, f"workload.ledger.regions.{j}", r)
+            if r in (w.ledger.regions or ())[:j]:
+                out.append(f"workload.ledger.regions.{j}: {r} is listed twice (one writer per region)")
     for j, rd in enumerate(w.readers):
         out += _region(topo, f"workload.readers.{j}.region", rd.region)
     if w.bank is not None and w.bank.region is not None:

@@ -38,8 +38,9 @@ def test_unknown_names() -> None:
         {"kill": "pg-xx"}, {"partition": "mars"}, {"failover": {"to": "pg-billing"}},
         {"latency": {"between": ["us-east", "us-east"], "rtt": "1s"}},
         {"switchover": {"cluster": "nope"}}, {"wait-until": {"writable": "pg-zz"}},
-    ], workload={"ledger": {"regions": ["us-east", "moon"]}, "readers": [{"region": "venus"}]}) == [
+    ], workload={"ledger": {"regions": ["us-east", "moon", "us-east"]}, "readers": [{"region": "venus"}]}) == [
         "workload.ledger.regions.1: unknown region 'moon' (known: us-east, eu-west, ap-south)",
+        "workload.ledger.regions.2: us-east is listed twice (one writer per region)",
         "workload.readers.0.region: unknown region 'venus' (known: us-east, eu-west, ap-south)",
         "steps.0.kill: unknown node 'pg-xx' (known: pg-us, pg-eu, pg-billing; or primary, replica, old-primary)",
         "steps.1.partition: unknown region or node 'mars' (regions: us-east, eu-west, ap-south; nodes: pg-us, pg-eu, "
