@@ -12,7 +12,7 @@ import os
 import traceback
 
 from pgtopo import errors
-from pgtopo.cli import bench, core, env, ha, network, observe, output, subscription
+from pgtopo.cli import bench, core, drill, env, ha, network, observe, output, subscription
 from pgtopo.cli.app import create_app
 from pgtopo.runtime import interrupt, state
 
@@ -27,6 +27,7 @@ COMMANDS = (
     subscription.commands,
     core.image,
     bench.commands,
+    drill.commands,
     network.latency,
 )
 app = create_app(COMMANDS)

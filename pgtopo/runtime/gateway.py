@@ -370,7 +370,9 @@ def containers(topology: str | None = None, *, kind: str | None = None) -> list[
     filters = [f"{LABEL_TOPOLOGY}={topology}" if topology else LABEL_TOPOLOGY]
     if kind:
         filters.append(f"{LABEL_KIND}={kind}")
-    return list(client().containers.list(all=True, filters={"label": filters}))
+    # ignore_removed: a container removed between the listing and its inspection (a one-shot container
+    # finishing meanwhile) is left out instead of failing the whole listing with NotFound.
+    return list(client().containers.list(all=True, filters={"label": filters}, ignore_removed=True))
 
 
 def find(topology: str, name: str) -> Container | None:

@@ -1,0 +1,47 @@
+"""Is the running topology in a state a drill can start from? (pure: a snapshot and the state)
+
+A drill measures what its own faults do, so it starts from a whole topology: every node up, one
+writable node per cluster (the one the state names), every replica streaming, every subscription
+working, no partition, no latency override, no fenced node. Anything else is listed with the
+command that mends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pgtopo.drill.targets import Target
+from pgtopo.model.topology import Topology
+from pgtopo.observe.snapshot import Snapshot
+from pgtopo.runtime.state import RuntimeState
+
+
+def problems(topo: Topology, snap: Snapshot, rt: RuntimeState, t: Target) -> list[str]:
+    out: list[str] = []
+    primaries: Mapping[str, str] = rt.primaries_of(topo)
+    for cluster in topo.clusters:
+        writable = snap.writable(cluster)
+        if writable != [primaries[cluster]]:
+            out.append(f"cluster {cluster}: writable {', '.join(writable) or 'nothing'}, the state's primary is "
+                       f"{primaries[cluster]}")
+        for n in snap.cluster_nodes(cluster):
+            if not n.reachable:
+                out.append(f"{n.node} is down ({n.error or n.container}): `pgtopo rejoin FILE {n.node}`")
+            elif n.in_recovery and n.receiver_status != "streaming":
+                out.append(f"{n.node} does not stream ({n.receiver_status or 'no WAL receiver'})")
+    for s in t.subscribers:
+        host = snap.nodes.get(primaries[s.cluster])
+        if host is None or not host.reachable:
+            continue
+        sub = next((x for x in host.subscriptions if x.name == s.subscription), None)
+        if sub is None or not sub.worker_running or not sub.enabled:
+            out.append(f"subscription {s.subscription} on {host.node} is not working")
+    if rt.partitioned:
+        out.append(f"partitioned: {', '.join(rt.partitioned)}: `pgtopo heal FILE`")
+    if rt.links:
+        out.append(f"latency overridden on {', '.join(k.replace('|', ' <-> ') for k in rt.links)}: "
+                   "`pgtopo latency reset FILE`")
+    for fenced in rt.fenced:
+        if not any(fenced in p for p in out):
+            out.append(f"{fenced} is fenced: `pgtopo rejoin FILE {fenced}`")
+    return out

@@ -1,0 +1,53 @@
+"""A drill starts only from a whole topology (pure: a snapshot and the state)."""
+
+from __future__ import annotations
+
+from pgtopo.drill import preflight, spec, targets
+from pgtopo.model.loader import load
+from pgtopo.runtime.state import FenceRecord, LinkOverride, RuntimeState
+from tests.support.snapshots import change, down, primary, replica, snapshot, subscription
+from tests.support.topologies import GLOBAL_SAAS
+
+SAAS = load(GLOBAL_SAAS)
+TARGET = targets.check(spec.parse({"drill": "t", "topology": "x", "duration": 20, "expect": {"split_brain": False}}),
+                       SAAS)
+WHOLE = {
+    "pg-us": primary("pg-us", "us-east"),
+    "pg-eu": replica("pg-eu", "eu-west", upstream="pg-us"),
+    "pg-billing": primary("pg-billing", "ap-south", cluster="billing", subscriptions=(subscription(),)),
+}
+
+
+def found(nodes: dict = WHOLE, rt: RuntimeState | None = None) -> list[str]:  # type: ignore[type-arg]
+    return preflight.problems(SAAS, snapshot(nodes, topology="global-saas"), rt or RuntimeState(), TARGET)
+
+
+def test_a_whole_topology_has_no_problem() -> None:
+    assert found() == []
+
+
+def test_what_is_broken_is_listed_with_its_remedy() -> None:
+    nodes = change(WHOLE, "pg-eu", receiver_status="waiting", upstream=None)
+    nodes = change(nodes, "pg-billing", subscriptions=(subscription(worker_running=False),))
+    rt = RuntimeState(partitioned=("us-east",), links={"eu-west|us-east": LinkOverride(rtt_ms=400)})
+    assert found(nodes, rt) == [
+        "pg-eu does not stream (waiting)",
+        "subscription inventory_sub on pg-billing is not working",
+        "partitioned: us-east: `pgtopo heal FILE`",
+        "latency overridden on eu-west <-> us-east: `pgtopo latency reset FILE`",
+    ]
+
+
+def test_a_failed_over_topology_is_whole_when_the_state_knows_its_primary() -> None:
+    moved = {**WHOLE, "pg-us": replica("pg-us", "us-east", upstream="pg-eu", timeline=2),
+             "pg-eu": primary("pg-eu", "eu-west", timeline=2)}
+    assert found(moved, RuntimeState(primaries={"main": "pg-eu"})) == []
+    assert found(moved) == ["cluster main: writable pg-eu, the state's primary is pg-us"]
+
+
+def test_a_dead_or_fenced_node() -> None:
+    nodes = {**WHOLE, "pg-us": down("pg-us", "us-east")}
+    rt = RuntimeState(fenced={"pg-us": FenceRecord(method="stopped", detail="x", at="t")})
+    assert found(nodes, rt) == ["cluster main: writable nothing, the state's primary is pg-us",
+                                "pg-us is down (container exited): `pgtopo rejoin FILE pg-us`"]
+    assert found(WHOLE, rt) == ["pg-us is fenced: `pgtopo rejoin FILE pg-us`"]
