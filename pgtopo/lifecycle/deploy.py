@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from pgtopo.errors import Interrupted, OperationFailed, PgtopoError
+from pgtopo.errors import InputError, Interrupted, OperationFailed, PgtopoError
 from pgtopo.lifecycle import inventory, node_setup
 from pgtopo.lifecycle.inventory import Action
 from pgtopo.lifecycle.node_setup import PG_PORT_KEY, upstream_of
@@ -64,6 +64,7 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     Ctrl-C stops it at once, its waiting workers too (``interrupt.Pool``), with ``Interrupted``
     saying what is ready and what is not; run again, `up` keeps what is ready and does the rest.
     """
+    refuse_patroni(topo)
     steps = UpSteps(progress)
     try:
         return _up(topo, topo_path=topo_path, progress=steps)
@@ -71,6 +72,14 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
         interrupt.reset()  # this `up` is over: a caller that goes on in the same process starts afresh
         lines = steps.report(topo, topo_path=topo_path)
         raise Interrupted(lines[0], details=lines[1:]) from None
+
+
+def refuse_patroni(topo: Topology) -> None:
+    """``ha: patroni`` is rendered (``pgtopo render``) but not run yet: say so before anything starts."""
+    clusters = topo.patroni_clusters()
+    if clusters:
+        raise InputError(f"clusters.{clusters[0]}.ha: patroni is not supported by `up` yet: `pgtopo render` writes "
+                         "its patroni.yml and etcd.conf.yml; use ha: manual (the default) to run the topology")
 
 
 def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:

@@ -24,7 +24,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 _MODEL_NAMES = {"Region", "Link", "Database", "Node", "Synchronous", "PublishedTable", "Publication", "Subscription",
-                "Cluster", "PostgresSpec", "Topology", "str", "int", "float", "bool"}
+                "Cluster", "PostgresSpec", "PatroniSpec", "Dcs", "Topology", "str", "int", "float", "bool"}
 
 
 _SCALARS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}

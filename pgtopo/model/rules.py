@@ -88,6 +88,7 @@ def problems(topo: Topology, path: Path) -> list[str]:
         p.append(f"clusters: at most {MAX_NODES} nodes")
     p.extend(_subscription_problems(topo, schemas, columns))
     p.extend(_region_problems(topo))
+    p.extend(_ha_problems(topo))
     ports: dict[int, str] = {}
     for cname, nname, node in topo.all_nodes():
         if node.port is not None:
@@ -247,3 +248,54 @@ def _paths(topo: Topology) -> dict[frozenset[str], str]:
             if a != prim[0].region:
                 out.setdefault(frozenset((a, prim[0].region)), f"subscription {sname}")
     return out
+
+
+# Parameters Patroni keeps in its dynamic configuration, the same on every member: a value
+# given on one node only would be overridden without a word.
+PATRONI_CLUSTER_WIDE = ("max_connections", "max_locks_per_transaction", "max_prepared_transactions",
+                        "max_worker_processes")
+
+
+def _ha_problems(topo: Topology) -> list[str]:
+    """``ha:``, ``patroni:`` and ``dcs:``: what Patroni and etcd need to keep a cluster alive."""
+    out: list[str] = []
+    patroni = topo.patroni_clusters()
+    for cname, cluster in topo.clusters.items():
+        base = f"clusters.{cname}"
+        if cluster.patroni is not None and cluster.ha != "patroni":
+            out.append(f"{base}.patroni: Patroni settings apply only with ha: patroni (this cluster is ha: manual)")
+        if cluster.ha != "patroni":
+            continue
+        for key in PATRONI_CLUSTER_WIDE:
+            values = {repr(node.settings.get(key)) for node in cluster.nodes.values()}
+            if len(values) > 1:
+                first = next(n for n, node in cluster.nodes.items() if key in node.settings)
+                out.append(f"{base}.nodes.{first}.settings.{key}: Patroni sets {key} for the whole cluster (its "
+                           f"dynamic configuration): give every node of '{cname}' the same value")
+    if patroni and topo.postgres.image is not None and not topo.postgres.image.startswith("pgtopo/postgres:"):
+        out.append(f"postgres.image: '{topo.postgres.image}' has no Patroni or etcd; ha: patroni (cluster "
+                   f"'{patroni[0]}') runs on pgtopo's own image: remove postgres.image")
+    out.extend(_dcs_name_problems(topo))
+    if topo.dcs is None:
+        return out
+    if not patroni:
+        out.append("dcs: no cluster has ha: patroni; the etcd members would serve nothing")
+    for i, region in enumerate(topo.dcs.regions):
+        if region not in topo.regions:
+            out.append(f"dcs.regions.{i}: unknown region '{region}'")
+    n = len(topo.dcs.regions)
+    majority = n // 2 + 1
+    if n < 3:
+        out.append(f"dcs.regions: {n} etcd member{'s' if n > 1 else ''} cannot lose one: etcd needs a majority "
+                   f"({majority} of {n}) to keep a leader lock, so one lost member stops every automatic failover; "
+                   "declare 3 (or 5)")
+    elif n % 2 == 0:
+        out.append(f"dcs.regions: {n} etcd members survive no more losses than {n - 1} (a majority is {majority} of "
+                   f"{n}), and a partition into two halves leaves neither with a majority; declare an odd number")
+    return out
+
+
+def _dcs_name_problems(topo: Topology) -> list[str]:
+    nodes = set(topo.node_names())
+    return [f"{f'dcs.regions.{i}' if topo.dcs else 'dcs'}: the etcd member '{member.name}' takes the name of a node; "
+            "rename the node" for i, member in enumerate(topo.dcs_members()) if member.name in nodes]

@@ -25,6 +25,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -45,6 +46,7 @@ RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 RELAY_PORT_BASE = 20000
 RELAY_PORT_SPAN = 40000
 MAX_NODES = 99
+DEFAULT_DCS_MEMBERS = 3  # etcd members when `dcs:` is not given: a majority survives one loss
 
 NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"  # topologies, clusters and nodes
 NodeName = Annotated[
@@ -293,12 +295,53 @@ class Subscription(_Model):
         return None if value is None else _check_identifier(value)
 
 
+# Patroni's documented minimums: below them Patroni silently uses the minimum instead.
+PATRONI_MINIMUMS = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
+
+
+class PatroniSpec(_Model):
+    """The few Patroni knobs that decide how fast and how safely a cluster fails over, with
+    Patroni's own defaults (seconds; ``maximum_lag_on_failover`` in bytes)."""
+
+    ttl: StrictInt = 30
+    loop_wait: StrictInt = 10
+    retry_timeout: StrictInt = 10
+    maximum_lag_on_failover: StrictInt = Field(default=1_048_576, ge=0)
+
+    @field_validator("ttl", "loop_wait", "retry_timeout")
+    @classmethod
+    def _minimum(cls, value: int, info: ValidationInfo) -> int:
+        least = PATRONI_MINIMUMS[str(info.field_name)]
+        if value < least:
+            raise ValueError(f"{value} is below Patroni's minimum of {least} s (Patroni would silently use {least})")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_timing(self) -> PatroniSpec:
+        total = self.loop_wait + 2 * self.retry_timeout
+        if total > self.ttl:
+            raise ValueError(
+                f"loop_wait + 2 * retry_timeout = {self.loop_wait} + 2 * {self.retry_timeout} = {total} s is more than "
+                f"ttl = {self.ttl} s, which Patroni documents as unsafe: a leader retrying etcd that long keeps "
+                "running after its lock expired, while another node may be promoted"
+            )
+        return self
+
+
 class Cluster(_Model):
     nodes: dict[NodeName, Node] = Field(min_length=1)
     databases: dict[PgIdent, Database] = Field(default_factory=dict)
     synchronous: Synchronous | None = None
     publications: dict[PgIdent, Publication] = Field(default_factory=dict)
     subscriptions: dict[PgIdent, Subscription] = Field(default_factory=dict)
+    # Who keeps the cluster alive: a person typing `pgtopo failover`, or Patroni with etcd.
+    ha: Literal["manual", "patroni"] = "manual"
+    patroni: PatroniSpec | None = None
+
+    @property
+    def patroni_spec(self) -> PatroniSpec:
+        """The Patroni knobs in force (Patroni's defaults when the file sets none)."""
+        return self.patroni or PatroniSpec()
 
     @cached_property
     def primary_name(self) -> str:
@@ -318,6 +361,19 @@ class PostgresSpec(_Model):
         return value
 
 
+class Dcs(_Model):
+    """The etcd cluster that Patroni clusters keep their leader lock in: one member per entry of
+    ``regions``, in that region (a region listed twice holds two members)."""
+
+    regions: list[RegionName] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class DcsMember:
+    name: str
+    region: str
+
+
 class Topology(_Model):
     """The whole file."""
 
@@ -326,6 +382,7 @@ class Topology(_Model):
     regions: dict[RegionName, Region] = Field(min_length=1)
     latency: list[Link] = Field(default_factory=list)
     clusters: dict[NodeName, Cluster] = Field(min_length=1)
+    dcs: Dcs | None = None
 
     # -- derived views used by every other module -------------------------------------------
     # Each is computed once per instance (the model is frozen): status and verify ask for nodes,
@@ -423,6 +480,25 @@ class Topology(_Model):
 
     def uses_relay(self) -> bool:
         return len(self.regions) > 1
+
+    def patroni_clusters(self) -> list[str]:
+        return [c for c, cl in self.clusters.items() if cl.ha == "patroni"]
+
+    def dcs_members(self) -> list[DcsMember]:
+        """The etcd members: as ``dcs:`` places them, else (when a cluster is ``ha: patroni``) one
+        in each of the first three regions, going round the regions when there are fewer."""
+        if self.dcs is not None:
+            regions = list(self.dcs.regions)
+        elif self.patroni_clusters():
+            names = list(self.regions)
+            regions = [names[i % len(names)] for i in range(DEFAULT_DCS_MEMBERS)]
+        else:
+            return []
+        out: list[DcsMember] = []
+        for region in regions:
+            n = sum(1 for m in out if m.region == region) + 1
+            out.append(DcsMember(name=f"etcd-{region}" + (f"-{n}" if n > 1 else ""), region=region))
+        return out
 
 
 def slot_name(node_name: str) -> str:
