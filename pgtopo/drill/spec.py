@@ -327,28 +327,9 @@ _MODEL_NAMES = {"Drill", "Workload", "Ledger", "Readers", "Bank", "Step", "Laten
                 "constrained-int"}
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    # pydantic names union members in the path ("dict[str,function-before[...]]"): they are dropped.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _MODEL_NAMES or "[" in p))]
-    return ".".join(parts) or "(top level)"
-
-
 def _problems(err: ValidationError) -> list[str]:
-    out: list[str] = []
-    for e in err.errors():
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field"
-        elif e["type"] == "missing":
-            msg = "required field is missing"
-        elif e["type"] == "string_pattern_mismatch":
-            msg = f"'{e['input']}' is not a valid name (lower-case letters, digits and '-')"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        line = f"{_loc(e['loc'])}: {msg}"
-        if line not in out:
-            out.append(line)
-    return _one_per_field(out)
+    return _one_per_field(loader.pydantic_problems(err, model_names=_MODEL_NAMES,
+                                                   name_rule="lower-case letters, digits and '-'"))
 
 
 def _one_per_field(lines: list[str]) -> list[str]:

@@ -17,9 +17,10 @@ from pgtopo.model import files, rules
 from pgtopo.model.topology import Topology
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    # pydantic puts union member names in the path ("tables.0.PublishedTable.name"): drop them.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _MODEL_NAMES or p == "[key]"))]
+def _loc(loc: tuple[int | str, ...], model_names: frozenset[str] | set[str]) -> str:
+    # pydantic puts union member names in the path ("tables.0.PublishedTable.name",
+    # "dict[str,function-before[...]]", "[key]"): drop them.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in model_names or "[" in p))]
     return ".".join(parts) or "(top level)"
 
 
@@ -65,13 +66,21 @@ def _scalar_unions(errors: list[Any]) -> tuple[dict[tuple[Any, ...], str], set[i
 
 
 def _pydantic_problems(err: ValidationError) -> list[str]:
+    return pydantic_problems(err, model_names=_MODEL_NAMES,
+                             name_rule="lower-case letters, digits and '-', 1 to 40 characters")
+
+
+def pydantic_problems(err: ValidationError, *, model_names: frozenset[str] | set[str], name_rule: str) -> list[str]:
+    """pydantic's errors as ``path.to.field: message`` lines, in the words of pgtopo's files (the
+    topology file, a drill file); ``model_names``: the class names pydantic puts in the paths;
+    ``name_rule``: what a valid name is, said when a name does not match its pattern."""
     problems: list[str] = []
     errors = err.errors()
     unions, covered = _scalar_unions(errors)
     for i, e in enumerate(errors):
         if i in covered:
             loc = tuple(e["loc"][:-1])
-            line = f"{_loc(loc)}: {unions[loc]}"
+            line = f"{_loc(loc, model_names)}: {unions[loc]}"
             if line not in problems:
                 problems.append(line)
             continue
@@ -79,7 +88,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         elif e["type"] == "string_pattern_mismatch":
-            msg = f"'{e['input']}' is not a valid name (lower-case letters, digits and '-', 1 to 40 characters)"
+            msg = f"'{e['input']}' is not a valid name ({name_rule})"
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] in ("int_type", "float_type", "int_parsing", "float_parsing") and isinstance(e["input"], bool):
@@ -88,7 +97,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
             msg = f"expected true or false, not {e['input']!r}"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        line = f"{_loc(e['loc'])}: {msg}"
+        line = f"{_loc(e['loc'], model_names)}: {msg}"
         if line not in problems:
             problems.append(line)
     return problems
