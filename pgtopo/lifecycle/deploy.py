@@ -11,7 +11,7 @@ what the file gained, repairs what an earlier run left unfinished, and resumes a
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,31 +121,38 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
     todo = [n for n in topo.node_names() if n not in done]
     subs_future: Future[bool] | None = None
     subs_started = 0.0
-    with interrupt.Pool(max_workers=6) as pool:
+    errors: list[PgtopoError] = []
+    running: dict[Future[tuple[Container, Action]], str] = {}
+    # One worker more than NODE_WORKERS: the subscriptions' long wait must not hold a node's place.
+    with interrupt.Pool(max_workers=NODE_WORKERS + 1) as pool:
         while True:
-            if subs_future is None and all(p in done for p in primaries.values()):
+            if subs_future is None and not errors and all(p in done for p in primaries.values()):
                 # Subscriptions need only the primaries: their initial copy overlaps the clones.
                 subs_started = time.monotonic()
                 subs_future = pool.submit(create_subscriptions, topo, dict(nodes), primaries, progress=progress)
-            if not todo:
+            # A node starts as soon as its upstream is up, not when a whole wave is done.
+            room = NODE_WORKERS - len(running)
+            for n in [] if errors else _wave(topo, todo, done=done, primaries=primaries,
+                                             busy=list(running.values()))[:room]:
+                running[pool.submit(_bring_up, topo, n, nodes.get(n), actions.get(n, Action.CREATE),
+                                    rendered[n], nets, pw, primaries, progress)] = n
+                todo.remove(n)
+            if not running:
+                if errors:
+                    raise errors[0]  # once every node already started has finished
+                if todo:
+                    raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
+                                          step="plan")
                 break
-            wave = _wave(topo, todo, done=done, primaries=primaries)
-            if not wave:
-                raise OperationFailed(f"cannot place {', '.join(todo)}: their upstreams are not running",
-                                      step="plan")
-            futures = {n: pool.submit(_bring_up, topo, n, nodes.get(n), actions.get(n, Action.CREATE),
-                                      rendered[n], nets, pw, primaries, progress) for n in wave}
-            errors: list[PgtopoError] = []
-            for n, fut in futures.items():
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                n = running.pop(fut)
                 try:
                     nodes[n], actions[n] = fut.result()
                     done.add(n)
+                    result.created_any = True
                 except PgtopoError as exc:
                     errors.append(exc)
-            if errors:
-                raise errors[0]
-            todo = [n for n in todo if n not in done]
-            result.created_any = True
         result.phases["nodes"] = time.monotonic() - t2
         if topo.uses_relay():
             relay_container.update_relay(topo)
@@ -179,9 +186,17 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
 CLONES_PER_UPSTREAM = 3
 
 
-def _wave(topo: Topology, todo: list[str], *, done: set[str], primaries: dict[str, str]) -> list[str]:
-    """The nodes to bring up next: those whose upstream is up, at most CLONES_PER_UPSTREAM per upstream."""
+NODE_WORKERS = 6  # nodes prepared at once (initdb and pg_basebackup use the CPU)
+
+
+def _wave(topo: Topology, todo: list[str], *, done: set[str], primaries: dict[str, str],
+          busy: list[str] | None = None) -> list[str]:
+    """The nodes that can start now: their upstream is up, and it serves at most
+    CLONES_PER_UPSTREAM clones at once (``busy``: the nodes being brought up already)."""
     per_upstream: dict[str | None, int] = {}
+    for n in busy or []:
+        up = upstream_of(topo, n, primaries)
+        per_upstream[up] = per_upstream.get(up, 0) + 1
     wave = []
     for n in todo:
         up = upstream_of(topo, n, primaries)

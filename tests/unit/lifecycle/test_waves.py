@@ -34,3 +34,10 @@ def test_a_wave_holds_nodes_whose_upstream_is_up_and_at_most_three_clones_per_up
     assert deploy._wave(t, todo[1:], done={"p"}, primaries=primaries) == ["r1", "r2", "r3"]
     assert deploy._wave(t, ["r4", "c1"], done={"p", "r1", "r2", "r3"}, primaries=primaries) == ["r4", "c1"]
     assert deploy._wave(t, ["c1"], done={"p"}, primaries=primaries) == []  # its upstream is not up
+
+
+def test_clones_already_running_count_against_their_upstream() -> None:
+    t = topo()
+    primaries = {"main": "p"}
+    assert deploy._wave(t, ["r3", "r4"], done={"p"}, primaries=primaries, busy=["r1", "r2"]) == ["r3"]
+    assert deploy._wave(t, ["r4", "c1"], done={"p", "r1"}, primaries=primaries, busy=["r2", "r3"]) == ["r4", "c1"]
