@@ -8,7 +8,9 @@ export PGTOPO_STATE_DIR="${PGTOPO_STATE_DIR:-$(mktemp -d /tmp/pgtopo-walkthrough
 export COLUMNS=120
 export PATH="$PWD/.venv/bin:$PATH"
 WORK=$(mktemp -d /tmp/pgtopo-walk-XXXX)
+REPO=$PWD
 cp topologies/global-saas.yaml "$WORK/"   # add-subscription edits the file: work on a copy
+cp topologies/drills/primary-crash.yaml "$WORK/"
 cd "$WORK"
 T=global-saas.yaml
 run() {
@@ -36,4 +38,6 @@ run pgtopo rejoin $T pg-us
 run pgtopo switchover $T --to pg-us --yes
 run pgtopo status $T
 run pgtopo bench ryw $T --region eu-west --sessions 4 --ops 25
+run pgtopo drill run primary-crash.yaml --topology $T --report drill-report
+cp drill-report/throughput.png "$REPO/docs/drills/walkthrough-throughput.png" 2>/dev/null
 run pgtopo down $T --volumes
