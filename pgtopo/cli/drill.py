@@ -12,7 +12,7 @@ import typer
 
 from pgtopo import errors
 from pgtopo.cli import output
-from pgtopo.cli.app import Commands
+from pgtopo.cli.app import Commands, changing
 from pgtopo.cli.output import Block, Line, TableData
 
 if TYPE_CHECKING:
@@ -102,15 +102,18 @@ def run(
     from pgtopo.drill import runner, spec
 
     d = spec.load(file)
+    topo = runner.prepare(file, topology=topology)[2]
     folder = None if no_report else (report or Path("drill-reports") / f"{d.drill}-{datetime.now():%Y%m%d-%H%M%S}")
     printer = output.StepPrinter()
-    if output.out.is_terminal and not as_json:
-        with output.live() as update:
+    # A drill changes the topology throughout (faults, failovers): no other command may meanwhile.
+    with changing(topo.name, no_wait=False, create=True):
+        if output.out.is_terminal and not as_json:
+            with output.live() as update:
+                result = runner.run(file, topology=topology, recreate=recreate, remove=down, report_dir=folder,
+                                    on_status=lambda s: update(live_screen(s)), progress=printer)
+        else:
             result = runner.run(file, topology=topology, recreate=recreate, remove=down, report_dir=folder,
-                                on_status=lambda s: update(live_screen(s)), progress=printer)
-    else:
-        result = runner.run(file, topology=topology, recreate=recreate, remove=down, report_dir=folder,
-                            on_status=_PlainStatus(), progress=printer)
+                                on_status=_PlainStatus(), progress=printer)
     for note in result.notes:
         output.warn(note)
     if not as_json:
