@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from pgtopo.cli.main import app
 from pgtopo.runtime import gateway
+from tests.support.topologies import write_yaml as write
 
 SCHEMA = """CREATE TABLE customers (
     id bigint PRIMARY KEY,
@@ -251,13 +251,6 @@ def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
     monkeypatch.setattr(gateway, "client", no_docker)
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
     return CliRunner()
-
-
-def write(tmp_path: Path, data: Any) -> Path:
-    p = tmp_path / "topo.yaml"
-    with p.open("w") as fh:
-        YAML().dump(data, fh)
-    return p
 
 
 def test_base_is_valid(runner: CliRunner, tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
 
 from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
@@ -62,3 +66,44 @@ def topology_of(tmp_path: Path, text: str, *, name: str = "t.yaml") -> Topology:
     path = tmp_path / name
     path.write_text(text)
     return load(path)
+
+
+# The small two-cluster file the model's unit tests mutate, one change per test.
+LAB: dict[str, Any] = {
+    "name": "lab",
+    "regions": {"us": {}, "eu": {}, "ap": {}},
+    "latency": [
+        {"between": ["us", "eu"], "rtt_ms": 80},
+        {"between": ["us", "ap"], "rtt_ms": 200},
+        {"between": ["eu", "ap"], "rtt_ms": 120},
+    ],
+    "clusters": {
+        "main": {
+            "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);\nCREATE TABLE orders (id int);"}},
+            "nodes": {
+                "pg-us": {"region": "us", "role": "primary"},
+                "pg-eu": {"region": "eu", "upstream": "pg-us"},
+                "pg-eu2": {"region": "eu", "upstream": "pg-eu"},
+            },
+            "publications": {"inv_pub": {"database": "shop", "tables": ["products"]}},
+        },
+        "billing": {
+            "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);"}},
+            "nodes": {"pg-ap": {"region": "ap", "role": "primary"}},
+            "subscriptions": {"inv_sub": {"publisher": "main", "publication": "inv_pub"}},
+        },
+    },
+}
+
+
+def lab() -> dict[str, Any]:
+    """A fresh copy of LAB to change."""
+    return copy.deepcopy(LAB)
+
+
+def write_yaml(tmp_path: Path, data: Any, *, name: str = "topo.yaml") -> Path:
+    """``data`` written as a YAML file in ``tmp_path``."""
+    p = tmp_path / name
+    with p.open("w") as fh:
+        YAML().dump(data, fh)
+    return p

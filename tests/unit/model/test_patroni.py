@@ -15,6 +15,7 @@ from pgtopo.lifecycle.deploy import refuse_patroni
 from pgtopo.model import patroni, render
 from pgtopo.model.loader import load
 from tests.support.topologies import GLOBAL_SAAS, TOPOLOGIES
+from tests.support.topologies import write_yaml as write
 
 PATRONI_SAAS = TOPOLOGIES / "global-saas-patroni.yaml"
 
@@ -46,13 +47,6 @@ BASE: dict[str, Any] = {
         },
     },
 }
-
-
-def write(tmp_path: Path, data: Any) -> Path:
-    p = tmp_path / "topo.yaml"
-    with p.open("w") as fh:
-        YAML().dump(data, fh)
-    return p
 
 
 def problems(tmp_path: Path, change: Any) -> list[str]:

@@ -14,34 +14,7 @@ from typing import Any
 
 from pgtopo.model import rules
 from pgtopo.model.topology import MAX_NODES, Topology
-
-
-def base() -> dict[str, Any]:
-    return {
-        "name": "lab",
-        "regions": {"us": {}, "eu": {}, "ap": {}},
-        "latency": [
-            {"between": ["us", "eu"], "rtt_ms": 80},
-            {"between": ["us", "ap"], "rtt_ms": 200},
-            {"between": ["eu", "ap"], "rtt_ms": 120},
-        ],
-        "clusters": {
-            "main": {
-                "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);\nCREATE TABLE orders (id int);"}},
-                "nodes": {
-                    "pg-us": {"region": "us", "role": "primary"},
-                    "pg-eu": {"region": "eu", "upstream": "pg-us"},
-                    "pg-eu2": {"region": "eu", "upstream": "pg-eu"},
-                },
-                "publications": {"inv_pub": {"database": "shop", "tables": ["products"]}},
-            },
-            "billing": {
-                "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);"}},
-                "nodes": {"pg-ap": {"region": "ap", "role": "primary"}},
-                "subscriptions": {"inv_sub": {"publisher": "main", "publication": "inv_pub"}},
-            },
-        },
-    }
+from tests.support.topologies import lab
 
 
 def problems(tmp_path: Path, data: dict[str, Any]) -> list[str]:
@@ -60,17 +33,17 @@ def billing(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_base_topology_has_no_problem(tmp_path: Path) -> None:
-    assert problems(tmp_path, base()) == []
+    assert problems(tmp_path, lab()) == []
 
 
 # -- primaries, upstreams, cycles ----------------------------------------------------------------
 
 def test_a_cluster_needs_exactly_one_primary(tmp_path: Path) -> None:
-    two = base()
+    two = lab()
     main(two)["nodes"]["pg-eu"] = {"region": "eu", "role": "primary"}
     assert problems(tmp_path, two) == ["clusters.main.nodes: a cluster needs exactly one primary (found: pg-us, pg-eu)"]
 
-    none = base()
+    none = lab()
     billing(none)["nodes"]["pg-ap"] = {"region": "ap", "role": "replica", "upstream": "pg-ap2"}
     billing(none)["nodes"]["pg-ap2"] = {"region": "ap", "upstream": "pg-ap"}
     assert problems(tmp_path, none) == [
@@ -81,38 +54,38 @@ def test_a_cluster_needs_exactly_one_primary(tmp_path: Path) -> None:
 
 
 def test_a_node_name_is_used_once_across_clusters(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     billing(data)["nodes"]["pg-eu"] = {"region": "eu", "upstream": "pg-ap"}
     assert problems(tmp_path, data) == ["clusters.billing.nodes.pg-eu: node name already used in cluster 'main'"]
 
 
 def test_a_node_is_in_a_declared_region(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["nodes"]["pg-eu"]["region"] = "mars"
     assert problems(tmp_path, data) == ["clusters.main.nodes.pg-eu.region: unknown region 'mars'"]
 
 
 def test_a_primary_has_no_upstream(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["nodes"]["pg-us"]["upstream"] = "pg-ap"
     assert problems(tmp_path, data) == ["clusters.main.nodes.pg-us.upstream: a primary has no upstream"]
 
 
 def test_a_replica_needs_an_upstream(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     del main(data)["nodes"]["pg-eu2"]["upstream"]
     assert problems(tmp_path, data) == ["clusters.main.nodes.pg-eu2.upstream: a replica needs an upstream"]
 
 
 def test_the_upstream_is_a_node_of_the_same_cluster(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["nodes"]["pg-eu"]["upstream"] = "pg-xx"
     # Unknown everywhere: pg-eu2 behind it and the latency check do not trip over it.
     assert problems(tmp_path, data) == ["clusters.main.nodes.pg-eu.upstream: unknown node 'pg-xx' in cluster 'main'"]
 
-    later = base()
+    later = lab()
     main(later)["nodes"]["pg-eu"]["upstream"] = "pg-ap"  # billing comes after main in the file
-    earlier = base()
+    earlier = lab()
     billing(earlier)["nodes"]["pg-ap2"] = {"region": "ap", "upstream": "pg-us"}  # main comes before billing
     assert problems(tmp_path, later) == [
         "clusters.main.nodes.pg-eu.upstream: unknown node 'pg-ap' in cluster 'main' (it is in another cluster)"]
@@ -121,7 +94,7 @@ def test_the_upstream_is_a_node_of_the_same_cluster(tmp_path: Path) -> None:
 
 
 def test_no_replication_cycle(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["nodes"].update({
         "pg-a": {"region": "us", "upstream": "pg-b"},
         "pg-b": {"region": "us", "upstream": "pg-a"},
@@ -147,7 +120,7 @@ def test_at_most_max_nodes(tmp_path: Path) -> None:
 
 
 def test_a_port_is_published_by_one_node(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["nodes"]["pg-us"]["port"] = 15432
     main(data)["nodes"]["pg-eu2"]["port"] = 15432
     billing(data)["nodes"]["pg-ap"]["port"] = 15432
@@ -160,13 +133,13 @@ def test_a_port_is_published_by_one_node(tmp_path: Path) -> None:
 # -- synchronous standbys ------------------------------------------------------------------------
 
 def test_synchronous_standbys_are_known_nodes(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["synchronous"] = {"standbys": ["pg-eu", "pg-zz"], "count": 1}
     assert problems(tmp_path, data) == ["clusters.main.synchronous.standbys.1: unknown node 'pg-zz'"]
 
 
 def test_synchronous_standbys_stream_from_the_primary(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["synchronous"] = {"standbys": ["pg-eu", "pg-eu2"]}
     assert problems(tmp_path, data) == [
         "clusters.main.synchronous.standbys.1: 'pg-eu2' is not a direct standby of the primary 'pg-us' "
@@ -174,13 +147,13 @@ def test_synchronous_standbys_stream_from_the_primary(tmp_path: Path) -> None:
 
 
 def test_a_synchronous_standby_is_listed_once(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["synchronous"] = {"standbys": ["pg-eu", "pg-eu"], "count": 2}
     assert problems(tmp_path, data) == ["clusters.main.synchronous.standbys: a standby is listed twice"]
 
 
 def test_synchronous_count_is_at_most_the_standbys_listed(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["synchronous"] = {"method": "first", "count": 2, "standbys": ["pg-eu"]}
     assert problems(tmp_path, data) == ["clusters.main.synchronous.count: 2 is more than the 1 standbys listed"]
 
@@ -189,7 +162,7 @@ def test_synchronous_count_is_at_most_the_standbys_listed(tmp_path: Path) -> Non
 
 def test_schema_file_is_read_next_to_the_topology_file(tmp_path: Path) -> None:
     (tmp_path / "orders.sql").write_text("CREATE TABLE orders (id int PRIMARY KEY);\n")
-    data = base()
+    data = lab()
     main(data)["databases"]["sales"] = {"schema_file": "orders.sql"}
     main(data)["publications"]["orders_pub"] = {"database": "sales", "tables": ["orders"]}
     assert problems(tmp_path, data) == []
@@ -200,7 +173,7 @@ def test_schema_file_is_read_next_to_the_topology_file(tmp_path: Path) -> None:
 
 
 def test_schema_file_must_be_readable(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["databases"]["sales"] = {"schema_file": "nope.sql"}
     # The tables of a schema that cannot be read are not checked: the one problem is the file.
     main(data)["publications"]["orders_pub"] = {"database": "sales", "tables": ["orders"]}
@@ -210,21 +183,21 @@ def test_schema_file_must_be_readable(tmp_path: Path) -> None:
 
 def test_schema_file_must_be_utf8(tmp_path: Path) -> None:
     (tmp_path / "latin1.sql").write_bytes("CREATE TABLE caf\xe9 (id int);".encode("latin-1"))
-    data = base()
+    data = lab()
     main(data)["databases"]["sales"] = {"schema_file": "latin1.sql"}
     assert problems(tmp_path, data) == [
         "clusters.main.databases.sales.schema_file: cannot read 'latin1.sql' (not a UTF-8 text file (byte 16))"]
 
 
 def test_publication_database_is_in_the_cluster(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["publications"]["other_pub"] = {"database": "nodb", "tables": ["products"]}
     assert problems(tmp_path, data) == [
         "clusters.main.publications.other_pub.database: unknown database 'nodb' in cluster 'main'"]
 
 
 def test_published_tables_are_created_by_the_schema(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["publications"]["other_pub"] = {"database": "shop", "tables": ["orders", "nope"]}
     assert problems(tmp_path, data) == [
         "clusters.main.publications.other_pub.tables.1: table 'nope' is not created by the schema of 'shop'"]
@@ -238,27 +211,27 @@ def test_published_tables_are_created_by_the_schema(tmp_path: Path) -> None:
 # -- subscriptions -------------------------------------------------------------------------------
 
 def test_subscription_publisher_is_a_known_cluster(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     billing(data)["subscriptions"]["inv_sub"]["publisher"] = "ghost"
     assert problems(tmp_path, data) == ["clusters.billing.subscriptions.inv_sub.publisher: unknown cluster 'ghost'"]
 
 
 def test_a_cluster_cannot_subscribe_to_itself(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     main(data)["subscriptions"] = {"self_sub": {"publisher": "main", "publication": "inv_pub"}}
     assert problems(tmp_path, data) == [
         "clusters.main.subscriptions.self_sub.publisher: a cluster cannot subscribe to itself"]
 
 
 def test_subscription_publication_exists_on_the_publisher(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     billing(data)["subscriptions"]["inv_sub"]["publication"] = "nope_pub"
     assert problems(tmp_path, data) == [
         "clusters.billing.subscriptions.inv_sub.publication: cluster 'main' has no publication 'nope_pub'"]
 
 
 def test_subscription_database_is_in_the_subscribing_cluster(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     billing(data)["subscriptions"]["inv_sub"]["database"] = "other"  # default: the publication's database
     assert problems(tmp_path, data) == [
         "clusters.billing.subscriptions.inv_sub.database: unknown database 'other' in cluster 'billing'"]
@@ -268,7 +241,7 @@ def test_subscription_database_is_in_the_subscribing_cluster(tmp_path: Path) -> 
 
 
 def test_subscriber_schema_creates_the_published_tables(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     billing(data)["databases"]["shop"]["schema"] = "CREATE TABLE x (i int);"
     assert problems(tmp_path, data) == [
         "clusters.billing.subscriptions.inv_sub: table 'products' of publication 'inv_pub' is not created by the "
@@ -280,7 +253,7 @@ def test_subscriber_schema_creates_the_published_tables(tmp_path: Path) -> None:
 
 
 def test_failover_slots_need_postgres_17(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     billing(data)["subscriptions"]["inv_sub"]["failover"] = True
     assert problems(tmp_path, data) == []
     data["postgres"] = {"version": 16}
@@ -288,7 +261,7 @@ def test_failover_slots_need_postgres_17(tmp_path: Path) -> None:
 
 
 def test_a_subscription_name_is_used_by_one_cluster(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     data["clusters"]["audit"] = {
         "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);"}},
         "nodes": {"pg-au": {"region": "ap", "role": "primary"}},
@@ -303,25 +276,25 @@ def test_a_subscription_name_is_used_by_one_cluster(tmp_path: Path) -> None:
 # -- regions, latency, subnets -------------------------------------------------------------------
 
 def test_latency_joins_declared_regions(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     data["latency"].append({"between": ["mars", "us"], "rtt_ms": 5})
     assert problems(tmp_path, data) == ["latency.3.between: unknown region 'mars'"]
 
 
 def test_a_link_joins_two_different_regions(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     data["latency"].append({"between": ["us", "us"], "rtt_ms": 5})
     assert problems(tmp_path, data) == ["latency.3.between: a link joins two different regions"]
 
 
 def test_a_link_is_declared_once(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     data["latency"].append({"between": ["eu", "us"], "rtt_ms": 5})
     assert problems(tmp_path, data) == ["latency.3.between: eu <-> us is declared twice"]
 
 
 def test_jitter_is_at_most_the_round_trip(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     data["latency"][0]["jitter_ms"] = 80
     assert problems(tmp_path, data) == []
     data["latency"][0]["jitter_ms"] = 80.5
@@ -329,7 +302,7 @@ def test_jitter_is_at_most_the_round_trip(tmp_path: Path) -> None:
 
 
 def test_every_region_pair_has_a_latency_naming_why_it_is_needed(tmp_path: Path) -> None:
-    by_stream, by_subscription, by_nothing = base(), base(), base()
+    by_stream, by_subscription, by_nothing = lab(), lab(), lab()
     del by_stream["latency"][0]  # us <-> eu
     del by_subscription["latency"][1]  # us <-> ap
     del by_nothing["latency"][2]  # eu <-> ap
@@ -342,6 +315,6 @@ def test_every_region_pair_has_a_latency_naming_why_it_is_needed(tmp_path: Path)
 
 
 def test_region_subnets_do_not_overlap(tmp_path: Path) -> None:
-    data = base()
+    data = lab()
     data["regions"].update(us={"subnet": "10.50.0.0/16"}, eu={"subnet": "10.51.0.0/24"}, ap={"subnet": "10.50.8.0/24"})
     assert problems(tmp_path, data) == ["regions.ap.subnet: 10.50.8.0/24 overlaps region 'us' (10.50.0.0/16)"]

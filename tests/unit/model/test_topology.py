@@ -2,55 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from pgtopo.errors import InputError, ValidationFailed
 from pgtopo.model.loader import load
 from pgtopo.model.schema_file import schema_tables
 from pgtopo.model.topology import endpoint, slot_name
-from tests.support.topologies import EXAMPLES
-
-BASE: dict[str, Any] = {
-    "name": "lab",
-    "regions": {"us": {}, "eu": {}, "ap": {}},
-    "latency": [
-        {"between": ["us", "eu"], "rtt_ms": 80},
-        {"between": ["us", "ap"], "rtt_ms": 200},
-        {"between": ["eu", "ap"], "rtt_ms": 120},
-    ],
-    "clusters": {
-        "main": {
-            "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);\nCREATE TABLE orders (id int);"}},
-            "nodes": {
-                "pg-us": {"region": "us", "role": "primary"},
-                "pg-eu": {"region": "eu", "upstream": "pg-us"},
-                "pg-eu2": {"region": "eu", "upstream": "pg-eu"},
-            },
-            "publications": {"inv_pub": {"database": "shop", "tables": ["products"]}},
-        },
-        "billing": {
-            "databases": {"shop": {"schema": "CREATE TABLE products (id int PRIMARY KEY);"}},
-            "nodes": {"pg-ap": {"region": "ap", "role": "primary"}},
-            "subscriptions": {"inv_sub": {"publisher": "main", "publication": "inv_pub"}},
-        },
-    },
-}
-
-
-def write(tmp_path: Path, data: Any) -> Path:
-    p = tmp_path / "topo.yaml"
-    with p.open("w") as fh:
-        YAML().dump(data, fh)
-    return p
+from tests.support.topologies import EXAMPLES, LAB, lab
+from tests.support.topologies import write_yaml as write
 
 
 def problems(tmp_path: Path, mutate: Any) -> list[str]:
-    data = copy.deepcopy(BASE)
+    data = lab()
     mutate(data)
     with pytest.raises(ValidationFailed) as exc:
         load(write(tmp_path, data))
@@ -58,7 +24,7 @@ def problems(tmp_path: Path, mutate: Any) -> list[str]:
 
 
 def test_base_is_valid(tmp_path: Path) -> None:
-    topo = load(write(tmp_path, BASE))
+    topo = load(write(tmp_path, LAB))
     assert topo.node_names() == ["pg-us", "pg-eu", "pg-eu2", "pg-ap"]
     assert topo.clusters["main"].primary_name == "pg-us"
 
@@ -200,7 +166,7 @@ def test_schema_tables() -> None:
 
 
 def test_endpoint_and_slots(tmp_path: Path) -> None:
-    topo = load(write(tmp_path, BASE))
+    topo = load(write(tmp_path, LAB))
     assert endpoint(topo, from_region="eu", node="pg-eu").host == "pg-eu"
     far = endpoint(topo, from_region="eu", node="pg-us")
     assert (far.host, far.port) == ("pgtopo-relay", topo.relay_port("eu", "pg-us"))
@@ -211,8 +177,8 @@ def test_endpoint_and_slots(tmp_path: Path) -> None:
 
 def test_relay_ports_survive_adding_nodes_and_regions(tmp_path: Path) -> None:
     """Running replicas and subscriptions keep their relay ports when the file grows."""
-    before = load(write(tmp_path, BASE))
-    data = copy.deepcopy(BASE)
+    before = load(write(tmp_path, LAB))
+    data = lab()
     data["regions"] = {"sa": {}, **data["regions"]}  # a new region first
     data["latency"] += [{"between": ["sa", r], "rtt_ms": 150} for r in ("us", "eu", "ap")]
     nodes = data["clusters"]["main"]["nodes"]
