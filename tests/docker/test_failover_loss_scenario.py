@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 
 from pgtopo.ha.standby import on_volume
-from pgtopo.lifecycle import deploy
-from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect, instance
 from pgtopo.runtime import gateway, state
-from tests.support.docker import Writer, all_streaming, cli, ids, wait_for
+from tests.support.docker import Writer, all_streaming, cli, ids, up_from_text, wait_for
 
 TOPOLOGY = """
 name: fp-loss
@@ -52,15 +50,8 @@ clusters:
 
 @pytest.fixture(scope="module")
 def loss(tmp_path_factory: pytest.TempPathFactory, state_env: Path) -> Iterator[tuple[Topology, Path]]:
-    path = tmp_path_factory.mktemp("fp-loss") / "loss.yaml"
-    path.write_text(TOPOLOGY)
-    topo = load(path)
-    deploy.down(topo.name, volumes=True)
-    try:
-        deploy.up(topo, topo_path=path, progress=lambda s, m: None)
-        yield topo, path
-    finally:
-        deploy.down(topo.name, volumes=True)
+    with up_from_text(tmp_path_factory.mktemp("fp-loss"), TOPOLOGY, file="loss.yaml") as up:
+        yield up
 
 
 def reported_loss(output: str) -> tuple[int, int]:

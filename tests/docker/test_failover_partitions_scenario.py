@@ -22,13 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from pgtopo.lifecycle import deploy
-from pgtopo.model.loader import load
 from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.runtime import state
-from tests.support.docker import all_streaming, cli, wait_for, wait_synced_slot
+from tests.support.docker import all_streaming, cli, up_from_text, wait_for, wait_synced_slot
 
 SCHEMA = """
         schema: |
@@ -70,15 +68,8 @@ clusters:
 
 @pytest.fixture(scope="module")
 def part(tmp_path_factory: pytest.TempPathFactory, state_env: Path) -> Iterator[tuple[Topology, Path]]:
-    path = tmp_path_factory.mktemp("fp-partitions") / "partitions.yaml"
-    path.write_text(TOPOLOGY)
-    topo = load(path)
-    deploy.down(topo.name, volumes=True)
-    try:
-        deploy.up(topo, topo_path=path, progress=lambda s, m: None)
-        yield topo, path
-    finally:
-        deploy.down(topo.name, volumes=True)
+    with up_from_text(tmp_path_factory.mktemp("fp-partitions"), TOPOLOGY, file="partitions.yaml") as up:
+        yield up
 
 
 def insert(topo: Topology, node: str, row: int) -> None:

@@ -64,6 +64,21 @@ def running(tmp: Path, source: str, *, name: str) -> Iterator[Path]:
             deploy.down(name, volumes=True)
 
 
+@contextmanager
+def up_from_text(directory: Path, text: str, *, file: str = "topology.yaml") -> Iterator[tuple[Topology, Path]]:
+    """A topology written in a test, up for the duration (whatever an earlier run left under its
+    name is removed first) and removed with its data afterwards."""
+    path = directory / file
+    path.write_text(text)
+    topo = load(path)
+    deploy.down(topo.name, volumes=True)
+    try:
+        deploy.up(topo, topo_path=path, progress=lambda s, m: None)
+        yield topo, path
+    finally:
+        deploy.down(topo.name, volumes=True)
+
+
 def wait_for(check: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
