@@ -192,3 +192,19 @@ def image_build(
     output.success(f"built {target}")
 
 
+@image.command("ensure")
+def image_ensure(
+    version: Annotated[int, typer.Option(help="PostgreSQL major version.")] = 17,
+    tag: Annotated[str | None, typer.Option(help="Image tag (default pgtopo/postgres:VERSION).")] = None,
+) -> None:
+    """Build the image unless it exists and was built from this pgtopo's recipe (packages, suite)."""
+    from pgtopo.runtime import image
+
+    target = tag or f"pgtopo/postgres:{version}"
+    printer = output.StepPrinter()
+    if image.ensure(target, version=version, progress=lambda m: printer("image", m)):
+        output.success(f"built {target}")
+    else:
+        output.info(f"{target} is up to date (recipe {image.recipe(version)})")
+
+

@@ -104,6 +104,11 @@ def image_exists(tag: str) -> bool:
     return True
 
 
+def image_labels(tag: str) -> dict[str, str]:
+    with docker_errors(step=f"inspect {tag}"):
+        return dict((client().images.get(tag).attrs.get("Config") or {}).get("Labels") or {})
+
+
 def import_image(tar_path: str, *, repository: str, tag: str, changes: Sequence[str]) -> None:
     with docker_errors(step="import image"):
         client().api.import_image(src=tar_path, repository=repository, tag=tag, changes=list(changes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -27,13 +28,24 @@ def suite_for(version: int) -> str:
     return SUITES[version]
 
 
+# What the image holds besides PostgreSQL: ip (partitions), python3 (the relay), and the HA
+# stack `ha: patroni` clusters run: Patroni with its etcd v3 client, the etcd server and etcdctl.
+PACKAGES = ("iproute2", "python3", "patroni", "python3-etcd", "etcd-server", "etcd-client")
+RECIPE_LABEL = "pgtopo.image-recipe"
+
+
+def recipe(version: int) -> str:
+    """A digest of what the image is built from: an image with another recipe is out of date."""
+    return hashlib.sha256(" ".join(build_command(version=version, out=Path("-"))).encode()).hexdigest()[:16]
+
+
 def build_command(*, version: int, out: Path) -> list[str]:
     hook = (
         'mkdir -p "$1/etc/postgresql-common/createcluster.d" && '
         'echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.d/00-pgtopo.conf"'
     )
     return [
-        "mmdebstrap", "--variant=minbase", f"--include=postgresql-{version},iproute2,python3",
+        "mmdebstrap", "--variant=minbase", f"--include={','.join((f'postgresql-{version}', *PACKAGES))}",
         "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-exclude=/usr/share/doc/*", f"--essential-hook={hook}",
         suite_for(version), str(out), MIRROR,
@@ -45,11 +57,21 @@ def is_local_build(image: str) -> bool:
     return image.startswith("pgtopo/postgres:")
 
 
+def up_to_date(image: str, *, version: int) -> bool:
+    """The image exists and, when pgtopo builds it, was built from today's recipe."""
+    if not gateway.image_exists(image):
+        return False
+    return not is_local_build(image) or gateway.image_labels(image).get(RECIPE_LABEL) == recipe(version)
+
+
 def ensure(image: str, *, version: int, progress: Callable[[str], None]) -> bool:
-    """Make sure ``image`` exists; returns True when it had to be built or pulled."""
-    if gateway.image_exists(image):
+    """Make sure ``image`` exists (pgtopo's own: built from today's recipe); returns True when
+    it had to be built or pulled."""
+    if up_to_date(image, version=version):
         return False
     if is_local_build(image):
+        if gateway.image_exists(image):
+            progress(f"{image} was built from an older recipe: rebuilding")
         build(image, version=version, progress=progress)
     else:
         progress(f"pulling {image}")
@@ -82,6 +104,7 @@ def build(image: str, *, version: int, progress: Callable[[str], None]) -> None:
         progress(f"docker import {image}")
         gateway.import_image(
             str(tar), repository=repository, tag=tag or "latest",
-            changes=[f"ENV PATH=/usr/lib/postgresql/{version}/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            changes=[f"ENV PATH=/usr/lib/postgresql/{version}/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     f"LABEL {RECIPE_LABEL}={recipe(version)}"],
         )
     progress(f"built {image} in {time.monotonic() - started:.0f} s")
