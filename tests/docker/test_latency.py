@@ -49,7 +49,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def close_to(measured: float, expected: float) -> bool:
-    return abs(measured - expected) <= max(10.0, 0.2 * expected)
+    """The declared delay is applied, once: never much less, and not doubled. The upper side has
+    more room than the lower because a loaded CI machine delays the relay's Python on top of the
+    link (the fidelity itself is measured quietly by benchmarks/latency_fidelity.py)."""
+    return expected - max(10.0, 0.1 * expected) <= measured <= expected + max(15.0, 0.35 * expected)
 
 
 def from_region(env: Env, region: str, node: str) -> psycopg.Connection[Any]:
