@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from pgtopo.errors import InputError, ValidationFailed
-from pgtopo.lifecycle.deploy import refuse_patroni
+from pgtopo.errors import ValidationFailed
 from pgtopo.model import patroni, render
 from pgtopo.model.loader import load
 from tests.support.topologies import GLOBAL_SAAS, TOPOLOGIES
@@ -194,15 +193,6 @@ def test_image_without_patroni(tmp_path: Path) -> None:
         "postgres.image: 'postgres:17' has no Patroni or etcd; ha: patroni (cluster 'main') runs on pgtopo's own "
         "image: remove postgres.image",
     ]
-
-
-def test_up_refuses_patroni_for_now(tmp_path: Path) -> None:
-    with pytest.raises(InputError) as exc:
-        refuse_patroni(load(write(tmp_path, BASE)))
-    assert str(exc.value) == (
-        "clusters.main.ha: patroni is not supported by `up` yet: `pgtopo render` writes its patroni.yml and "
-        "etcd.conf.yml; use ha: manual (the default) to run the topology")
-    refuse_patroni(load(GLOBAL_SAAS))  # manual: nothing refused
 
 
 # -- rendering ---------------------------------------------------------------------------------------------------------
