@@ -153,6 +153,8 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_co
             "bin_dir": f"/usr/lib/postgresql/{topo.postgres.version}/bin",
             "pgpass": PASSFILE,
             "use_unix_socket": True,
+            # A clone starts at once, as pgtopo's own clones do, not after a spread checkpoint.
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER},
                 "replication": {"username": REPLICATION_USER},

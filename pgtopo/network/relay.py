@@ -19,6 +19,12 @@ connection arrived on: the relay is attached to every region network, and ``netw
 each network's subnet to its region. Its connections are then delayed and cut like any other
 listener's; one that stays inside a region is neither delayed nor cut (as if it went direct).
 
+A target that refuses connections or is gone from the network (a stopped or killed
+container) closes its listener until the target accepts again: later clients see their
+connection refused, as from a host that is down, and a client with several hosts (libpq's
+multi-host URLs) moves on to the next one instead of failing on a connection that opened
+and closed at once.
+
 The relay accepts a connection at once, but over a real WAN the TCP handshake costs a
 round trip before the client can send anything: a new connection's chunks from the
 client are stamped no earlier than one (sampled) round trip after the accept, and the
@@ -54,6 +60,7 @@ CHUNK_SIZE = 256 * 1024
 STREAM_LIMIT = 1024 * 1024
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
+TARGET_RETRY_S = 0.5  # how often a listener closed for a down target tries it again
 PROBE_TIMEOUT_S = 10.0
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 
@@ -417,6 +424,8 @@ class _Conn:
                         CONNECT_TIMEOUT_S)
                 except (TimeoutError, OSError) as e:
                     reason = f"connect failed: {str(e) or 'timeout'}"
+                    if isinstance(e, ConnectionRefusedError | socket.gaierror):
+                        self.relay.target_down(lst.port)
                 else:
                     syn, syn_ack = self.handshake()
                     self.pipes = (_Pipe(self, self.reader, target[1], lst.src, lst.dst,
@@ -456,6 +465,8 @@ class Relay:
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.rng = random.Random()
         self._lock = asyncio.Lock()
+        self.down: set[int] = set()  # listeners closed while their target is down
+        self._watchers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         async with self._lock:
@@ -481,7 +492,7 @@ class Relay:
         self.config = config
         for conn in list(self.conns):
             conn.set_cut(config.is_cut(conn.listener, conn.peer_ip))
-        for port in sorted(new_ports - set(self.servers)):
+        for port in sorted(new_ports - set(self.servers) - self.down):
             try:
                 accept = functools.partial(self._accept, port)
                 self.servers[port] = await asyncio.start_server(accept, self.bind, port, limit=STREAM_LIMIT)
@@ -491,6 +502,42 @@ class Relay:
                 _log(f"cannot listen on {port}: {e}")
         cut = ",".join(sorted(config.partitioned)) or "none"
         _log(f"config: {len(self.servers)} listeners, {len(config.links)} links, cut={cut}")
+
+    def target_down(self, port: int) -> None:
+        """Stop listening on ``port`` until its target accepts connections again."""
+        if port in self.down or port not in self.servers:
+            return
+        self.servers.pop(port).close()
+        self.down.add(port)
+        _log(f"listener :{port} closed: its target is down (connections are refused until it is back)")
+        task = asyncio.get_running_loop().create_task(self._watch_target(port))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch_target(self, port: int) -> None:
+        while True:
+            await asyncio.sleep(TARGET_RETRY_S)
+            lst = self.config.listener(port)
+            if lst is None:  # removed by a reload meanwhile
+                self.down.discard(port)
+                return
+            try:
+                _r, w = await asyncio.wait_for(asyncio.open_connection(lst.target_host, lst.target_port),
+                                               CONNECT_TIMEOUT_S)
+            except (TimeoutError, OSError):
+                continue
+            w.close()
+            async with self._lock:
+                self.down.discard(port)
+                if port not in self.servers and self.config.listener(port) is not None:
+                    try:
+                        accept = functools.partial(self._accept, port)
+                        self.servers[port] = await asyncio.start_server(accept, self.bind, port, limit=STREAM_LIMIT)
+                    except OSError as e:
+                        _log(f"cannot listen on {port}: {e}")
+                        return
+            _log(f"listener :{port} open again: its target accepts connections")
+            return
 
     def bucket(self, frm: str, to: str) -> _Bucket | None:
         link = self.config.link(frm, to)
@@ -522,6 +569,8 @@ class Relay:
             self.conns.discard(conn)
 
     async def close(self) -> None:
+        for task in list(self._watchers):
+            task.cancel()
         for server in self.servers.values():
             server.close()
         self.servers.clear()

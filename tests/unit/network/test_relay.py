@@ -352,6 +352,34 @@ def test_connect_failure_closes_the_client(tmp_path: Path) -> None:
     run(with_relay(tmp_path, body))
 
 
+def test_a_down_target_refuses_connections_until_it_is_back(tmp_path: Path) -> None:
+    """As from a host that is down: a multi-host client moves on to its next host on a refusal."""
+    async def body(relay: R.Relay, target: Target, cfg: Path) -> None:
+        port, target_port = free_port(), free_port()
+        write_config(cfg, [listener(port, target_port)])
+        await relay.reload()
+        r, w = await connect(port)
+        await assert_closed(r)  # the first one finds out
+        w.close()
+        with pytest.raises(ConnectionRefusedError):
+            await connect(port)
+        assert await relay.reload()  # a reload does not open it while the target is down
+        with pytest.raises(ConnectionRefusedError):
+            await connect(port)
+        back = await asyncio.start_server(target._handle, "127.0.0.1", target_port)
+        try:
+            for _ in range(100):  # the relay tries the target every TARGET_RETRY_S
+                if port in relay.servers:
+                    break
+                await asyncio.sleep(0.1)
+            r, w = await connect(port)
+            assert await roundtrip(r, w, b"hello again") >= 0
+            w.close()
+        finally:
+            back.close()
+    run(with_relay(tmp_path, body))
+
+
 # --- reload and partitions ------------------------------------------------------
 
 def test_partition_blackholes_then_heal_closes(tmp_path: Path) -> None:
