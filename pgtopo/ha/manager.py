@@ -78,9 +78,11 @@ def _member(view: ClusterView, node: str, *, option: str) -> Member:
 
 
 def decide(*, mode: str, cluster: str, view: ClusterView, to: str | None, ranked: failover.Plan | None,
-           refusal: str | None) -> ManagedPlan:
+           refusal: str | None, leader_reachable: bool = True) -> ManagedPlan:
     """What to ask Patroni. ``ranked`` is pgtopo's own failover plan (None with ``refusal``: why
-    pgtopo would not promote anyone); it chooses the candidate when ``to`` is None."""
+    pgtopo would not promote anyone); it chooses the candidate when ``to`` is None.
+    ``leader_reachable``: whether pgtopo reaches the PostgreSQL of Patroni's leader (a crashed
+    leader stays listed until its key expires, ``ttl``)."""
     leader = view.leader
     warnings: list[str] = []
     if len(view.leaders) > 1:
@@ -117,9 +119,12 @@ def decide(*, mode: str, cluster: str, view: ClusterView, to: str | None, ranked
         why = list(ranked.why)
     if chosen.tags.get("nofailover") is True:
         raise InputError(f"{chosen.name} is tagged nofailover: Patroni never promotes it")
-    if leader is not None and leader.healthy:
+    if leader is not None and leader.healthy and leader_reachable:
         warnings.append(f"{leader.name} is a running leader: Patroni demotes it first (for a planned change use "
                         "`pgtopo switchover`)")
+    elif leader is not None and not leader_reachable:
+        warnings.append(f"Patroni still lists {leader.name} as leader but its PostgreSQL does not answer: Patroni "
+                        "acts once its leader key expires (ttl)")
     return ManagedPlan(mode=mode, cluster=cluster, leader=leader.name if leader else None,
                        leader_timeline=leader.timeline if leader else None, candidate=chosen.name,
                        ranking=ranked.ranking if ranked else (), why=tuple(why), warnings=tuple(warnings))
@@ -169,7 +174,9 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
                                         max_lag=max_lag, force=force, primaries=primaries)
     except InputError as exc:
         refusal = "; ".join(exc.lines())
-    return decide(mode=mode, cluster=c, view=view, to=to, ranked=ranked, refusal=refusal)
+    old = snap.nodes.get(leader.name) if leader else None
+    return decide(mode=mode, cluster=c, view=view, to=to, ranked=ranked, refusal=refusal,
+                  leader_reachable=old is None or old.reachable)
 
 
 def _writable(topo: Topology, node: str) -> str | None:
@@ -250,6 +257,9 @@ def _follow(topo: Topology, plan: ManagedPlan, out: ManagedOutcome, *, ep: api.E
     if view is None:
         out.warnings.append("Patroni's view of the other members could not be read")
         return
+    for node in topo.clusters[plan.cluster].nodes:
+        if view.member(node) is None:
+            out.members.append(f"{node}: not registered in Patroni (its Patroni does not run or cannot reach the DCS)")
     for m in view.members:
         if not m.is_leader:
             out.members.append(f"{m.name}: {m.role}, {m.state}, timeline {m.timeline if m.timeline is not None else '-'}"
@@ -302,9 +312,11 @@ def rejoin(topo: Topology, node: str, *, reinit: bool, progress: Progress) -> Ma
         return ManagedRejoin(node=node, leader=view.leader.name if view.leader else "-", method="already streaming",
                              timeline=view.leader.timeline if view.leader else None, seconds=0.0,
                              started_container=False)
+    ep = wait_for(lambda: _answering(topo.name, node, password), timeout=60, what="Patroni's REST API",
+                  step="rejoin", node=node, container=c)
+    before: str | None = None
     if reinit:
-        ep = wait_for(lambda: _answering(topo.name, node, password), timeout=60, what="Patroni's REST API",
-                      step="POST /reinitialize", node=node, container=c)
+        before = api.member_status(ep).postmaster_start_time
         progress(node, "POST /reinitialize: Patroni clones it afresh from the leader")
         api.reinitialize(ep, force=True)
     seen = ""
@@ -313,12 +325,14 @@ def rejoin(topo: Topology, node: str, *, reinit: bool, progress: Progress) -> Ma
         nonlocal seen
         try:
             v = _view(topo, cluster, password)
+            # After a reinitialisation: only once PostgreSQL was started again (a new postmaster).
+            again = not reinit or api.member_status(ep).postmaster_start_time not in (before, None)
         except OperationFailed as exc:
             seen = exc.message
             return None
         me = v.member(node)
         seen = f"{node}: {me.role} {me.state} TL {me.timeline}" if me else f"{node} not registered"
-        return rejoined(v, node)
+        return rejoined(v, node) if again else None
 
     progress(node, "waiting for Patroni to show it streaming from the leader")
     m = wait_for(back, timeout=REJOIN_TIMEOUT_S, what="Patroni to rejoin it as a streaming replica", step="rejoin",

@@ -94,6 +94,7 @@ class MemberStatus:
     cluster_unlocked: bool  # no leader lock in the DCS as this member last saw it
     wal_position: int | None  # primary: current location; replica: replayed location
     version: str
+    postmaster_start_time: str | None = None  # changes when Patroni restarts or re-creates PostgreSQL
 
 
 def _dict(value: object, what: str) -> dict[str, object]:
@@ -180,4 +181,5 @@ def parse_member_status(data: object) -> MemberStatus:
         replication_state=replication_state if isinstance(replication_state, str) else None,
         pending_restart=d.get("pending_restart") is True, cluster_unlocked=d.get("cluster_unlocked") is True,
         wal_position=position, version=_str(info, "version", "patroni.patroni", default=""),
+        postmaster_start_time=_optional_str(d.get("postmaster_start_time")),
     )

@@ -96,3 +96,11 @@ def test_rejoined() -> None:
     assert m is not None and m.timeline == 4
     assert rejoined(view("cluster_rejoined.json"), "pg2") is None  # the leader
     assert rejoined(view("cluster_after_crash.json"), "pg1") is None  # not registered
+
+
+def test_a_crashed_leader_still_listed_is_no_running_leader_to_demote() -> None:
+    crashed = view("cluster_leader_crashed.json")  # pg1 SIGKILLed, its key not expired yet
+    plan = decide(mode="failover", cluster="main", view=crashed, to="pg2", ranked=None, refusal=None,
+                  leader_reachable=False)
+    assert plan.warnings == ("Patroni still lists pg1 as leader but its PostgreSQL does not answer: Patroni acts "
+                             "once its leader key expires (ttl)",)

@@ -76,6 +76,7 @@ def test_member_status_of_a_leader_and_a_replica() -> None:
     leader = parse_member_status(recorded("patroni_two_leader.json"))
     assert (leader.name, leader.role, leader.state, leader.timeline) == ("pg1", "primary", "running", 1)
     assert leader.wal_position == 50331744 and leader.replication_state is None and leader.version == "4.0.7"
+    assert leader.postmaster_start_time == "2026-12-01 02:42:19.009304+00:00"
     replica = parse_member_status(recorded("patroni_two_replica.json"))
     assert (replica.role, replica.replication_state, replica.wal_position) == ("replica", "streaming", 50331744)
 
@@ -90,6 +91,7 @@ def test_a_leader_without_dcs_demotes_itself_while_cluster_still_shows_it_leadin
 def test_a_starting_member_status() -> None:
     s = parse_member_status(recorded("patroni_starting.json"))
     assert (s.state, s.cluster_unlocked, s.timeline, s.wal_position) == ("starting", True, None, None)
+    assert s.postmaster_start_time is None
 
 
 @pytest.mark.parametrize(("data", "message"), [
