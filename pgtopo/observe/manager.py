@@ -7,7 +7,7 @@ topology, each etcd member's health and whether they have quorum (``pgtopo.patro
 they disagree: Patroni calls a member leader while its PostgreSQL is in recovery, a member
 PostgreSQL lets write is not Patroni's leader, a node of the file Patroni does not know.
 ``checks`` are verify's checks of the manager's health: the DCS has quorum, exactly one leader,
-every member running or streaming, as many members as the file has nodes.
+every etcd member healthy, every member running or streaming, as many members as the file has nodes.
 """
 
 from __future__ import annotations
@@ -160,6 +160,11 @@ def checks(topo: Topology, report: ManagerReport) -> list[Check]:
     out: list[Check] = []
     if report.dcs is not None:
         out.append(Check("dcs-quorum", "dcs", report.dcs.has_quorum, report.dcs.summary()))
+        for e in report.dcs.members:
+            leads = ", the raft leader" if e.is_leader else ""
+            out.append(Check("dcs-member", e.name, e.healthy,
+                             f"healthy{leads}, term {e.status.raft_term}" if e.healthy and e.status else
+                             f"etcd member in {e.region}: {e.error}"))
     for mc in report.clusters:
         if mc.view is None:
             out.append(Check("patroni-leader", mc.cluster, False, f"no Patroni member answered: {mc.error}"))

@@ -19,7 +19,7 @@ JSON (``pgtopo verify --json``), schema version 1; durations in seconds:
 ``schema_version``, ``topology``, ``ok`` (exit code 0 exactly when true), ``summary``
 (``passed``, ``failed``), ``checks[]`` (``check``: reachable | primary | identity | timeline |
 upstream | slot | standby-slots | subscription | config | settings | cleanup, and with ``ha:
-patroni`` dcs-quorum | patroni-leader | patroni-members | patroni-member | patroni-agrees;
+patroni`` dcs-quorum | dcs-member | patroni-leader | patroni-members | patroni-member | patroni-agrees;
 ``subject``; ``passed``; ``reason``), ``edges[]`` (``kind``: physical | logical; ``source``; ``target``; ``database``;
 ``subscription`` or null; ``declared_rtt_seconds``; ``propagation_seconds``;
 ``since_commit_seconds``; ``passed``; ``reason``).

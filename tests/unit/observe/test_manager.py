@@ -62,8 +62,9 @@ def test_healthy_patroni_cluster(topo: Topology) -> None:
     assert [(m.member, m.role, m.state, m.postgres, m.agrees) for m in r.members] == [
         ("pg1", "leader", "running", "primary", True), ("pg2", "replica", "streaming", "replica", True)]
     assert r.leaders() == {"main": "pg1"}
-    assert {c.check: c.passed for c in checks(topo, r)} == {"dcs-quorum": True, "patroni-leader": True,
-                                                          "patroni-members": True, "patroni-member": True}
+    assert {c.check: c.passed for c in checks(topo, r)} == {"dcs-quorum": True, "dcs-member": True,
+                                                          "patroni-leader": True, "patroni-members": True,
+                                                          "patroni-member": True}
     j = r.to_json()
     assert j["dcs"]["quorum"] is True and j["clusters"][0]["leader"] == "pg1"
     assert j["clusters"][0]["members"][1]["lag_bytes"] == 0
@@ -79,7 +80,8 @@ def test_patroni_says_leader_but_postgres_is_in_recovery(topo: Topology) -> None
     assert ("error", "Patroni says pg2 leads, but PostgreSQL on pg2 is in recovery") in messages
     assert messages[0][0] == "error" and messages[0][1].startswith("etcd has NO QUORUM: 1/3 etcd members healthy")
     failed = {(c.check, c.subject) for c in checks(topo, r) if not c.passed}
-    assert failed == {("dcs-quorum", "dcs"), ("patroni-agrees", "pg2")}
+    assert failed == {("dcs-quorum", "dcs"), ("dcs-member", "etcd-r1"), ("dcs-member", "etcd-r2"),
+                      ("patroni-agrees", "pg2")}
 
 
 def test_a_writable_member_patroni_calls_replica(topo: Topology) -> None:
@@ -96,6 +98,8 @@ def test_a_crashed_member_not_registered_any_more(topo: Topology) -> None:
     assert r.members[0].state == "not registered" and r.members[0].agrees
     result = {(c.check, c.subject): c for c in checks(topo, r)}
     assert result[("dcs-quorum", "dcs")].passed
+    assert result[("dcs-member", "etcd-r1")].reason == "etcd member in r1: container exited"
+    assert result[("dcs-member", "etcd-r2")].passed and result[("dcs-member", "etcd-r2")].reason.startswith("healthy")
     assert not result[("patroni-members", "main")].passed
     assert result[("patroni-members", "main")].reason == "1 members registered, the file has 2 nodes (missing: pg1)"
     assert primaries({"main": "pg1"}, r) == {"main": "pg2"}
