@@ -10,7 +10,8 @@ pg-us (leader) and pg-us2 in us-east, pg-eu in eu-west, and one etcd member in e
 3. ``kill`` the leader (SIGKILL) and ``failover`` at once: pgtopo's ranking picks pg-us2, Patroni
    promotes it; ``rejoin`` the old leader: Patroni rewinds it and it streams again.
 4. ``verify`` fails (exit 1) naming the etcd member that is stopped, then ``dcs-quorum`` once two of
-   the three are stopped.
+   the three are stopped; the demoted leader shows in ``status`` as a disagreement between Patroni's
+   view and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -169,3 +170,13 @@ def test_verify_fails_naming_a_stopped_etcd_member_then_the_lost_quorum(up: tupl
     assert {("dcs-quorum", "dcs"), ("dcs-member", "etcd-ap-south"), ("dcs-member", "etcd-eu-west")} <= failed
     rc, out = cli("status", str(path))
     assert rc == 1 and "etcd has NO QUORUM" in out, out
+    # Without the DCS the leader cannot renew its lock: Patroni demotes its PostgreSQL, while every
+    # member's /cluster still answers the last view it read, naming pg-us2 the leader.
+    seen: list[str] = []
+
+    def disagreement_shown() -> bool:
+        seen[:] = [cli("status", str(path))[1]]
+        return "Patroni says pg-us2 leads, but PostgreSQL on pg-us2 is in recovery" in seen[0]
+
+    wait_for(disagreement_shown, timeout=90, what="status to show Patroni and PostgreSQL disagreeing")
+    assert "│ ! │ pg-us2" in seen[0], seen[0]

@@ -122,3 +122,15 @@ def test_malformed_member_status() -> None:
         parse_member_status({"role": "primary"})
     with pytest.raises(Malformed, match=r"patroni\.xlog\.location: expected an integer"):
         parse_member_status({"state": "running", "role": "primary", "xlog": {"location": "0/3000000"}})
+
+
+def test_quorum_commit_roles_and_mesh_addresses() -> None:
+    # global-saas-patroni.yaml as `up` runs it: ANY 1 (pg-us2), every member reached through the relay.
+    v = parse_cluster(recorded("cluster_quorum_mesh.json"))
+    roles = {m.name: (m.role, m.healthy, m.host) for m in v.members}
+    assert roles == {"pg-us": ("leader", True, "pgtopo-relay"), "pg-us2": ("quorum_standby", True, "pgtopo-relay"),
+                     "pg-eu": ("replica", True, "pgtopo-relay")}
+    eu = v.member("pg-eu")
+    assert eu is not None and eu.tags["nosync"] is True
+    standby = parse_member_status(recorded("patroni_quorum_standby.json"))
+    assert (standby.name, standby.role, standby.replication_state) == ("pg-us2", "replica", "streaming")
