@@ -10,11 +10,12 @@ Parsing and the quorum decision are pure (tested on recorded etcdctl output).
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pgtopo.model import patroni as model
-from pgtopo.model.topology import Topology
+from pgtopo.model.topology import DcsMember, Topology
 from pgtopo.runtime import gateway
 
 if TYPE_CHECKING:
@@ -139,16 +140,20 @@ def _etcdctl(c: Container, *args: str) -> str:
 
 
 def dcs_view(topo: Topology) -> DcsView:
-    """Every etcd member of the topology, asked about itself."""
+    """Every etcd member of the topology, asked about itself (all at once: a member cut off takes
+    etcdctl's whole timeout to say so)."""
     found = {c.labels.get(gateway.LABEL_NODE, ""): c for c in gateway.containers(topo.name, kind=DCS_KIND)}
-    out = []
-    for m in topo.dcs_members():
+    members = topo.dcs_members()
+
+    def one(m: DcsMember) -> DcsMemberHealth:
         c = found.get(m.name)
         status = gateway.status(c) if c is not None else "missing"
         if c is None or status != "running":
-            out.append(member_health(name=m.name, region=m.region, container=status, status_out=None, health_out=None))
-            continue
-        out.append(member_health(name=m.name, region=m.region, container=status,
-                                 status_out=_etcdctl(c, "endpoint", "status"),
-                                 health_out=_etcdctl(c, "endpoint", "health")))
-    return DcsView(members=tuple(out))
+            return member_health(name=m.name, region=m.region, container=status, status_out=None, health_out=None)
+        return member_health(name=m.name, region=m.region, container=status,
+                             status_out=_etcdctl(c, "endpoint", "status"), health_out=_etcdctl(c, "endpoint", "health"))
+
+    if not members:
+        return DcsView(members=())
+    with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        return DcsView(members=tuple(pool.map(one, members)))

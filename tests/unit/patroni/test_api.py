@@ -23,6 +23,8 @@ ANSWERS: dict[tuple[str, str], tuple[int, str]] = {
     ("GET", "/leader"): (503, (DATA / "patroni_two_replica.json").read_text()),
     ("POST", "/switchover"): (412, (DATA / "post_switchover_wrongleader.txt").read_text()),
     ("POST", "/failover"): (200, (DATA / "post_failover.txt").read_text()),
+    ("POST", "/restart"): (200, (DATA / "post_restart.txt").read_text()),
+    ("POST", "/reinitialize"): (503, (DATA / "post_reinitialize_leader.txt").read_text()),
 }
 
 
@@ -92,3 +94,12 @@ def test_a_member_that_does_not_answer(ep: api.Endpoint) -> None:
     dead = api.Endpoint(node="pg1", url=f"http://127.0.0.1:{port}", user="patroni", password="x")
     with pytest.raises(OperationFailed, match=r"node pg1 step 'GET /cluster': Patroni's REST API did not answer"):
         api.cluster(dead)
+
+
+def test_restart_and_reinitialize(ep: api.Endpoint) -> None:
+    assert api.restart(ep, only_pending=True) == "restarted successfully"
+    assert SEEN[-1][:2] == ("POST", "/restart") and SEEN[-1][3] == {"restart_pending": True}
+    with pytest.raises(OperationFailed, match=r"step 'POST /reinitialize': Patroni refused \(503\): I am the leader, "
+                                              "can not reinitialize"):
+        api.reinitialize(ep, force=True)
+    assert SEEN[-1][3] == {"force": True}
