@@ -166,6 +166,8 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             relay_container.update_relay(topo)
         assert subs_future is not None
         created_subs = subs_future.result()
+    for cname in topo.patroni_clusters():
+        patroni_up.wait_failover_ready(topo, cname, progress=progress)
     result.created_any = result.created_any or created_subs
     result.phases["subscriptions"] = time.monotonic() - subs_started
 

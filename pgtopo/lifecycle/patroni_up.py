@@ -293,6 +293,42 @@ def wait_permanent_slot(c: Container, slot: str, *, timeout: float = SLOT_TIMEOU
              node=instance.node_of(c), container=c, interval=1.0)
 
 
+def wait_failover_ready(topo: Topology, cluster: str, *, progress: Progress) -> None:
+    """Every member that may be promoted holds the cluster's permanent logical slots, and every
+    member streams again: Patroni copies a logical slot to the replicas by restarting them once
+    it exists on the leader. Until then a failover would leave the subscriber without its slot."""
+    cl = topo.clusters[cluster]
+    logical = sorted(name for name, slot in patroni.permanent_slots(topo, cluster).items() if slot["type"] == "logical")
+    found = {c.labels.get(gateway.LABEL_NODE, ""): c for c in gateway.containers(topo.name, kind="node")
+             if c.labels.get(gateway.LABEL_CLUSTER) == cluster}
+    if not logical or len(found) != len(cl.nodes):
+        return
+    query = render.q(sql.SQL("SELECT count(*) FROM pg_replication_slots WHERE slot_name = ANY({})").format(
+        sql.Literal(logical)))
+    for node, spec in cl.nodes.items():
+        c = found[node]
+        if spec.failover_priority == 0 or gateway.status(c) != "running":
+            continue  # never promoted (nofailover), or stopped: Patroni copies the slots when it is back
+
+        def has_slots(c: Container = c) -> bool:
+            try:
+                return instance.psql(c, query, step="permanent slots") == str(len(logical))
+            except OperationFailed:
+                return False  # restarting to load the copied slot
+
+        progress(node, f"waiting for Patroni to copy the slot(s) {', '.join(logical)} (kept through a failover)")
+        wait_for(has_slots, timeout=MEMBERS_TIMEOUT_S, what=f"the permanent slot(s) {', '.join(logical)}",
+                 step="permanent slots", node=node, container=c, interval=1.0)
+    running = [c for c in found.values() if gateway.status(c) == "running"]
+    names = {c.labels.get(gateway.LABEL_NODE, "") for c in running}
+
+    def streaming_again() -> bool:
+        return names <= {m.name for m in cluster_view(running) if m.healthy}
+
+    wait_for(streaming_again, timeout=MEMBERS_TIMEOUT_S, what=f"every member of {cluster} running or streaming",
+             step="Patroni members", node=cl.primary_name, last_seen=lambda: _describe(cluster_view(running)))
+
+
 def leader_container(topo: Topology, cluster: str) -> tuple[str, Container] | None:
     """The leader Patroni reports for ``cluster`` now, with its container (None when none answers)."""
     containers = [c for c in gateway.containers(topo.name, kind="node") if c.labels.get(gateway.LABEL_CLUSTER) == cluster]
