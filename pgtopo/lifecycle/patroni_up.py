@@ -29,6 +29,7 @@ from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
 from pgtopo.network import relay_container
 from pgtopo.postgres import instance
+from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
 from pgtopo.runtime.waiting import poll, wait_for
@@ -294,31 +295,40 @@ def wait_permanent_slot(c: Container, slot: str, *, timeout: float = SLOT_TIMEOU
 
 
 def wait_failover_ready(topo: Topology, cluster: str, *, progress: Progress) -> None:
-    """Every member that may be promoted holds the cluster's permanent logical slots, and every
-    member streams again: Patroni copies a logical slot to the replicas by restarting them once
-    it exists on the leader. Until then a failover would leave the subscriber without its slot."""
+    """Every member that may be promoted holds the cluster's permanent logical slots, advanced
+    to where the leader's were once the subscriptions were ready, and every member streams again.
+
+    Patroni copies a logical slot to a replica by restarting it; a copy older than the replica's
+    WAL cannot be advanced and is copied again (another restart). Until a replica's copy has
+    been advanced, a failover to it would leave the subscriber without a usable slot.
+    """
     cl = topo.clusters[cluster]
     logical = sorted(name for name, slot in patroni.permanent_slots(topo, cluster).items() if slot["type"] == "logical")
     found = {c.labels.get(gateway.LABEL_NODE, ""): c for c in gateway.containers(topo.name, kind="node")
              if c.labels.get(gateway.LABEL_CLUSTER) == cluster}
-    if not logical or len(found) != len(cl.nodes):
+    got = leader_container(topo, cluster)
+    if not logical or len(found) != len(cl.nodes) or got is None:
         return
-    query = render.q(sql.SQL("SELECT count(*) FROM pg_replication_slots WHERE slot_name = ANY({})").format(
-        sql.Literal(logical)))
+    leader, lc = got
+    positions = slot_positions(lc, logical)
+    if len(positions) != len(logical):
+        return  # a slot the leader lacks (its subscription is not there): nothing to copy yet
     for node, spec in cl.nodes.items():
         c = found[node]
-        if spec.failover_priority == 0 or gateway.status(c) != "running":
+        if node == leader or spec.failover_priority == 0 or gateway.status(c) != "running":
             continue  # never promoted (nofailover), or stopped: Patroni copies the slots when it is back
 
-        def has_slots(c: Container = c) -> bool:
+        def advanced(c: Container = c) -> bool:
             try:
-                return instance.psql(c, query, step="permanent slots") == str(len(logical))
+                have = slot_positions(c, logical)
             except OperationFailed:
-                return False  # restarting to load the copied slot
+                return False  # restarting to load a copied slot
+            return all(slot in have and (parse_lsn(have[slot]) or 0) >= (parse_lsn(at) or 0)
+                       for slot, at in positions.items())
 
         progress(node, f"waiting for Patroni to copy the slot(s) {', '.join(logical)} (kept through a failover)")
-        wait_for(has_slots, timeout=MEMBERS_TIMEOUT_S, what=f"the permanent slot(s) {', '.join(logical)}",
-                 step="permanent slots", node=node, container=c, interval=1.0)
+        wait_for(advanced, timeout=MEMBERS_TIMEOUT_S, what=f"the permanent slot(s) {', '.join(logical)} copied and "
+                 "advanced", step="permanent slots", node=node, container=c, interval=1.0)
     running = [c for c in found.values() if gateway.status(c) == "running"]
     names = {c.labels.get(gateway.LABEL_NODE, "") for c in running}
 
@@ -326,7 +336,15 @@ def wait_failover_ready(topo: Topology, cluster: str, *, progress: Progress) -> 
         return names <= {m.name for m in cluster_view(running) if m.healthy}
 
     wait_for(streaming_again, timeout=MEMBERS_TIMEOUT_S, what=f"every member of {cluster} running or streaming",
-             step="Patroni members", node=cl.primary_name, last_seen=lambda: _describe(cluster_view(running)))
+             step="Patroni members", node=leader, last_seen=lambda: _describe(cluster_view(running)))
+
+
+def slot_positions(c: Container, slots: list[str]) -> dict[str, str]:
+    """confirmed_flush_lsn of the logical ``slots`` a node holds (those with a position)."""
+    query = render.q(sql.SQL("SELECT slot_name || ' ' || confirmed_flush_lsn FROM pg_replication_slots "
+                             "WHERE slot_name = ANY({}) AND confirmed_flush_lsn IS NOT NULL").format(sql.Literal(slots)))
+    out = instance.psql(c, query, step="permanent slots")
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
 def leader_container(topo: Topology, cluster: str) -> tuple[str, Container] | None:
