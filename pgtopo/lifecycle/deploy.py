@@ -107,7 +107,7 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             patroni_roles.update(got.roles)
             for n, c in got.containers.items():
                 nodes[n] = c
-                actions[n] = Action.CREATE if n in got.created else Action.KEEP
+                actions[n] = Action.CREATE if n in got.created else Action.LEAVE if n in got.stopped else Action.KEEP
             result.created_any |= bool(got.created)
         result.phases["patroni"] = time.monotonic() - t_ha
     for name, c, decision in _inventory(topo, rendered, primaries, progress=progress):

@@ -197,6 +197,7 @@ class ClusterUp:
     created: list[str]
     containers: dict[str, Container]
     roles: dict[str, str]  # node -> what Patroni says it is
+    stopped: list[str]  # members whose container is not running: left as they are
 
 
 def create_member(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network], *,
@@ -265,8 +266,14 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
         instance.mark_done(lc)
     for node in cl.nodes:
         ensure(node)
-    everyone = list(found.values())
-    expected = set(cl.nodes)
+    # A stopped member (crashed, or stopped on purpose) is left as it is, as `up` leaves a manual
+    # node: started again (`docker start`), Patroni brings it back as a replica by itself.
+    stopped = [n for n, c in found.items() if gateway.status(c) != "running"]
+    for node in stopped:
+        progress(node, f"left alone: the container is {gateway.status(found[node])} (docker start {found[node].name} "
+                       "and Patroni brings it back)")
+    everyone = [c for n, c in found.items() if n not in stopped]
+    expected = set(cl.nodes) - set(stopped)
 
     def all_healthy() -> list[MemberView] | None:
         view = cluster_view(everyone)
@@ -277,11 +284,12 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
     view = wait_for(all_healthy, timeout=MEMBERS_TIMEOUT_S, what=f"every member of {cluster} running or streaming",
                     step="Patroni members", node=leader, container=lc,
                     last_seen=lambda: _describe(cluster_view(everyone)))
-    for node in cl.nodes:
+    for node in expected:
         if not instance.markers(found[node]).done:
             instance.mark_done(found[node])
     leader = leader_of(view) or leader
-    return ClusterUp(leader=leader, created=created, containers=found, roles={m.name: m.role for m in view})
+    return ClusterUp(leader=leader, created=created, containers=found, roles={m.name: m.role for m in view},
+                     stopped=stopped)
 
 
 def wait_permanent_slot(c: Container, slot: str, *, timeout: float = SLOT_TIMEOUT_S) -> None:

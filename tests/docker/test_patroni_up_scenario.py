@@ -7,10 +7,13 @@ us-east, pg-eu in eu-west (80 ms away); billing's pg-billing in ap-south subscri
 1. etcd has quorum with its three members; Patroni reports pg-us leading, pg-us2 and pg-eu
    streaming; pg-eu's WAL crosses the relay's mesh and pays the declared round trip.
 2. A row written on the leader reaches pg-eu and, through the subscription, pg-billing.
-3. A second `up` creates nothing.
-4. The leader is SIGKILLed: Patroni promotes another member with nobody typing, and the
+3. `latency set` and `partition`/`heal` reach the mesh: pg-eu's WAL pays the new round trip;
+   a partitioned eu-west loses its WAL stream and its etcd member, and nothing fails over.
+4. A second `up` creates nothing.
+5. The leader is SIGKILLed: Patroni promotes another member with nobody typing, and the
    subscription on pg-billing receives a row written on the new leader.
-5. `down --volumes` leaves nothing labelled.
+6. A third `up` leaves the crashed member stopped; started again, Patroni rejoins it as a replica.
+7. `down --volumes` leaves nothing labelled.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pgtopo.lifecycle import deploy, patroni_up
 from pgtopo.model.topology import Topology
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway
-from tests.support.docker import up_from_text, wait_for
+from tests.support.docker import cli, up_from_text, wait_for
 from tests.support.topologies import TOPOLOGIES
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ TOPOLOGY = SHIPPED.replace("name: global-saas-patroni\n", "name: pa-gsp\n")
 assert TOPOLOGY != SHIPPED
 DB = "production"
 MEMBERS = ("pg-us", "pg-us2", "pg-eu")
+ROWS = itertools.count()  # unique skus for the rows the lag measurements write
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,23 @@ def skus(topo: Topology, node: str) -> set[str]:
 def insert(topo: Topology, node: str, sku: str) -> None:
     with connect.connect(topo.name, node, dbname=DB) as conn:
         conn.execute("INSERT INTO products (sku, name, price_cents) VALUES (%s, 'pa', 1)", (sku,))
+
+
+def eu_write_lags(topo: Topology, *, count: int) -> list[float]:
+    """pg-eu's write_lag after each of a few writes on the leader (NULL while idle: skipped)."""
+    lags: list[float] = []
+
+    def seen() -> bool:
+        insert(topo, "pg-us", f"lag-{next(ROWS)}")
+        with connect.connect(topo.name, "pg-us") as conn:
+            row = conn.execute("SELECT extract(epoch FROM write_lag)::float8 FROM pg_stat_replication "
+                               "WHERE application_name = 'pg-eu'").fetchone()
+        if row is not None and row[0] is not None:
+            lags.append(float(str(row[0])))
+        return len(lags) >= count
+
+    wait_for(seen, timeout=90, what="pg-eu's write_lag")
+    return lags
 
 
 def test_etcd_has_quorum_with_three_members(lab: tuple[Topology, Path]) -> None:
@@ -103,24 +124,13 @@ def test_patroni_reports_the_leader_and_streaming_replicas(lab: tuple[Topology, 
 
 def test_pg_eu_wal_crosses_the_mesh_with_the_declared_latency(lab: tuple[Topology, Path]) -> None:
     topo, _ = lab
-    rtt = topo.rtt_ms("us-east", "eu-west") / 1000
-    lags: list[float] = []
-    rows = itertools.count()
-
-    def eu_lag_seen() -> bool:
-        insert(topo, "pg-us", f"lag-{next(rows)}")
-        with connect.connect(topo.name, "pg-us") as conn:
-            row = conn.execute("SELECT client_addr::text, extract(epoch FROM write_lag)::float8 FROM pg_stat_replication "
-                               "WHERE application_name = 'pg-eu'").fetchone()
-        assert row is not None
-        relay_ips = gateway.ip_addresses(container(topo, "relay")).values()
-        assert str(row[0]).split("/")[0] in relay_ips  # pg-eu's WAL receiver comes through the relay
-        if row[1] is not None:
-            lags.append(float(str(row[1])))
-        return len(lags) >= 3
-
-    wait_for(eu_lag_seen, timeout=90, what="pg-eu's write_lag")
+    with connect.connect(topo.name, "pg-us") as conn:
+        row = conn.execute("SELECT client_addr::text FROM pg_stat_replication WHERE application_name = 'pg-eu'").fetchone()
+    assert row is not None
+    assert str(row[0]).split("/")[0] in gateway.ip_addresses(container(topo, "relay")).values()  # through the relay
     # Jitter is 2 ms each way: a WAL write acknowledged from eu-west takes at least rtt - 4 ms.
+    rtt = topo.rtt_ms("us-east", "eu-west") / 1000
+    lags = eu_write_lags(topo, count=3)
     assert max(lags) >= rtt - 0.005, lags
 
 
@@ -129,6 +139,50 @@ def test_a_row_reaches_pg_eu_and_the_subscriber(lab: tuple[Topology, Path]) -> N
     insert(topo, "pg-us", "pa-row-1")
     wait_for(lambda: "pa-row-1" in skus(topo, "pg-eu"), timeout=60, what="the row on pg-eu")
     wait_for(lambda: "pa-row-1" in skus(topo, "pg-billing"), timeout=90, what="the row on pg-billing")
+
+
+def test_latency_set_reaches_the_mesh(lab: tuple[Topology, Path]) -> None:
+    topo, path = lab
+    code, out = cli("latency", "set", str(path), "us-east", "eu-west", "400ms")
+    assert code == 0, out
+    try:
+        assert max(eu_write_lags(topo, count=3)) >= 0.39
+    finally:
+        code, out = cli("latency", "reset", str(path))
+        assert code == 0, out
+
+
+def test_a_partition_cuts_the_mesh_and_heal_restores_it(lab: tuple[Topology, Path]) -> None:
+    topo, path = lab
+    etcd_us = container(topo, "etcd-us-east")
+
+    def etcd_healthy() -> int:
+        """etcd members that commit a proposal, asked from us-east."""
+        res = gateway.exec_in(etcd_us, ["etcdctl", "--endpoints=http://127.0.0.1:2379", "--command-timeout=3s",
+                                        "endpoint", "health", "--cluster", "-w", "json"], user="root")
+        try:
+            return sum(1 for h in json.loads(res.stdout) if h.get("health") is True)
+        except (ValueError, AttributeError, TypeError):
+            return -1
+
+    def eu_streams() -> bool:
+        with connect.connect(topo.name, "pg-us") as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg-eu' "
+                                "AND state = 'streaming'").fetchone() == (1,)
+
+    code, out = cli("partition", str(path), "eu-west")
+    assert code == 0, out
+    try:
+        wait_for(lambda: not eu_streams(), timeout=60, what="pg-eu's WAL to stop crossing the partition")
+        wait_for(lambda: etcd_healthy() == 2, timeout=60, what="etcd-eu-west cut off")
+        # The leader and the etcd majority are on the other side: nothing fails over.
+        view = {m.name: m for m in members(topo)}
+        assert (view["pg-us"].role, view["pg-us"].state) == ("leader", "running")
+    finally:
+        code, out = cli("heal", str(path))
+        assert code == 0, out
+    wait_for(eu_streams, timeout=90, what="pg-eu streaming again after the heal")
+    wait_for(lambda: etcd_healthy() == 3, timeout=90, what="every etcd member healthy again")
 
 
 def test_a_second_up_creates_nothing(lab: tuple[Topology, Path]) -> None:
@@ -163,6 +217,22 @@ def test_patroni_fails_over_by_itself_and_the_subscription_follows(lab: tuple[To
     wait_for(lambda: "pa-after-failover" in skus(topo, "pg-billing"), timeout=180,
              what="the subscription to receive a row written on the new leader")
     assert "pa-row-1" in skus(topo, "pg-billing")
+
+
+def test_up_after_the_failover_leaves_the_crashed_member_and_patroni_rejoins_it(lab: tuple[Topology, Path]) -> None:
+    topo, path = lab
+    result = deploy.up(topo, topo_path=path, progress=lambda s, m: None)
+    rows = {s.node: (s.role, s.this_run) for s in result.summaries}
+    assert rows["pg-us"] == ("stopped", "left stopped")
+    assert not result.created_any
+    gateway.start(container(topo, "pg-us"))  # nobody rewinds it: Patroni does, by itself
+
+    def back_as_replica() -> bool:
+        view = {m.name: m for m in members(topo)}
+        return "pg-us" in view and view["pg-us"].role != "leader" and view["pg-us"].state == "streaming"
+
+    wait_for(back_as_replica, timeout=240, what="Patroni to bring pg-us back as a replica")
+    wait_for(lambda: "pa-after-failover" in skus(topo, "pg-us"), timeout=60, what="the new timeline's row on pg-us")
 
 
 def test_down_leaves_nothing_labelled(lab: tuple[Topology, Path]) -> None:
