@@ -243,18 +243,27 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
 
     members = cluster_view(list(found.values()))
     leader = leader_of(members)
-    if leader is None:
+    if leader is None and bootstrapped(topo, cluster):
+        # Patroni ran this cluster before (`down` kept the volumes, or every member stopped):
+        # every member starts at once and Patroni elects the most advanced one, as after a
+        # full outage in production; the file's primary first could lose what another had.
+        for node in cl.nodes:
+            ensure(node)
+        waiting = [c for c in found.values() if gateway.status(c) == "running"]
+        progress(cl.primary_name, f"waiting for Patroni to elect a leader among {len(waiting)} member(s)")
+        leader = wait_for(lambda: leader_of(cluster_view(waiting)), timeout=LEADER_TIMEOUT_S,
+                          what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name,
+                          last_seen=lambda: _describe(cluster_view(waiting)))
+    elif leader is None:
         first = ensure(cl.primary_name) if cl.primary_name not in found else found[cl.primary_name]
         if first not in [found[n] for n in created] and gateway.status(first) != "running":
             raise OperationFailed("the cluster has no leader and the file's primary is stopped",
                                   node=cl.primary_name, step="Patroni leader",
                                   hint=f"start it (docker start {first.name}) or remove it with `pgtopo down`")
         progress(cl.primary_name, "waiting for Patroni to make it the leader")
-        wait_for(lambda: leader_of(cluster_view([first])), timeout=LEADER_TIMEOUT_S,
-                 what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name, container=first,
-                 last_seen=lambda: _describe(cluster_view([first])))
-        leader = leader_of(cluster_view([first]))
-        assert leader is not None
+        leader = wait_for(lambda: leader_of(cluster_view([first])), timeout=LEADER_TIMEOUT_S,
+                          what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name,
+                          container=first, last_seen=lambda: _describe(cluster_view([first])))
     lc = found[leader]
     instance.wait_accepting(lc, timeout=LEADER_TIMEOUT_S)
     if not instance.markers(lc).done:
@@ -290,6 +299,24 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
     leader = leader_of(view) or leader
     return ClusterUp(leader=leader, created=created, containers=found, roles={m.name: m.role for m in view},
                      stopped=stopped)
+
+
+def initialize_key(topo: Topology, cluster: str) -> str:
+    """The etcd key Patroni writes once it bootstrapped ``cluster`` (its namespace, its scope)."""
+    return f"{patroni.NAMESPACE}{topo.name}/{cluster}/initialize"
+
+
+def bootstrapped(topo: Topology, cluster: str) -> bool:
+    """Whether Patroni already bootstrapped ``cluster`` (etcd holds its initialize key)."""
+    for c in gateway.containers(topo.name, kind=DCS_KIND):
+        if gateway.status(c) != "running":
+            continue
+        res = gateway.exec_in(c, ["etcdctl", f"--endpoints=http://127.0.0.1:{patroni.ETCD_CLIENT_PORT}",
+                                  "--command-timeout=5s", "get", "--print-value-only", initialize_key(topo, cluster)],
+                              user="root")
+        if res.rc == 0:
+            return bool(res.stdout.strip())
+    return False
 
 
 def wait_permanent_slot(c: Container, slot: str, *, timeout: float = SLOT_TIMEOUT_S) -> None:

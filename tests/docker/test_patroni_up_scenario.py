@@ -13,7 +13,9 @@ us-east, pg-eu in eu-west (80 ms away); billing's pg-billing in ap-south subscri
 5. The leader is SIGKILLed: Patroni promotes another member with nobody typing, and the
    subscription on pg-billing receives a row written on the new leader.
 6. A third `up` leaves the crashed member stopped; started again, Patroni rejoins it as a replica.
-7. `down --volumes` leaves nothing labelled.
+7. `down` (volumes kept) then `up`: every member starts on its data, Patroni elects the leader,
+   and the subscription still receives.
+8. `down --volumes` leaves nothing labelled.
 """
 
 from __future__ import annotations
@@ -233,6 +235,24 @@ def test_up_after_the_failover_leaves_the_crashed_member_and_patroni_rejoins_it(
 
     wait_for(back_as_replica, timeout=240, what="Patroni to bring pg-us back as a replica")
     wait_for(lambda: "pa-after-failover" in skus(topo, "pg-us"), timeout=60, what="the new timeline's row on pg-us")
+
+
+def test_down_then_up_resumes_on_the_volumes_and_patroni_elects_the_leader(lab: tuple[Topology, Path]) -> None:
+    topo, path = lab
+    before = {m.name: m.role for m in members(topo)}
+    leader_before = next(n for n, r in before.items() if r == "leader")
+    deploy.down(topo.name, volumes=False)
+    assert gateway.containers(topo.name) == [] and gateway.volumes(topo.name)
+    result = deploy.up(topo, topo_path=path, progress=lambda s, m: None)
+    assert {s.node: s.this_run for s in result.summaries}["pg-billing"] == "started on its data"
+    view = {m.name: m for m in members(topo)}
+    assert all(view[n].healthy for n in MEMBERS), view
+    leader = next(n for n, m in view.items() if m.role == "leader")
+    # Every member started at once: Patroni chose among them (the most advanced), with no data lost.
+    assert "pa-after-failover" in skus(topo, leader), (leader_before, leader)
+    insert(topo, leader, "pa-after-resume")
+    wait_for(lambda: "pa-after-resume" in skus(topo, "pg-billing"), timeout=180,
+             what="the subscription to receive a row written after the resume")
 
 
 def test_down_leaves_nothing_labelled(lab: tuple[Topology, Path]) -> None:
