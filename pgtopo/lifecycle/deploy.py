@@ -123,7 +123,8 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             gateway.put_files(c, {f: (rendered[name].files[f], 0o644) for f in CONVERGED_FILES},
                               directory=render.CONF_DIR)
 
-    progress.existing = set(nodes)  # what an interrupted `up` reports as there before it
+    # What an interrupted `up` reports as there before it (Patroni members it created are not).
+    progress.existing = {n for n in nodes if actions.get(n) != Action.CREATE}
     t2 = time.monotonic()
     done = {n for n, a in actions.items() if a in (Action.KEEP, Action.LEAVE)} | patroni_nodes
     todo = [n for n in topo.node_names() if n not in done]

@@ -296,6 +296,8 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
     for node in expected:
         if not instance.markers(found[node]).done:
             instance.mark_done(found[node])
+        if node in created:
+            progress(node, "ready")
     leader = leader_of(view) or leader
     return ClusterUp(leader=leader, created=created, containers=found, roles={m.name: m.role for m in view},
                      stopped=stopped)
