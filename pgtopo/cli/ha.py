@@ -16,6 +16,7 @@ from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError, OperationFailed
 from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, last_line, ranking_rows
+from pgtopo.model.patroni import refuse_around
 
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
@@ -146,7 +147,9 @@ def _resume(file: Path, cluster: str | None, *, dry_run: bool, yes: bool) -> str
     from pgtopo.ha import resume
 
     topo = _load(file)
+    refuse_around(topo, [cluster] if cluster else [], "failover --resume")
     plan = resume.plan_live(topo, cluster=cluster)
+    refuse_around(topo, [plan.cluster], "failover --resume")
     for i, line in enumerate(plan.lines()):
         output.show([Line(line, "info" if i == 0 else "")])
     todo = [r for r in plan.replicas if r.action == "rejoin"] + [s for s in plan.subscribers if s.action != "ok"]

@@ -107,7 +107,7 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             patroni_roles.update(got.roles)
             for n, c in got.containers.items():
                 nodes[n] = c
-                actions[n] = Action.CREATE if n in got.created else Action.KEEP
+                actions[n] = Action.CREATE if n in got.created else Action.LEAVE if n in got.stopped else Action.KEEP
             result.created_any |= bool(got.created)
         result.phases["patroni"] = time.monotonic() - t_ha
     for name, c, decision in _inventory(topo, rendered, primaries, progress=progress):
@@ -123,7 +123,8 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             gateway.put_files(c, {f: (rendered[name].files[f], 0o644) for f in CONVERGED_FILES},
                               directory=render.CONF_DIR)
 
-    progress.existing = set(nodes)  # what an interrupted `up` reports as there before it
+    # What an interrupted `up` reports as there before it (Patroni members it created are not).
+    progress.existing = {n for n in nodes if actions.get(n) != Action.CREATE}
     t2 = time.monotonic()
     done = {n for n, a in actions.items() if a in (Action.KEEP, Action.LEAVE)} | patroni_nodes
     todo = [n for n in topo.node_names() if n not in done]
@@ -166,6 +167,8 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             relay_container.update_relay(topo)
         assert subs_future is not None
         created_subs = subs_future.result()
+    for cname in topo.patroni_clusters():
+        patroni_up.wait_failover_ready(topo, cname, progress=progress)
     result.created_any = result.created_any or created_subs
     result.phases["subscriptions"] = time.monotonic() - subs_started
 

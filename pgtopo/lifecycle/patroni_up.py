@@ -29,6 +29,7 @@ from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
 from pgtopo.network import relay_container
 from pgtopo.postgres import instance
+from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
 from pgtopo.runtime.waiting import poll, wait_for
@@ -196,6 +197,7 @@ class ClusterUp:
     created: list[str]
     containers: dict[str, Container]
     roles: dict[str, str]  # node -> what Patroni says it is
+    stopped: list[str]  # members whose container is not running: left as they are
 
 
 def create_member(topo: Topology, node: str, files: render.NodeFiles, nets: dict[str, Network], *,
@@ -241,18 +243,27 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
 
     members = cluster_view(list(found.values()))
     leader = leader_of(members)
-    if leader is None:
+    if leader is None and bootstrapped(topo, cluster):
+        # Patroni ran this cluster before (`down` kept the volumes, or every member stopped):
+        # every member starts at once and Patroni elects the most advanced one, as after a
+        # full outage in production; the file's primary first could lose what another had.
+        for node in cl.nodes:
+            ensure(node)
+        waiting = [c for c in found.values() if gateway.status(c) == "running"]
+        progress(cl.primary_name, f"waiting for Patroni to elect a leader among {len(waiting)} member(s)")
+        leader = wait_for(lambda: leader_of(cluster_view(waiting)), timeout=LEADER_TIMEOUT_S,
+                          what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name,
+                          last_seen=lambda: _describe(cluster_view(waiting)))
+    elif leader is None:
         first = ensure(cl.primary_name) if cl.primary_name not in found else found[cl.primary_name]
         if first not in [found[n] for n in created] and gateway.status(first) != "running":
             raise OperationFailed("the cluster has no leader and the file's primary is stopped",
                                   node=cl.primary_name, step="Patroni leader",
                                   hint=f"start it (docker start {first.name}) or remove it with `pgtopo down`")
         progress(cl.primary_name, "waiting for Patroni to make it the leader")
-        wait_for(lambda: leader_of(cluster_view([first])), timeout=LEADER_TIMEOUT_S,
-                 what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name, container=first,
-                 last_seen=lambda: _describe(cluster_view([first])))
-        leader = leader_of(cluster_view([first]))
-        assert leader is not None
+        leader = wait_for(lambda: leader_of(cluster_view([first])), timeout=LEADER_TIMEOUT_S,
+                          what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name,
+                          container=first, last_seen=lambda: _describe(cluster_view([first])))
     lc = found[leader]
     instance.wait_accepting(lc, timeout=LEADER_TIMEOUT_S)
     if not instance.markers(lc).done:
@@ -264,8 +275,14 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
         instance.mark_done(lc)
     for node in cl.nodes:
         ensure(node)
-    everyone = list(found.values())
-    expected = set(cl.nodes)
+    # A stopped member (crashed, or stopped on purpose) is left as it is, as `up` leaves a manual
+    # node: started again (`docker start`), Patroni brings it back as a replica by itself.
+    stopped = [n for n, c in found.items() if gateway.status(c) != "running"]
+    for node in stopped:
+        progress(node, f"left alone: the container is {gateway.status(found[node])} (docker start {found[node].name} "
+                       "and Patroni brings it back)")
+    everyone = [c for n, c in found.items() if n not in stopped]
+    expected = set(cl.nodes) - set(stopped)
 
     def all_healthy() -> list[MemberView] | None:
         view = cluster_view(everyone)
@@ -276,11 +293,32 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
     view = wait_for(all_healthy, timeout=MEMBERS_TIMEOUT_S, what=f"every member of {cluster} running or streaming",
                     step="Patroni members", node=leader, container=lc,
                     last_seen=lambda: _describe(cluster_view(everyone)))
-    for node in cl.nodes:
+    for node in expected:
         if not instance.markers(found[node]).done:
             instance.mark_done(found[node])
+        if node in created:
+            progress(node, "ready")
     leader = leader_of(view) or leader
-    return ClusterUp(leader=leader, created=created, containers=found, roles={m.name: m.role for m in view})
+    return ClusterUp(leader=leader, created=created, containers=found, roles={m.name: m.role for m in view},
+                     stopped=stopped)
+
+
+def initialize_key(topo: Topology, cluster: str) -> str:
+    """The etcd key Patroni writes once it bootstrapped ``cluster`` (its namespace, its scope)."""
+    return f"{patroni.NAMESPACE}{topo.name}/{cluster}/initialize"
+
+
+def bootstrapped(topo: Topology, cluster: str) -> bool:
+    """Whether Patroni already bootstrapped ``cluster`` (etcd holds its initialize key)."""
+    for c in gateway.containers(topo.name, kind=DCS_KIND):
+        if gateway.status(c) != "running":
+            continue
+        res = gateway.exec_in(c, ["etcdctl", f"--endpoints=http://127.0.0.1:{patroni.ETCD_CLIENT_PORT}",
+                                  "--command-timeout=5s", "get", "--print-value-only", initialize_key(topo, cluster)],
+                              user="root")
+        if res.rc == 0:
+            return bool(res.stdout.strip())
+    return False
 
 
 def wait_permanent_slot(c: Container, slot: str, *, timeout: float = SLOT_TIMEOUT_S) -> None:
@@ -291,6 +329,59 @@ def wait_permanent_slot(c: Container, slot: str, *, timeout: float = SLOT_TIMEOU
     wait_for(lambda: instance.psql(c, query, step=f"slot {slot}") == "1", timeout=timeout,
              what=f"Patroni to create the permanent slot {slot}", step=f"create subscription {slot}",
              node=instance.node_of(c), container=c, interval=1.0)
+
+
+def wait_failover_ready(topo: Topology, cluster: str, *, progress: Progress) -> None:
+    """Every member that may be promoted holds the cluster's permanent logical slots, advanced
+    to where the leader's were once the subscriptions were ready, and every member streams again.
+
+    Patroni copies a logical slot to a replica by restarting it; a copy older than the replica's
+    WAL cannot be advanced and is copied again (another restart). Until a replica's copy has
+    been advanced, a failover to it would leave the subscriber without a usable slot.
+    """
+    cl = topo.clusters[cluster]
+    logical = sorted(name for name, slot in patroni.permanent_slots(topo, cluster).items() if slot["type"] == "logical")
+    found = {c.labels.get(gateway.LABEL_NODE, ""): c for c in gateway.containers(topo.name, kind="node")
+             if c.labels.get(gateway.LABEL_CLUSTER) == cluster}
+    got = leader_container(topo, cluster)
+    if not logical or len(found) != len(cl.nodes) or got is None:
+        return
+    leader, lc = got
+    positions = slot_positions(lc, logical)
+    if len(positions) != len(logical):
+        return  # a slot the leader lacks (its subscription is not there): nothing to copy yet
+    for node, spec in cl.nodes.items():
+        c = found[node]
+        if node == leader or spec.failover_priority == 0 or gateway.status(c) != "running":
+            continue  # never promoted (nofailover), or stopped: Patroni copies the slots when it is back
+
+        def advanced(c: Container = c) -> bool:
+            try:
+                have = slot_positions(c, logical)
+            except OperationFailed:
+                return False  # restarting to load a copied slot
+            return all(slot in have and (parse_lsn(have[slot]) or 0) >= (parse_lsn(at) or 0)
+                       for slot, at in positions.items())
+
+        progress(node, f"waiting for Patroni to copy the slot(s) {', '.join(logical)} (kept through a failover)")
+        wait_for(advanced, timeout=MEMBERS_TIMEOUT_S, what=f"the permanent slot(s) {', '.join(logical)} copied and "
+                 "advanced", step="permanent slots", node=node, container=c, interval=1.0)
+    running = [c for c in found.values() if gateway.status(c) == "running"]
+    names = {c.labels.get(gateway.LABEL_NODE, "") for c in running}
+
+    def streaming_again() -> bool:
+        return names <= {m.name for m in cluster_view(running) if m.healthy}
+
+    wait_for(streaming_again, timeout=MEMBERS_TIMEOUT_S, what=f"every member of {cluster} running or streaming",
+             step="Patroni members", node=leader, last_seen=lambda: _describe(cluster_view(running)))
+
+
+def slot_positions(c: Container, slots: list[str]) -> dict[str, str]:
+    """confirmed_flush_lsn of the logical ``slots`` a node holds (those with a position)."""
+    query = render.q(sql.SQL("SELECT slot_name || ' ' || confirmed_flush_lsn FROM pg_replication_slots "
+                             "WHERE slot_name = ANY({}) AND confirmed_flush_lsn IS NOT NULL").format(sql.Literal(slots)))
+    out = instance.psql(c, query, step="permanent slots")
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
 def leader_container(topo: Topology, cluster: str) -> tuple[str, Container] | None:

@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Callable
 
+from pgtopo.errors import InputError
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology, slot_name
 
 PATRONI_API_PORT = 8008
@@ -63,6 +64,15 @@ def production_address(member: str, port: int) -> str:
 
 
 _ASSIGNMENT = re.compile(r"^([a-z_][a-z0-9_.]*)\s*=\s*('(?:[^']|'')*'|[^\s#]+)")
+
+
+def refuse_around(topo: Topology, clusters: list[str], command: str) -> None:
+    """Commands that would act *around* Patroni (promote, fence, rewind, create or drop slots
+    behind its back) refuse a Patroni cluster until they go through its REST API."""
+    for cluster in dict.fromkeys(clusters):
+        if cluster in topo.clusters and topo.clusters[cluster].ha == "patroni":
+            raise InputError(f"clusters.{cluster}.ha: patroni: `pgtopo {command}` on cluster {cluster} goes through "
+                             "Patroni: not yet (Patroni fails over by itself; `pgtopo status` shows what it did)")
 
 
 def conf_parameters(conf: str) -> dict[str, str]:
