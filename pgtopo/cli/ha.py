@@ -16,10 +16,13 @@ from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError, OperationFailed
 from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, last_line, ranking_rows
+from pgtopo.model.patroni import refuse_around
 
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
+    from pgtopo.ha.manager import ManagedOutcome, ManagedPlan
     from pgtopo.ha.promotion import Outcome
+    from pgtopo.model.topology import Topology
 
 commands = Commands()
 
@@ -56,6 +59,54 @@ def outcome_screen(o: Outcome) -> list[Block]:
                             [[name, f"{t:.2f}"] for name, t in o.steps]))
     blocks.extend(Line(f"warning: {w}", "warning") for w in o.warnings if w not in p.warnings)
     return blocks
+
+
+def managed_plan_screen(plan: ManagedPlan) -> list[Block]:
+    blocks: list[Block] = []
+    if plan.ranking:
+        blocks.append(TableData(f"pgtopo's ranking for cluster {plan.cluster}", RANKING_COLUMNS, plan.ranking_rows()))
+    for i, line in enumerate(plan.lines()):
+        blocks.append(Line(line, "warning" if "warning:" in line else ("info" if i == 0 else "")))
+    return blocks
+
+
+def managed_outcome_screen(o: ManagedOutcome) -> list[Block]:
+    p = o.plan
+    blocks: list[Block] = [Line(f"{p.candidate} is the leader of cluster {p.cluster} (timeline {o.timeline}), by "
+                                f"Patroni; recovery time {o.recovery_s:.2f} s from the command start to the first "
+                                "write accepted", "success")]
+    blocks.extend(Line(f"  {m}") for m in o.members)
+    blocks.append(TableData("timings (s since the command started)", ["step", "s"],
+                            [[name, f"{t:.2f}"] for name, t in o.steps]))
+    blocks.extend(Line(f"warning: {w}", "warning") for w in o.warnings)
+    return blocks
+
+
+def _managed_cluster(topo: Topology, cluster: str | None, to: str | None) -> str | None:
+    """The cluster the command acts on when Patroni keeps it alive, else None (the manual path then
+    reports any bad option itself, as before)."""
+    from pgtopo.ha import failover as planning
+    from pgtopo.ha import manager
+
+    try:
+        c = planning.choose_cluster(topo, cluster=cluster, to=to)
+    except InputError:
+        return None
+    return c if manager.managed(topo, c) else None
+
+
+def _through_patroni(topo: Topology, *, mode: str, cluster: str, to: str | None, max_lag: int, force: bool,
+                     dry_run: bool, yes: bool, started: float) -> None:
+    from pgtopo.ha import manager
+
+    plan = manager.plan_live(topo, mode=mode, cluster=cluster, to=to, max_lag=max_lag, force=force)
+    output.show(managed_plan_screen(plan))
+    if dry_run:
+        output.info("dry run: nothing changed")
+        return
+    waited = 0.0 if yes else _confirm(f"ask Patroni to make {plan.candidate} the leader ({mode})?")
+    out = manager.execute(topo, plan, started=started + waited, progress=output.StepPrinter())
+    output.show(managed_outcome_screen(out))
 
 
 def _confirm(question: str) -> float:
@@ -96,7 +147,9 @@ def _resume(file: Path, cluster: str | None, *, dry_run: bool, yes: bool) -> str
     from pgtopo.ha import resume
 
     topo = _load(file)
+    refuse_around(topo, [cluster] if cluster else [], "failover --resume")
     plan = resume.plan_live(topo, cluster=cluster)
+    refuse_around(topo, [plan.cluster], "failover --resume")
     for i, line in enumerate(plan.lines()):
         output.show([Line(line, "info" if i == 0 else "")])
     todo = [r for r in plan.replicas if r.action == "rejoin"] + [s for s in plan.subscribers if s.action != "ok"]
@@ -147,6 +200,14 @@ def failover(
         raise InputError("--resume promotes nothing: it takes no --to nor --force")
     topo = _load(file)
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):  # planned under the lock: on what really is
+        through = _managed_cluster(topo, cluster, to)
+        if through is not None:
+            if resume:
+                raise InputError(f"--resume: cluster {through} is kept alive by Patroni, which finishes a failover "
+                                 "itself (`pgtopo status` shows its members)")
+            _through_patroni(topo, mode="failover", cluster=through, to=to, max_lag=max_lag, force=force,
+                             dry_run=dry_run, yes=yes, started=started)
+            return
         if resume:
             done = _resume(file, cluster, dry_run=dry_run, yes=yes)
             if not dry_run:
@@ -190,6 +251,11 @@ def switchover(
     started = time.monotonic()
     topo = _load(file)
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
+        through = _managed_cluster(topo, cluster, to)
+        if through is not None:
+            _through_patroni(topo, mode="switchover", cluster=through, to=to, max_lag=0, force=False,
+                             dry_run=dry_run, yes=yes, started=started)
+            return
         plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
         _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
                    question=f"stop {plan.old_primary} and promote {plan.candidate}?",
@@ -203,12 +269,33 @@ def rejoin(
     node: Annotated[str, typer.Argument(help="The former primary (or broken replica) to bring back.",
                                        autocompletion=complete_node)],
     reclone: Annotated[bool, typer.Option("--reclone", help="If pg_rewind fails, copy the node afresh.")] = False,
+    reinit: Annotated[bool, typer.Option("--reinit", help="ha: patroni: ask Patroni to clone the member afresh "
+                                         "(POST /reinitialize) instead of waiting for its own rejoin.")] = False,
     no_wait: NoWaitOption = False,
 ) -> None:
-    """Bring a fenced or failed node back as a replica of the current primary (pg_rewind)."""
+    """Bring a fenced or failed node back as a replica of the current primary (pg_rewind).
+
+    On a cluster Patroni keeps alive: start its container if it is stopped and wait until Patroni has
+    rejoined it (Patroni rewinds a former leader itself); --reinit asks Patroni to clone it afresh."""
+    from pgtopo.ha import manager
     from pgtopo.ha import rejoin as rj
 
     topo = _load(file)
+    if manager.managed(topo, topo.cluster_of(node)):
+        if reclone:
+            raise InputError("--reclone: Patroni clones a member itself; use --reinit on a cluster with ha: patroni")
+        with changing(topo.name, no_wait=no_wait):
+            got = manager.rejoin(topo, node, reinit=reinit, progress=output.StepPrinter())
+        if got.method == "already streaming":
+            output.success(f"{node} already streams from {got.leader} (timeline {got.timeline}): nothing to do")
+            return
+        started = "; its container was started" if got.started_container else ""
+        output.success(f"{node} streams from {got.leader} on timeline {got.timeline} ({got.method}) in "
+                       f"{got.seconds:.1f} s{started}")
+        return
+    if reinit:
+        raise InputError(f"--reinit: cluster {topo.cluster_of(node)} is not kept alive by Patroni (ha: manual); "
+                         "use --reclone")
     with changing(topo.name, no_wait=no_wait):
         res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
     if res.method == "already streaming":

@@ -16,6 +16,7 @@ from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.postgres.lsn import fmt_bytes
 
 if TYPE_CHECKING:
+    from pgtopo.observe.manager import ManagerReport
     from pgtopo.observe.status import Assessment
     from pgtopo.observe.verify import VerifyReport
 
@@ -64,11 +65,35 @@ def status_screen(a: Assessment) -> list[Block]:
             measured = "-" if r.measured_ms is None else f"{r.measured_ms:.1f} ms"
             rows.append(["" if r.ok else "!", f"{r.a} <-> {r.b}", declared, measured])
         blocks.append(TableData("latency (round trip)", ["", "regions", "declared", "measured"], rows))
+    if a.manager is not None:
+        blocks.extend(manager_screen(a.manager))
     for p in a.problems:
         blocks.append(Line(f"{p.severity}: {p.message}", PROBLEM_STYLE.get(p.severity, "")))
     if not any(p.severity == "error" for p in a.problems):
         up = sum(n.role != "down" for n in a.nodes)
         blocks.append(Line(f"✓ {up}/{len(a.nodes)} nodes up, replication as the file describes", "success"))
+    return blocks
+
+
+def manager_screen(r: ManagerReport) -> list[Block]:
+    """Patroni's members beside what PostgreSQL says, and the etcd members."""
+    blocks: list[Block] = []
+    for c in r.clusters:
+        if c.view is None:
+            continue
+        leader = c.view.leader.name if c.view.leader else "none"
+        rows = [["" if m.agrees else "!", m.member, m.role, m.state, _dash(m.timeline),
+                 "-" if m.lag_bytes is None else fmt_bytes(m.lag_bytes), ", ".join(m.pending_restart) or "-", m.tags,
+                 m.postgres] for m in r.members if m.cluster == c.cluster]
+        blocks.append(TableData(f"Patroni: cluster {c.cluster}, leader {leader} (asked {c.answered_by})",
+                                ["", "member", "role", "state", "TL", "lag", "pending restart", "tags", "PostgreSQL"],
+                                rows))
+    if r.dcs is not None:
+        rows = [["" if e.healthy else "!", e.name, e.region, e.container, "yes" if e.healthy else "no",
+                 "yes" if e.is_leader else "", _dash(e.status.raft_term if e.status else None), _dash(e.error)]
+                for e in r.dcs.members]
+        blocks.append(TableData(f"DCS (etcd): {r.dcs.summary()}", ["", "member", "region", "container", "healthy",
+                                                                     "leader", "term", "error"], rows))
     return blocks
 
 

@@ -2,14 +2,15 @@
 ``render.render_node``, and key live settings against both.
 
 Once a cluster has failed over, the settings a failover changes with ALTER SYSTEM
-(``FAILOVER_SETTINGS``) are not compared for its nodes.
+(``FAILOVER_SETTINGS``) are not compared for its nodes. Nor are, on a Patroni member, the live
+settings Patroni sets itself (``patroni.PATRONI_OWNED``, and the configuration file it writes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pgtopo.model import render
+from pgtopo.model import patroni, render
 from pgtopo.model.topology import Topology
 from pgtopo.observe.expectations import configured_upstream, failed_over
 from pgtopo.observe.health_checks import Check
@@ -17,6 +18,7 @@ from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 
 FAILOVER_SETTINGS = frozenset({"primary_conninfo", "primary_slot_name", "synchronous_standby_names",
                                "synchronized_standby_slots", "sync_replication_slots"})
+PATRONI_SETTINGS = patroni.PATRONI_OWNED | {"config_file"}
 LIVE_SETTINGS = ("cluster_name", "wal_level", "hba_file", "primary_conninfo", "primary_slot_name",
                  "synchronous_standby_names", "synchronized_standby_slots", "sync_replication_slots",
                  "hot_standby_feedback", "wal_log_hints")
@@ -62,6 +64,8 @@ def config_checks(topo: Topology, snap: Snapshot, *, primaries: Mapping[str, str
     moved = failed_over(topo, primaries)
     for name in topo.node_names():
         skip = FAILOVER_SETTINGS if topo.cluster_of(name) in moved else frozenset()
+        if topo.clusters[topo.cluster_of(name)].ha == "patroni":
+            skip = skip | PATRONI_SETTINGS
         want = parse_conf(rendered[name]["postgresql.conf"])
         disk = on_disk.get(name, {})
         conf = disk.get("postgresql.conf")

@@ -142,7 +142,9 @@ def resolve_sender(topo: Topology, *, host: str | None, port: int | None) -> str
     if host == RELAY_ALIAS and port is not None:
         key = topo.relay_key(port)
         if key is None:
-            return None
+            # A Patroni member's one address: the relay's mesh port of its PostgreSQL.
+            return next((m for m, _region, services in topo.mesh_members()
+                         if PG_PORT in services and topo.mesh_port(m, PG_PORT) == port), None)
         region, name = key
         # The relay listens only across regions: a same-region port is no route to the node.
         return name if topo.node(name).region != region else None

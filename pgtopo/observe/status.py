@@ -31,6 +31,14 @@ text (``0/3000060``); a value that is unknown or does not apply is ``null``.
   (median of the relay's probes; null when it could not measure), ``ok``.
 - ``problems[]``: ``severity`` (error | warning | info), ``subject`` (node, cluster, slot as
   node/slot, subscription, or region pair a<->b), ``message``.
+- ``patroni`` (only when a cluster has ``ha: patroni``; ``primaries`` then holds Patroni's
+  leader): ``clusters[]`` (``cluster``, ``answered_by``, ``error``, ``leader``,
+  ``scheduled_switchover`` ({``at``, ``from``, ``to``} or null), ``members[]``: ``cluster``,
+  ``member``, ``role`` and ``state`` (Patroni's), ``timeline``, ``lag_bytes``,
+  ``pending_restart`` (parameters), ``tags``, ``postgres`` (primary | replica | down, what
+  PostgreSQL says), ``agrees``, ``note``) and ``dcs`` (``quorum``, ``majority``, ``leader``,
+  ``members[]``: ``member``, ``region``, ``container``, ``healthy``, ``leader``, ``raft_term``,
+  ``error``).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from typing import Any
 
 from pgtopo.model.topology import Pair, Topology
 from pgtopo.network.probe import measure_latency
-from pgtopo.observe import snapshot
+from pgtopo.observe import manager, snapshot
 from pgtopo.observe.expectations import (
     DEFAULT_MAX_RETAINED,
     configured_upstream,
@@ -145,6 +153,7 @@ class Assessment:
     links: tuple[LinkRow, ...]
     problems: tuple[Problem, ...]
     split_brain: tuple[str, ...]
+    manager: manager.ManagerReport | None = None  # Patroni's view, for ha: patroni clusters
 
     @property
     def ok(self) -> bool:
@@ -168,6 +177,7 @@ class Assessment:
                          "expected_rtt_seconds": sec(r.expected_ms), "measured_rtt_seconds": sec(r.measured_ms),
                          "ok": r.ok} for r in self.links],
             "problems": [_fields(p) for p in self.problems],
+            **({"patroni": self.manager.to_json()} if self.manager is not None else {}),
         }
 
 
@@ -376,12 +386,20 @@ def observe(topo: Topology, *, max_retained: int = DEFAULT_MAX_RETAINED, measure
     primaries = state.current_primaries(topo)
     rt = state.load(topo.name)
     overrides = {k: v.rtt_ms for k, v in rt.links.items()}
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         snap_future = pool.submit(snapshot.collect, topo)
         latency_future = pool.submit(measure_latency, topo) if measure else None
+        manager_future = pool.submit(manager.collect, topo)
         snap = snap_future.result()
         latency = latency_future.result() if latency_future is not None else None
+        managed, dcs = manager_future.result()
+    report = manager.assess(topo, snap, managed, dcs) if managed else None
+    if report is not None:
+        primaries = manager.primaries(primaries, report)
     a = assess(topo, snap, primaries=primaries, latency=latency, rtt_overrides=overrides, max_retained=max_retained)
+    if report is not None:
+        found = tuple(Problem(f.severity, f.subject, f.message) for f in report.findings)
+        a = replace(a, manager=report, problems=(*a.problems, *found))
     # A failover stopped halfway (Ctrl-C, a failure) says what is left, first.
     unfinished = tuple(Problem("error", cluster, "; ".join(rec.summary(file=rt.topology_file or "FILE")))
                        for cluster, rec in rt.pending.items())

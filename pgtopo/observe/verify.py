@@ -18,8 +18,9 @@ failover changes with ALTER SYSTEM (``FAILOVER_SETTINGS``) are not compared for 
 JSON (``pgtopo verify --json``), schema version 1; durations in seconds:
 ``schema_version``, ``topology``, ``ok`` (exit code 0 exactly when true), ``summary``
 (``passed``, ``failed``), ``checks[]`` (``check``: reachable | primary | identity | timeline |
-upstream | slot | standby-slots | subscription | config | settings | cleanup; ``subject``; ``passed``;
-``reason``), ``edges[]`` (``kind``: physical | logical; ``source``; ``target``; ``database``;
+upstream | slot | standby-slots | subscription | config | settings | cleanup, and with ``ha:
+patroni`` dcs-quorum | dcs-member | patroni-leader | patroni-members | patroni-member | patroni-agrees;
+``subject``; ``passed``; ``reason``), ``edges[]`` (``kind``: physical | logical; ``source``; ``target``; ``database``;
 ``subscription`` or null; ``declared_rtt_seconds``; ``propagation_seconds``;
 ``since_commit_seconds``; ``passed``; ``reason``).
 """
@@ -39,7 +40,7 @@ from psycopg import sql
 from pgtopo.errors import PgtopoError, first_line
 from pgtopo.model import render
 from pgtopo.model.topology import Topology
-from pgtopo.observe import snapshot
+from pgtopo.observe import manager, snapshot
 from pgtopo.observe.config_drift import config_checks
 from pgtopo.observe.expectations import DEFAULT_MAX_RETAINED, expected_subscriptions, expected_upstream
 from pgtopo.observe.health_checks import Check, snapshot_checks
@@ -272,10 +273,15 @@ def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
     primaries = state.current_primaries(topo)
     rendered = {n: render.render_node(topo, node=n, topo_path=topo_path).files for n in names}
     containers = {c.node: c for c in gateway.listed(topo.name, kind="node")}
-    with ThreadPoolExecutor(max_workers=1 + min(READ_WORKERS, len(names))) as pool:
+    with ThreadPoolExecutor(max_workers=2 + min(READ_WORKERS, len(names))) as pool:
         fsnap = pool.submit(snapshot.collect, topo)
+        fmanaged = pool.submit(manager.collect, topo)
         files = dict(zip(names, pool.map(lambda n: _read_files(containers.get(n)), names), strict=True))
         snap = fsnap.result()
+        managed, dcs = fmanaged.result()
+    report = manager.assess(topo, snap, managed, dcs) if managed else None
+    if report is not None:
+        primaries = manager.primaries(primaries, report)
     plans = plan_probes(topo, primaries)
     ports = {n: c.ports.get(connect.PG_PORT_KEY) for n, c in containers.items() if n is not None}
     base = time.time_ns() // 1000  # microseconds: unique across runs, one id per plan
@@ -291,5 +297,7 @@ def run(topo: Topology, *, topo_path: Path, timeout: float = DEFAULT_TIMEOUT,
     checks = snapshot_checks(topo, after, primaries=primaries, max_retained=max_retained, before=snap)
     checks += config_checks(topo, after, primaries=primaries, rendered=rendered, on_disk=files)
     checks += probe_checks
+    if report is not None:
+        checks += manager.checks(topo, report)
     return VerifyReport(topology=topo.name, checks=tuple(checks), edges=tuple(edges))
 
