@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgtopo.drill.events import ReportedLoss
-from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration
+from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration, role_word
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.ha import failover, fencing, promotion, rejoin, switchover
 from pgtopo.ha.promotion import Outcome
@@ -45,7 +45,7 @@ class StepContext:
     cluster: str
     progress: Progress
     faults: Faults = field(default_factory=Faults)
-    old_primary: str | None = None
+    old_primaries: dict[str, str] = field(default_factory=dict)  # cluster -> its primary before the last fault
 
 
 @dataclass(frozen=True)
@@ -59,23 +59,29 @@ def current_primary(ctx: StepContext, cluster: str | None = None) -> str:
 
 
 def resolve(ctx: StepContext, name: str) -> str:
-    """A node name, or ``primary`` / ``old-primary`` for the drill cluster's (former) primary."""
+    """A node name, or ``primary`` / ``replica`` / ``old-primary`` (``@CLUSTER``: of that cluster, else
+    of the drill's cluster)."""
     if name in ctx.topo.node_names() or name in ctx.topo.regions:
         return name
-    if name == PRIMARY:
-        return current_primary(ctx)
-    if name == REPLICA:
-        return best_replica(ctx.topo, ctx.cluster)
-    if name == OLD_PRIMARY:
-        if ctx.old_primary is None:
-            raise InputError("old-primary: no step of this drill has killed, paused or replaced the primary yet")
-        return ctx.old_primary
-    raise InputError(f"unknown node '{name}'")
+    role = role_word(name)
+    if role is None:
+        raise InputError(f"unknown node '{name}'")
+    word, cluster = role[0], role[1] or ctx.cluster
+    if word == PRIMARY:
+        return current_primary(ctx, cluster)
+    if word == REPLICA:
+        return best_replica(ctx.topo, cluster)
+    assert word == OLD_PRIMARY
+    if cluster not in ctx.old_primaries:
+        raise InputError(f"{name}: no step of this drill has killed, paused or replaced the primary of cluster "
+                         f"{cluster} yet")
+    return ctx.old_primaries[cluster]
 
 
 def _note_primary(ctx: StepContext, node: str) -> None:
-    if node == current_primary(ctx, ctx.topo.cluster_of(node)) and ctx.topo.cluster_of(node) == ctx.cluster:
-        ctx.old_primary = node
+    cluster = ctx.topo.cluster_of(node)
+    if node == current_primary(ctx, cluster):
+        ctx.old_primaries[cluster] = node
 
 
 def run(ctx: StepContext, step: Step) -> StepOutcome:
@@ -108,8 +114,7 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         started = time.monotonic()
         plan = promotion.plan_live(ctx.topo, mode="failover", cluster=cluster, to=resolve(ctx, f.to) if f.to else None,
                                    force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
-        if cluster == ctx.cluster:
-            ctx.old_primary = plan.old_primary
+        ctx.old_primaries[cluster] = plan.old_primary
         return _outcome(promotion.execute_failover(ctx.topo, plan, started=started, progress=ctx.progress))
     if a == "switchover" and step.switchover is not None:
         s = step.switchover
@@ -117,8 +122,7 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         started = time.monotonic()
         to = resolve(ctx, s.to) if s.to else best_replica(ctx.topo, cluster)
         plan = promotion.plan_live(ctx.topo, mode="switchover", cluster=cluster, to=to)
-        if cluster == ctx.cluster:
-            ctx.old_primary = plan.old_primary
+        ctx.old_primaries[cluster] = plan.old_primary
         return _outcome(switchover.execute_switchover(ctx.topo, plan, started=started, progress=ctx.progress))
     if a == "rejoin" and step.rejoin is not None:
         node = resolve(ctx, step.rejoin.node)
