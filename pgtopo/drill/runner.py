@@ -255,11 +255,16 @@ class _Run:
     def cleanup(self) -> None:
         note = self.log.notes.append
         steps.mend(self.ctx, note=self.message)
-        for name in self.ctx.faults.subscriptions:
+        # Newest first, each with what its step created (a publication, tables): a second run of the
+        # drill adds the same channel again.
+        for name, plan in reversed(self.ctx.faults.subscriptions):
             try:
                 channels.remove_subscription(self.ctx.topo_path, name, progress=self.message)
             except PgtopoError as exc:
-                note(f"could not remove subscription {name}: {exc.message}")
+                note(f"could not remove subscription {name}: {exc.message}; what its step created stays")
+                continue
+            for left in channels.undo_created(self.ctx.topo, plan, progress=self.message):
+                note(f"after removing subscription {name}: {left}")
 
 
 def _ledger(topo: Topology, node: str, db: str) -> dict[str, list[int]]:

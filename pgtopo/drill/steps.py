@@ -17,6 +17,7 @@ from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.ha import failover, fencing, promotion, rejoin, switchover
 from pgtopo.ha.promotion import Outcome
 from pgtopo.logical import channel_request, channels
+from pgtopo.logical.channel_plan import AddPlan
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.network import latency
@@ -35,7 +36,7 @@ class Faults:
     paused: set[str] = field(default_factory=set)
     partitioned: set[str] = field(default_factory=set)
     links: set[tuple[str, str]] = field(default_factory=set)
-    subscriptions: list[str] = field(default_factory=list)  # added by add-subscription steps
+    subscriptions: list[tuple[str, AddPlan]] = field(default_factory=list)  # added by add-subscription steps
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _add_subscription(ctx: StepContext, step: Step) -> StepOutcome:
                                      publisher=resolve(ctx, s.publisher) if s.publisher else None, tables=s.tables,
                                      database=s.database, name=s.name, copy_data=s.copy_data)
     res = channels.add_subscription(ctx.topo_path, req, progress=ctx.progress)
-    ctx.faults.subscriptions.append(res.plan.intent.name)
+    ctx.faults.subscriptions.append((res.plan.intent.name, res.plan))
     ctx.topo = loader.load(ctx.topo_path)  # later steps (a failover) must know the new subscription
     i = res.plan.intent
     return StepOutcome(f"{i.name} on {i.subscriber} receives {i.publication} ({len(res.copies)} tables ready in "
