@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgtopo.drill import primaries
 from pgtopo.drill.events import ReportedLoss
 from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration, role_word
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
@@ -27,6 +28,8 @@ from pgtopo.postgres.sql import query
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
 from pgtopo.runtime.waiting import wait_for
+
+MANAGER_REJOIN_S = 120.0  # Patroni starts a member, rewinds or re-clones it, and lets it stream
 
 
 @dataclass
@@ -56,7 +59,8 @@ class StepOutcome:
 
 
 def current_primary(ctx: StepContext, cluster: str | None = None) -> str:
-    return state.current_primaries(ctx.topo)[cluster or ctx.cluster]
+    c = cluster or ctx.cluster
+    return primaries.current(ctx.topo)[c] if primaries.managed(ctx.topo, c) else state.current_primaries(ctx.topo)[c]
 
 
 def resolve(ctx: StepContext, name: str) -> str:
@@ -127,6 +131,8 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         return _outcome(switchover.execute_switchover(ctx.topo, plan, started=started, progress=ctx.progress))
     if a == "rejoin" and step.rejoin is not None:
         node = resolve(ctx, step.rejoin.node)
+        if primaries.managed(ctx.topo, ctx.topo.cluster_of(node)):
+            return _manager_rejoin(ctx, node)
         res = rejoin.rejoin(ctx.topo, node, reclone=step.rejoin.reclone, progress=ctx.progress)
         return StepOutcome(f"{node} streams from {res.upstream} ({res.method}, {res.seconds:.1f} s)")
     if a == "add-subscription" and step.add_subscription is not None:
@@ -192,6 +198,32 @@ def best_replica(topo: Topology, cluster: str) -> str:
     if not streaming:
         raise InputError(f"no replica of cluster {cluster} is streaming")
     return sorted(streaming, key=lambda n: (-topo.node(n.node).failover_priority, n.node))[0].node
+
+
+def _manager_rejoin(ctx: StepContext, node: str) -> StepOutcome:
+    """A member of a Patroni cluster rejoins by itself once it runs: start its container if it is
+    stopped, and wait until it streams from the leader."""
+    c = gateway.find(ctx.topo.name, node)
+    if c is None:
+        raise InputError(f"{node} has no container")
+    started = time.monotonic()
+    if gateway.status(c) != "running":
+        gateway.start(c)
+    seen = "not answering yet"
+
+    def streaming() -> bool:
+        nonlocal seen
+        try:
+            rows = query(ctx.topo, node, "SELECT status FROM pg_stat_wal_receiver", step="wait until streaming")
+        except PgtopoError as exc:
+            seen = exc.message
+            return False
+        seen = str(rows[0][0]) if rows else "no WAL receiver"
+        return seen == "streaming"
+
+    wait_for(streaming, timeout=MANAGER_REJOIN_S, what=f"Patroni to rejoin {node}", step="rejoin", node=node,
+             interval=0.5, last_seen=lambda: seen)
+    return StepOutcome(f"{node} started; Patroni rejoined it: streaming after {time.monotonic() - started:.1f} s")
 
 
 def _add_subscription(ctx: StepContext, step: Step) -> StepOutcome:
