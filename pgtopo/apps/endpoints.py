@@ -10,7 +10,7 @@ the ports from Docker; :func:`app_endpoints` does both.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -114,6 +114,9 @@ def compute(topo: Topology, *, region: str, cluster: str, primaries: Mapping[str
         spec = cl.nodes[node]
         return (spec.region != region, topo.rtt_ms(region, spec.region), names.index(node))
 
+    if cl.ha == "patroni":
+        return _patroni(topo, region=region, cluster=cluster, primary=primary, ports=ports, password=password,
+                        user=user, database=database, nearness=nearness)
     primary_route = route(topo, ports, region=region, node=primary) if primary in ports.nodes else None
     if primary_route is None:
         raise PgtopoError(f"the primary {primary} of cluster '{cluster}' is not running",
@@ -135,6 +138,26 @@ def compute(topo: Topology, *, region: str, cluster: str, primaries: Mapping[str
                            params={"target_session_attrs": "read-write",
                                    "connect_timeout": MULTIHOST_CONNECT_TIMEOUT_S}),
     )
+
+
+def _patroni(topo: Topology, *, region: str, cluster: str, primary: str, ports: PortMap, password: str, user: str,
+             database: str, nearness: Callable[[str], tuple[bool, float, int]]) -> AppEndpoints:
+    """A Patroni cluster moves its leader on its own: the primary URL lists every member (the
+    last leader pgtopo knows first, then the nearest) and libpq finds the writable one at each
+    connection (target_session_attrs=read-write); the replica URL prefers the nearest standby."""
+    names = sorted(topo.clusters[cluster].nodes, key=lambda n: (n != primary, *nearness(n)))
+    routes = [r for n in names if (n in ports.nodes or topo.node(n).region != region)
+              and (r := route(topo, ports, region=region, node=n)) is not None]
+    if not routes or not any(n in ports.nodes for n in names):
+        raise PgtopoError(f"no member of cluster '{cluster}' is running", details=["start it with `pgtopo up FILE`"])
+    multi = _url(routes, user=user, password=password, database=database,
+                 params={"target_session_attrs": "read-write", "connect_timeout": MULTIHOST_CONNECT_TIMEOUT_S})
+    standbys = [r for r in sorted(routes[1:], key=lambda r: nearness(r.node)) if r.node in ports.nodes]
+    replica = standbys[0] if standbys else routes[0]
+    read = _url([replica, *[r for r in routes if r is not replica]], user=user, password=password, database=database,
+                params={"target_session_attrs": "prefer-standby", "connect_timeout": MULTIHOST_CONNECT_TIMEOUT_S})
+    return AppEndpoints(cluster=cluster, region=region, database=database, primary=routes[0], replica=replica,
+                        nodes=tuple(routes), primary_url=multi, replica_url=read, multihost_url=multi)
 
 
 def live_ports(topo: Topology) -> PortMap:

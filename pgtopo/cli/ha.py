@@ -15,7 +15,8 @@ from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node
 from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError, OperationFailed
-from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, last_line, ranking_rows
+from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, choose_cluster, last_line, ranking_rows
+from pgtopo.model.patroni import refuse_around
 
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
@@ -96,7 +97,9 @@ def _resume(file: Path, cluster: str | None, *, dry_run: bool, yes: bool) -> str
     from pgtopo.ha import resume
 
     topo = _load(file)
+    refuse_around(topo, [cluster] if cluster else [], "failover --resume")
     plan = resume.plan_live(topo, cluster=cluster)
+    refuse_around(topo, [plan.cluster], "failover --resume")
     for i, line in enumerate(plan.lines()):
         output.show([Line(line, "info" if i == 0 else "")])
     todo = [r for r in plan.replicas if r.action == "rejoin"] + [s for s in plan.subscribers if s.action != "ok"]
@@ -146,6 +149,8 @@ def failover(
     if resume and (to is not None or force):
         raise InputError("--resume promotes nothing: it takes no --to nor --force")
     topo = _load(file)
+    if not resume:
+        refuse_around(topo, [choose_cluster(topo, cluster=cluster, to=to)], "failover")
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):  # planned under the lock: on what really is
         if resume:
             done = _resume(file, cluster, dry_run=dry_run, yes=yes)
@@ -189,6 +194,7 @@ def switchover(
 
     started = time.monotonic()
     topo = _load(file)
+    refuse_around(topo, [topo.cluster_of(to)] if to in topo.node_names() else [], "switchover")
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
         plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
         _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
@@ -209,6 +215,7 @@ def rejoin(
     from pgtopo.ha import rejoin as rj
 
     topo = _load(file)
+    refuse_around(topo, [topo.cluster_of(node)] if node in topo.node_names() else [], "rejoin")
     with changing(topo.name, no_wait=no_wait):
         res = rj.rejoin(topo, node, reclone=reclone, progress=output.StepPrinter())
     if res.method == "already streaming":

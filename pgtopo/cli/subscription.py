@@ -10,6 +10,7 @@ from pgtopo.cli import output
 from pgtopo.cli.app import Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node, complete_publication, complete_subscription
+from pgtopo.model.patroni import refuse_around
 
 commands = Commands()
 
@@ -54,7 +55,12 @@ def add_subscription(
         subscriber=subscriber, publication=publication, publisher=publisher,
         tables=(tables,) if tables else (), row_filters=tuple(row_filter or ()), columns=tuple(columns or ()),
         database=database, name=name, copy_data=not no_copy)
-    with changing(_load(file).name, no_wait=no_wait, dry_run=dry_run):
+    topo = _load(file)
+    # Patroni drops a slot it was not told about, and a subscriber's slot on a Patroni
+    # publisher must be one of its permanent slots: not yet done by add-subscription.
+    refuse_around(topo, [topo.cluster_of(n) for n in (subscriber, publisher) if n in topo.node_names()],
+                  "add-subscription")
+    with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
         result = channels.add_subscription(file, req, dry_run=dry_run, progress=output.StepPrinter())
     plan = result.plan
     i = plan.intent
@@ -88,7 +94,11 @@ def remove_subscription(
     """Drop a subscription (and its slot on the publisher) and remove it from the file."""
     from pgtopo.logical import channels
 
-    with changing(_load(file).name, no_wait=no_wait, dry_run=dry_run):
+    topo = _load(file)
+    refuse_around(topo, [c for c, cl in topo.clusters.items() if name in cl.subscriptions]
+                  + [cl.subscriptions[name].publisher for cl in topo.clusters.values() if name in cl.subscriptions],
+                  "remove-subscription")
+    with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
         result = channels.remove_subscription(file, name, dry_run=dry_run, progress=output.StepPrinter())
     plan = result.plan
     steps = [*plan.statements, *([plan.probe_handover] if plan.probe_handover else [])]

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from pgtopo.errors import InputError, Interrupted, OperationFailed, PgtopoError
-from pgtopo.lifecycle import inventory, node_setup
+from pgtopo.errors import Interrupted, OperationFailed, PgtopoError
+from pgtopo.lifecycle import inventory, node_setup, patroni_up
 from pgtopo.lifecycle.inventory import Action
 from pgtopo.lifecycle.node_setup import PG_PORT_KEY, upstream_of
 from pgtopo.lifecycle.up_steps import UpSteps
@@ -64,7 +64,6 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
     Ctrl-C stops it at once, its waiting workers too (``interrupt.Pool``), with ``Interrupted``
     saying what is ready and what is not; run again, `up` keeps what is ready and does the rest.
     """
-    refuse_patroni(topo)
     steps = UpSteps(progress)
     try:
         return _up(topo, topo_path=topo_path, progress=steps)
@@ -74,19 +73,15 @@ def up(topo: Topology, *, topo_path: Path, progress: Progress) -> UpResult:
         raise Interrupted(lines[0], details=lines[1:]) from None
 
 
-def refuse_patroni(topo: Topology) -> None:
-    """``ha: patroni`` is rendered (``pgtopo render``) but not run yet: say so before anything starts."""
-    clusters = topo.patroni_clusters()
-    if clusters:
-        raise InputError(f"clusters.{clusters[0]}.ha: patroni is not supported by `up` yet: `pgtopo render` writes "
-                         "its patroni.yml and etcd.conf.yml; use ha: manual (the default) to run the topology")
-
-
 def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
     result = UpResult()
     t0 = time.monotonic()
     pw = state.passwords(topo.name)
     rendered = {nf.node: nf for nf in render.render_all(topo, topo_path=topo_path)}
+    patroni_nodes = {n for cname in topo.patroni_clusters() for n in topo.clusters[cname].nodes}
+    for n in patroni_nodes:  # the lab's variant: members reach each other through the relay's mesh
+        lab = patroni_up.lab_patroni_yml(topo, n, source=topo_path.name)
+        rendered[n] = render.NodeFiles(node=n, files={**rendered[n].files, "patroni.yml": lab})
     progress("image", f"checking {topo.image}")
     image.ensure(topo.image, version=topo.postgres.version, progress=lambda m: progress("image", m))
     if topo.uses_relay():
@@ -102,6 +97,19 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
     primaries = state.current_primaries(topo)
     nodes: dict[str, Container] = {}
     actions: dict[str, Action] = {}
+    patroni_roles: dict[str, str] = {}
+    if patroni_nodes:
+        t_ha = time.monotonic()
+        result.created_any |= patroni_up.ensure_dcs(topo, nets, source=topo_path.name, progress=progress)
+        for cname in topo.patroni_clusters():
+            got = patroni_up.up_cluster(topo, cname, files=rendered, nets=nets, pw=pw, progress=progress)
+            primaries[cname] = got.leader
+            patroni_roles.update(got.roles)
+            for n, c in got.containers.items():
+                nodes[n] = c
+                actions[n] = Action.CREATE if n in got.created else Action.LEAVE if n in got.stopped else Action.KEEP
+            result.created_any |= bool(got.created)
+        result.phases["patroni"] = time.monotonic() - t_ha
     for name, c, decision in _inventory(topo, rendered, primaries, progress=progress):
         if decision.action == Action.REPLACE:
             continue  # created again below, on its volume when that served
@@ -115,9 +123,10 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             gateway.put_files(c, {f: (rendered[name].files[f], 0o644) for f in CONVERGED_FILES},
                               directory=render.CONF_DIR)
 
-    progress.existing = set(nodes)  # what an interrupted `up` reports as there before it
+    # What an interrupted `up` reports as there before it (Patroni members it created are not).
+    progress.existing = {n for n in nodes if actions.get(n) != Action.CREATE}
     t2 = time.monotonic()
-    done = {n for n, a in actions.items() if a in (Action.KEEP, Action.LEAVE)}
+    done = {n for n, a in actions.items() if a in (Action.KEEP, Action.LEAVE)} | patroni_nodes
     todo = [n for n in topo.node_names() if n not in done]
     subs_future: Future[bool] | None = None
     subs_started = 0.0
@@ -158,6 +167,8 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
             relay_container.update_relay(topo)
         assert subs_future is not None
         created_subs = subs_future.result()
+    for cname in topo.patroni_clusters():
+        patroni_up.wait_failover_ready(topo, cname, progress=progress)
     result.created_any = result.created_any or created_subs
     result.phases["subscriptions"] = time.monotonic() - subs_started
 
@@ -171,6 +182,8 @@ def _up(topo: Topology, *, topo_path: Path, progress: UpSteps) -> UpResult:
         c = nodes[nname]
         action = actions[nname]
         role = "primary" if primaries[cname] == nname else f"replica of {upstream_of(topo, nname, primaries)}"
+        if nname in patroni_nodes:
+            role = f"Patroni {patroni_roles.get(nname, 'member')}"
         if action == Action.LEAVE:
             role = "stopped"
         result.summaries.append(NodeSummary(node=nname, cluster=cname, region=spec.region, role=role,
@@ -209,13 +222,15 @@ def _wave(topo: Topology, todo: list[str], *, done: set[str], primaries: dict[st
 
 def _inventory(topo: Topology, rendered: dict[str, render.NodeFiles], primaries: dict[str, str], *,
                progress: Progress) -> list[tuple[str, Container, inventory.Decision]]:
-    """Every node container of the file as found, with what to do with it (REPLACE: already removed)."""
+    """Every node container of the file as found, with what to do with it (REPLACE: already removed).
+    Patroni's members are not here: ``patroni_up`` brings them up."""
+    patroni_nodes = {n for cname in topo.patroni_clusters() for n in topo.clusters[cname].nodes}
     fenced = set(state.load(topo.name).fenced)
     out = []
     for c in gateway.containers(topo.name, kind="node"):
         name = c.labels.get(gateway.LABEL_NODE, "")
-        if name not in rendered:
-            continue  # a node the file no longer has: not `up`'s to touch
+        if name not in rendered or name in patroni_nodes or patroni_up.is_patroni_member(c):
+            continue  # a node the file no longer has: not `up`'s to touch; Patroni's: patroni_up's
         _check_layout(topo, c, name)
         status = gateway.status(c)
         found = inventory.Found(
@@ -306,6 +321,11 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
                 continue
             _require_publication(topo, nodes, publisher=primaries[sub.publisher], publication=sub.publication,
                                  db=pub.database, subscription=sname)
+            if topo.clusters[sub.publisher].ha == "patroni":
+                publisher = nodes.get(primaries[sub.publisher]) or gateway.find(topo.name, primaries[sub.publisher])
+                if publisher is not None:
+                    progress(primaries[sub.publisher], f"waiting for Patroni to create the permanent slot {sname}")
+                    patroni_up.wait_permanent_slot(publisher, sname)
             progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
             stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
                                                  publisher_node=primaries[sub.publisher])

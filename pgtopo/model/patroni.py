@@ -6,6 +6,11 @@ and ``pg_hba.conf`` pgtopo renders for it (one source of truth), less what Patro
 Each etcd member gets an ``etcd.conf.yml``. No secret is written: Patroni reads its passwords
 from its environment at run time (``PATRONI_RESTAPI_PASSWORD``, ``PATRONI_SUPERUSER_PASSWORD``,
 ``PATRONI_REPLICATION_PASSWORD``, ``PATRONI_REWIND_PASSWORD``).
+
+Every address another member uses (Patroni's connect addresses, etcd's advertised URLs and the
+etcd hosts Patroni calls) comes from an ``address(member, port)`` function: by default the
+production one, ``<member>:<port>``, which ``render`` writes; ``up`` passes the lab's (the relay's
+mesh port of the member, so that latency and partitions apply) and installs that variant.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 
+from pgtopo.errors import InputError
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology, slot_name
 
 PATRONI_API_PORT = 8008
@@ -48,7 +55,24 @@ CLUSTER_WIDE = frozenset({
 ETCD_MIN_HEARTBEAT_MS = 100
 ETCD_ELECTIONS_PER_HEARTBEAT = 10
 
+Address = Callable[[str, int], str]  # (member, port) -> "host:port" where the others reach it
+
+
+def production_address(member: str, port: int) -> str:
+    """A member reached by its own name: what the rendered files say (production VMs)."""
+    return f"{member}:{port}"
+
+
 _ASSIGNMENT = re.compile(r"^([a-z_][a-z0-9_.]*)\s*=\s*('(?:[^']|'')*'|[^\s#]+)")
+
+
+def refuse_around(topo: Topology, clusters: list[str], command: str) -> None:
+    """Commands that would act *around* Patroni (promote, fence, rewind, create or drop slots
+    behind its back) refuse a Patroni cluster until they go through its REST API."""
+    for cluster in dict.fromkeys(clusters):
+        if cluster in topo.clusters and topo.clusters[cluster].ha == "patroni":
+            raise InputError(f"clusters.{cluster}.ha: patroni: `pgtopo {command}` on cluster {cluster} goes through "
+                             "Patroni: not yet (Patroni fails over by itself; `pgtopo status` shows what it did)")
 
 
 def conf_parameters(conf: str) -> dict[str, str]:
@@ -69,8 +93,8 @@ def hba_lines(hba: str) -> list[str]:
     return [" ".join(line.split()) for line in hba.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def etcd_hosts(topo: Topology) -> list[str]:
-    return [f"{m.name}:{ETCD_CLIENT_PORT}" for m in topo.dcs_members()]
+def etcd_hosts(topo: Topology, address: Address = production_address) -> list[str]:
+    return [address(m.name, ETCD_CLIENT_PORT) for m in topo.dcs_members()]
 
 
 def permanent_slots(topo: Topology, cluster: str) -> dict[str, dict[str, str]]:
@@ -86,11 +110,11 @@ def permanent_slots(topo: Topology, cluster: str) -> dict[str, dict[str, str]]:
     return slots
 
 
-def patroni_config(topo: Topology, *, node: str, conf: str, hba: str,
-                   cluster_confs: dict[str, str]) -> dict[str, object]:
+def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_confs: dict[str, str],
+                   address: Address = production_address) -> dict[str, object]:
     """The patroni.yml of ``node`` as a mapping. ``conf`` and ``hba`` are the node's rendered
     files, ``cluster_confs`` every node's postgresql.conf in its cluster (what they all share
-    goes into Patroni's dynamic configuration)."""
+    goes into Patroni's dynamic configuration), ``address`` where members reach each other."""
     cluster = topo.cluster_of(node)
     cl = topo.clusters[cluster]
     n = topo.node(node)
@@ -123,10 +147,10 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str,
         "name": node,
         "restapi": {
             "listen": f"0.0.0.0:{PATRONI_API_PORT}",
-            "connect_address": f"{node}:{PATRONI_API_PORT}",
+            "connect_address": address(node, PATRONI_API_PORT),
             "authentication": {"username": REST_API_USER},
         },
-        "etcd3": {"hosts": etcd_hosts(topo)},
+        "etcd3": {"hosts": etcd_hosts(topo, address)},
         "bootstrap": {
             "dcs": dcs,
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums", {"auth-local": "peer"},
@@ -134,11 +158,13 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str,
         },
         "postgresql": {
             "listen": f"0.0.0.0:{PG_PORT}",
-            "connect_address": f"{node}:{PG_PORT}",
+            "connect_address": address(node, PG_PORT),
             "data_dir": DATA_DIR,
             "bin_dir": f"/usr/lib/postgresql/{topo.postgres.version}/bin",
             "pgpass": PASSFILE,
             "use_unix_socket": True,
+            # A clone starts at once, as pgtopo's own clones do, not after a spread checkpoint.
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER},
                 "replication": {"username": REPLICATION_USER},
@@ -151,7 +177,7 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str,
     }
 
 
-def etcd_config(topo: Topology, member: DcsMember) -> dict[str, object]:
+def etcd_config(topo: Topology, member: DcsMember, address: Address = production_address) -> dict[str, object]:
     members = topo.dcs_members()
     rtt = max((topo.rtt_ms(a.region, b.region) + 2 * _jitter(topo, a.region, b.region)
                for a in members for b in members), default=0.0)
@@ -160,10 +186,10 @@ def etcd_config(topo: Topology, member: DcsMember) -> dict[str, object]:
         "name": member.name,
         "data-dir": ETCD_DATA_DIR,
         "listen-client-urls": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-        "advertise-client-urls": f"http://{member.name}:{ETCD_CLIENT_PORT}",
+        "advertise-client-urls": f"http://{address(member.name, ETCD_CLIENT_PORT)}",
         "listen-peer-urls": f"http://0.0.0.0:{ETCD_PEER_PORT}",
-        "initial-advertise-peer-urls": f"http://{member.name}:{ETCD_PEER_PORT}",
-        "initial-cluster": ",".join(f"{m.name}=http://{m.name}:{ETCD_PEER_PORT}" for m in members),
+        "initial-advertise-peer-urls": f"http://{address(member.name, ETCD_PEER_PORT)}",
+        "initial-cluster": ",".join(f"{m.name}=http://{address(m.name, ETCD_PEER_PORT)}" for m in members),
         "initial-cluster-state": "new",
         "initial-cluster-token": f"pgtopo-{topo.name}",
         "heartbeat-interval": heartbeat,

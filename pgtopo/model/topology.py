@@ -45,6 +45,12 @@ RESERVED_NODE_NAMES = {RELAY_NODE: "the relay container's name", RELAY_ALIAS: "t
 RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
 RELAY_PORT_BASE = 20000
 RELAY_PORT_SPAN = 40000
+# Mesh listeners (one relay port per Patroni or etcd member and service, the same address from
+# every region): below the range of the (region, node) listeners, so the two never collide.
+MESH_PORT_BASE = 10000
+MESH_PORT_SPAN = 10000
+PATRONI_SERVICES = (PG_PORT, 8008)  # PostgreSQL and Patroni's REST API
+ETCD_SERVICES = (2379, 2380)  # etcd's client and peer ports
 MAX_NODES = 99
 DEFAULT_DCS_MEMBERS = 3  # etcd members when `dcs:` is not given: a majority survives one loss
 
@@ -477,6 +483,31 @@ class Topology(_Model):
     def relay_key(self, port: int) -> tuple[str, str] | None:
         """(source region, target node) of a relay port: the inverse of ``relay_port``."""
         return self._relay_keys.get(port)
+
+    def mesh_members(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """(member, region, services) of everything reached through the mesh: the nodes of
+        ``ha: patroni`` clusters and the etcd members."""
+        out: list[tuple[str, str, tuple[int, ...]]] = [
+            (n, spec.region, PATRONI_SERVICES) for c, n, spec in self.all_nodes() if self.clusters[c].ha == "patroni"]
+        return out + [(m.name, m.region, ETCD_SERVICES) for m in self.dcs_members()]
+
+    def mesh_port(self, member: str, service: int) -> int:
+        """The relay's mesh port for ``member``'s ``service`` port (KeyError for anything else)."""
+        return self._mesh_ports[(member, service)]
+
+    @cached_property
+    def _mesh_ports(self) -> dict[tuple[str, int], int]:
+        # As for relay ports: derived from the names, so members added later renumber nothing.
+        out: dict[tuple[str, int], int] = {}
+        used: set[int] = set()
+        for key in sorted((m, s) for m, _r, services in self.mesh_members() for s in services):
+            digest = hashlib.sha256(f"mesh|{key[0]}|{key[1]}".encode()).digest()
+            port = MESH_PORT_BASE + int.from_bytes(digest[:4], "big") % MESH_PORT_SPAN
+            while port in used:
+                port = MESH_PORT_BASE + (port - MESH_PORT_BASE + 1) % MESH_PORT_SPAN
+            used.add(port)
+            out[key] = port
+        return out
 
     def uses_relay(self) -> bool:
         return len(self.regions) > 1

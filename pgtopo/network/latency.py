@@ -182,6 +182,9 @@ def cut_paths(topo: Topology, partitioned: Iterable[str]) -> list[str]:
     for lst in relay_container.relay_config(topo)["listeners"]:
         if cut & {lst["src"], lst["dst"], lst["target_node"]}:
             out.append(f"{lst['src']} -> {lst['target_node']}")
+    for member, region, _services in topo.mesh_members():  # Patroni and etcd members: one listener each
+        out += [f"{src} -> {member} (mesh)" for src in topo.regions
+                if src != region and cut & {src, region, member}]
     nodes = sorted(n for n in cut if n in topo.node_names())
     out += [f"{n} -> any other region" for n in nodes]
     return out

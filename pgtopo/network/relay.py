@@ -13,6 +13,18 @@ released at max(previous release, stamp + one-way delay), so delays never add up
 across queued chunks and order is kept. One-way delay = rtt_ms/2 plus a uniform
 offset in [-jitter_ms, +jitter_ms], clamped at 0.
 
+A listener whose source is ``"*"`` (a *mesh* listener: Patroni and etcd members publish one
+address each, the same from every region) takes its source region from the address the
+connection arrived on: the relay is attached to every region network, and ``networks`` maps
+each network's subnet to its region. Its connections are then delayed and cut like any other
+listener's; one that stays inside a region is neither delayed nor cut (as if it went direct).
+
+A target that refuses connections or is gone from the network (a stopped or killed
+container) closes its listener until the target accepts again: later clients see their
+connection refused, as from a host that is down, and a client with several hosts (libpq's
+multi-host URLs) moves on to the next one instead of failing on a connection that opened
+and closed at once.
+
 The relay accepts a connection at once, but over a real WAN the TCP handshake costs a
 round trip before the client can send anything: a new connection's chunks from the
 client are stamped no earlier than one (sampled) round trip after the accept, and the
@@ -48,6 +60,7 @@ CHUNK_SIZE = 256 * 1024
 STREAM_LIMIT = 1024 * 1024
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
 CONNECT_TIMEOUT_S = 5.0
+TARGET_RETRY_S = 0.5  # how often a listener closed for a down target tries it again
 PROBE_TIMEOUT_S = 10.0
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 
@@ -56,7 +69,8 @@ _LISTENER_FIELDS: dict[str, type] = {
     "target_node": str, "target_host": str, "target_port": int,
 }
 _LINK_FIELDS = ("rtt_ms", "jitter_ms", "bandwidth_kbps")
-_TOP_FIELDS = ("listeners", "links", "peers", "partitioned")
+_TOP_FIELDS = ("listeners", "links", "peers", "partitioned", "networks")
+ANY_REGION = "*"  # a mesh listener's source: resolved per connection from the arrival address
 
 
 class ConfigError(ValueError):
@@ -109,6 +123,7 @@ class RelayConfig:
     links: Mapping[str, LinkShape] = dataclasses.field(default_factory=dict, hash=False)
     peers: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     partitioned: frozenset[str] = frozenset()
+    networks: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)  # subnet -> region
 
     @classmethod
     def from_json(cls, raw: object) -> RelayConfig:
@@ -121,6 +136,7 @@ class RelayConfig:
         return {
             "links": {k: self.links[k].to_json() for k in sorted(self.links)},
             "listeners": [x.to_json() for x in sorted(self.listeners, key=lambda x: x.port)],
+            "networks": dict(sorted(self.networks.items())),
             "partitioned": sorted(self.partitioned),
             "peers": dict(sorted(self.peers.items())),
         }
@@ -131,7 +147,29 @@ class RelayConfig:
     def listener(self, port: int) -> Listener | None:
         return next((x for x in self.listeners if x.port == port), None)
 
+    def region_of(self, local_ip: str) -> str | None:
+        """The region whose network holds ``local_ip`` (the relay's own address a connection
+        arrived on), or None."""
+        try:
+            ip = ipaddress.ip_address(local_ip)
+        except ValueError:
+            return None
+        for cidr, region in self.networks.items():
+            if ip in ipaddress.ip_network(cidr):
+                return region
+        return None
+
+    def resolve(self, listener: Listener, local_ip: str | None) -> Listener | None:
+        """A mesh listener as seen by one connection: its source region filled in from the
+        arrival address (None when no network holds it); any other listener unchanged."""
+        if listener.src != ANY_REGION:
+            return listener
+        region = self.region_of(local_ip) if local_ip else None
+        return None if region is None else dataclasses.replace(listener, src=region)
+
     def is_cut(self, listener: Listener, peer_ip: str | None = None) -> bool:
+        if listener.src == listener.dst:
+            return False  # inside a region: no WAN to cut (mesh traffic that would have gone direct)
         names = {listener.src, listener.dst, listener.target_node}
         if peer_ip is not None and peer_ip in self.peers:
             names.add(self.peers[peer_ip])
@@ -167,6 +205,8 @@ def _parse(raw: object) -> tuple[RelayConfig | None, list[str]]:
                 bad.append(f"{where}.{name}: must be a port number 1..65535")
             elif typ is str and not (isinstance(v, str) and v):
                 bad.append(f"{where}.{name}: must be a non-empty string")
+        if not bad and item["src"] == ANY_REGION and not raw.get("networks"):
+            bad.append(f"{where}.src: '*' (the source region of each connection) needs the networks map")
         if not bad and any(x.port == item["port"] for x in listeners):
             bad.append(f"{where}.port: duplicate port {item['port']}")
         errs += bad
@@ -213,7 +253,21 @@ def _parse(raw: object) -> tuple[RelayConfig | None, list[str]]:
     raw_cut: Any = raw.get("partitioned", [])
     if not (isinstance(raw_cut, list) and all(isinstance(x, str) and x for x in raw_cut)):
         errs, raw_cut = [*errs, "partitioned: must be a list of region/node names"], []
-    return RelayConfig(tuple(listeners), links, peers, frozenset(raw_cut)), errs
+    networks: dict[str, str] = {}
+    raw_nets: Any = raw.get("networks", {})
+    if not isinstance(raw_nets, dict):
+        errs, raw_nets = [*errs, "networks: must be an object mapping subnet (CIDR) to region"], {}
+    for cidr, region in raw_nets.items():
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            errs.append(f"networks[{cidr!r}]: key must be a subnet in CIDR notation (host bits zero)")
+            continue
+        if not (isinstance(region, str) and region and region != ANY_REGION):
+            errs.append(f"networks[{cidr!r}]: must be a region name")
+            continue
+        networks[cidr] = region
+    return RelayConfig(tuple(listeners), links, peers, frozenset(raw_cut), networks), errs
 
 
 def load_config(path: str) -> RelayConfig:
@@ -370,6 +424,8 @@ class _Conn:
                         CONNECT_TIMEOUT_S)
                 except (TimeoutError, OSError) as e:
                     reason = f"connect failed: {str(e) or 'timeout'}"
+                    if isinstance(e, ConnectionRefusedError | socket.gaierror):
+                        self.relay.target_down(lst.port)
                 else:
                     syn, syn_ack = self.handshake()
                     self.pipes = (_Pipe(self, self.reader, target[1], lst.src, lst.dst,
@@ -409,6 +465,8 @@ class Relay:
         self.buckets: dict[tuple[str, str], _Bucket] = {}
         self.rng = random.Random()
         self._lock = asyncio.Lock()
+        self.down: set[int] = set()  # listeners closed while their target is down
+        self._watchers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         async with self._lock:
@@ -434,7 +492,7 @@ class Relay:
         self.config = config
         for conn in list(self.conns):
             conn.set_cut(config.is_cut(conn.listener, conn.peer_ip))
-        for port in sorted(new_ports - set(self.servers)):
+        for port in sorted(new_ports - set(self.servers) - self.down):
             try:
                 accept = functools.partial(self._accept, port)
                 self.servers[port] = await asyncio.start_server(accept, self.bind, port, limit=STREAM_LIMIT)
@@ -444,6 +502,42 @@ class Relay:
                 _log(f"cannot listen on {port}: {e}")
         cut = ",".join(sorted(config.partitioned)) or "none"
         _log(f"config: {len(self.servers)} listeners, {len(config.links)} links, cut={cut}")
+
+    def target_down(self, port: int) -> None:
+        """Stop listening on ``port`` until its target accepts connections again."""
+        if port in self.down or port not in self.servers:
+            return
+        self.servers.pop(port).close()
+        self.down.add(port)
+        _log(f"listener :{port} closed: its target is down (connections are refused until it is back)")
+        task = asyncio.get_running_loop().create_task(self._watch_target(port))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _watch_target(self, port: int) -> None:
+        while True:
+            await asyncio.sleep(TARGET_RETRY_S)
+            lst = self.config.listener(port)
+            if lst is None:  # removed by a reload meanwhile
+                self.down.discard(port)
+                return
+            try:
+                _r, w = await asyncio.wait_for(asyncio.open_connection(lst.target_host, lst.target_port),
+                                               CONNECT_TIMEOUT_S)
+            except (TimeoutError, OSError):
+                continue
+            w.close()
+            async with self._lock:
+                self.down.discard(port)
+                if port not in self.servers and self.config.listener(port) is not None:
+                    try:
+                        accept = functools.partial(self._accept, port)
+                        self.servers[port] = await asyncio.start_server(accept, self.bind, port, limit=STREAM_LIMIT)
+                    except OSError as e:
+                        _log(f"cannot listen on {port}: {e}")
+                        return
+            _log(f"listener :{port} open again: its target accepts connections")
+            return
 
     def bucket(self, frm: str, to: str) -> _Bucket | None:
         link = self.config.link(frm, to)
@@ -459,6 +553,14 @@ class Relay:
         if listener is None:  # removed between accept and this callback
             w.transport.abort()
             return
+        local = w.get_extra_info("sockname")
+        resolved = self.config.resolve(listener, local[0] if local else None)
+        if resolved is None:
+            _log(f"refused :{port} from {w.get_extra_info('peername')}: arrived on {local[0] if local else '?'}, "
+                 "which no network of the config holds")
+            w.transport.abort()
+            return
+        listener = resolved
         conn = _Conn(self, listener, r, w)
         self.conns.add(conn)
         try:
@@ -467,6 +569,8 @@ class Relay:
             self.conns.discard(conn)
 
     async def close(self) -> None:
+        for task in list(self._watchers):
+            task.cancel()
         for server in self.servers.values():
             server.close()
         self.servers.clear()

@@ -32,8 +32,11 @@ def relay_image(topo: Topology) -> str:
 
 
 def relay_config(topo: Topology, *, links: dict[str, dict[str, Any]] | None = None,
-                 peers: dict[str, str] | None = None, partitioned: Iterable[str] | None = None) -> dict[str, Any]:
-    """The relay's JSON config. ``links`` overrides the file's latencies (``latency set``)."""
+                 peers: dict[str, str] | None = None, partitioned: Iterable[str] | None = None,
+                 networks: dict[str, str] | None = None) -> dict[str, Any]:
+    """The relay's JSON config. ``links`` overrides the file's latencies (``latency set``);
+    ``networks`` maps each region network's subnet to its region (the mesh listeners' sources).
+    Without it, the mesh listeners are left out (the relay could not tell where they come from)."""
     listeners = []
     for region in topo.regions:
         for _c, node, spec in topo.all_nodes():
@@ -43,6 +46,8 @@ def relay_config(topo: Topology, *, links: dict[str, dict[str, Any]] | None = No
                 "port": topo.relay_port(region, node), "src": region, "dst": spec.region,
                 "target_node": node, "target_host": node, "target_port": PG_PORT,
             })
+    if networks:
+        listeners += mesh_listeners(topo)
     declared = {link_key(*lk.between): _link_json(lk) for lk in topo.latency}
     declared.update(links or {})
     return {
@@ -50,7 +55,24 @@ def relay_config(topo: Topology, *, links: dict[str, dict[str, Any]] | None = No
         "links": dict(sorted(declared.items())),
         "peers": dict(sorted((peers or {}).items())),
         "partitioned": sorted(set(partitioned or [])),
+        "networks": dict(sorted((networks or {}).items())),
     }
+
+
+def mesh_listeners(topo: Topology) -> list[dict[str, Any]]:
+    """One listener per (Patroni or etcd member, service), from any region: the one address
+    the member publishes, delayed and cut by where each connection comes from."""
+    return [{"port": topo.mesh_port(member, service), "src": relay.ANY_REGION, "dst": region,
+             "target_node": member, "target_host": member, "target_port": service}
+            for member, region, services in topo.mesh_members() for service in services]
+
+
+def mesh_address(topo: Topology, member: str, service: int) -> str:
+    """Where every process in the lab reaches ``member``'s ``service``: the relay's mesh port,
+    or the member itself when there is no relay (a single region)."""
+    if not topo.uses_relay():
+        return f"{member}:{service}"
+    return f"{RELAY_ALIAS}:{topo.mesh_port(member, service)}"
 
 
 def _link_json(link: Link) -> dict[str, Any]:
@@ -62,7 +84,9 @@ def _link_json(link: Link) -> dict[str, Any]:
 def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress) -> Container:
     found = gateway.containers(topo.name, kind="relay")
     conf = live_relay_config(topo)  # with run-time link overrides and partitions
-    wanted = {f"{lst['port']}/tcp" for lst in conf["listeners"]}
+    # Mesh listeners are for the containers only: nothing on the host needs them published.
+    published = [lst for lst in conf["listeners"] if lst["src"] != relay.ANY_REGION]
+    wanted = {f"{lst['port']}/tcp" for lst in published}
     if found and gateway.status(found[0]) == "running":
         if wanted <= set(gateway.published_ports(found[0])):
             return found[0]
@@ -72,7 +96,7 @@ def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress
     for c in found:
         gateway.remove_container(c, volume=False)
     progress("relay", "starting the latency relay")
-    ports: dict[str, tuple[str, int | None]] = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in conf["listeners"]}
+    ports: dict[str, tuple[str, int | None]] = {f"{lst['port']}/tcp": ("127.0.0.1", None) for lst in published}
     container = gateway.create(gateway.ContainerSpec(
         topology=topo.name, name=RELAY_NAME, kind="relay", image=relay_image(topo),
         command=["python3", "/etc/pgtopo/relay.py", "serve", RELAY_CONF],
@@ -91,13 +115,20 @@ def running_relay(topo: Topology) -> Container | None:
 
 
 def live_relay_config(topo: Topology) -> dict[str, Any]:
-    """The relay's config with run-time facts: node addresses, link overrides, partitions."""
+    """The relay's config with run-time facts: node and etcd member addresses, region subnets,
+    link overrides, partitions."""
     rt = state.load(topo.name)
     peers: dict[str, str] = {}
-    for c in gateway.containers(topo.name, kind="node"):
-        for ip in gateway.ip_addresses(c).values():
-            peers[ip] = c.labels.get(gateway.LABEL_NODE, "")
-    return relay_config(topo, links=rt.links_json(), peers=peers, partitioned=rt.partitioned)
+    for kind in ("node", "dcs"):
+        for c in gateway.containers(topo.name, kind=kind):
+            for ip in gateway.ip_addresses(c).values():
+                peers[ip] = c.labels.get(gateway.LABEL_NODE, "")
+    networks: dict[str, str] = {}
+    for net in gateway.networks(topo.name):
+        subnet, region = gateway.network_subnet(net), net.attrs.get("Labels", {}).get(gateway.LABEL_REGION)
+        if subnet and region in topo.regions:
+            networks[subnet] = region
+    return relay_config(topo, links=rt.links_json(), peers=peers, partitioned=rt.partitioned, networks=networks)
 
 
 def update_relay(topo: Topology) -> None:

@@ -90,6 +90,24 @@ def passwords(name: str, *, create: bool = True) -> dict[str, str]:
     return pw
 
 
+# Secrets of ha: patroni clusters beside the roles' (secrets.json): PostgreSQL's superuser, which
+# Patroni's bootstrap creates, and the user of Patroni's REST API. Generated when first needed.
+PATRONI_SECRETS = ("postgres", "patroni")
+
+
+def patroni_passwords(name: str) -> dict[str, str]:
+    """The superuser's and the REST API's passwords of a topology, generated on first use."""
+    passwords(name)  # the roles' first: secrets.json exists, complete
+    path = topology_dir(name) / "secrets.json"
+    with _locked(name):
+        data = _read_json(path)
+        missing = [k for k in PATRONI_SECRETS if k not in data]
+        if missing:
+            data.update({k: _secrets.token_urlsafe(24) for k in missing})
+            _write_private(path, data)
+    return {k: str(data[k]) for k in PATRONI_SECRETS}
+
+
 def pgpass(pw: dict[str, str]) -> str:
     return "".join(f"*:*:*:{role}:{pw[role]}\n" for role in ROLES)
 

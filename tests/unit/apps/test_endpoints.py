@@ -115,3 +115,26 @@ def test_formats(saas: Topology) -> None:
     assert dotenv[1:] == [f"{k}={v}" for k, v in ep.as_env().items()]
     assert json.loads(endpoints.render(ep, fmt="json")) == ep.as_env()
     assert list(ep.as_env()) == ["PRIMARY_DATABASE_URL", "LOCAL_READ_REPLICA_URL", "DATABASE_URL_MULTIHOST"]
+
+
+def test_a_patroni_cluster_gets_a_multi_host_primary_url_that_finds_the_leader() -> None:
+    from tests.support.topologies import TOPOLOGIES
+
+    topo = load(TOPOLOGIES / "global-saas-patroni.yaml")
+    # pg-us (the last leader pgtopo knows) is down: Patroni promoted another member on its own.
+    ep = compute(topo, "eu-west", running=["pg-us2", "pg-eu", "pg-billing"])
+    info = conninfo_to_dict(ep.primary_url)
+    assert info["target_session_attrs"] == "read-write"
+    relay = {n: 20000 + topo.relay_port("eu-west", n) - 10000 for n in ("pg-us", "pg-us2")}
+    # Every member from eu-west: pg-us first (still in the list: its relay port is kept), then
+    # the nearest (pg-eu, local), then pg-us2.
+    assert host_ports(ep.primary_url) == [relay["pg-us"], 5002, relay["pg-us2"]]
+    assert ep.multihost_url == ep.primary_url
+    assert (ep.replica.node, ep.replica.via_relay) == ("pg-eu", False)
+    assert conninfo_to_dict(ep.replica_url)["target_session_attrs"] == "prefer-standby"
+    assert host_ports(ep.replica_url)[0] == 5002
+    # From us-east, a member of us-east that is down is left out (no relay port reaches it).
+    east = compute(topo, "us-east", running=["pg-us2", "pg-eu", "pg-billing"])
+    assert [r.node for r in east.nodes] == ["pg-us2", "pg-eu"]
+    with pytest.raises(PgtopoError, match="no member of cluster 'main' is running"):
+        compute(topo, "us-east", running=["pg-billing"])

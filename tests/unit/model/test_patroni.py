@@ -11,7 +11,6 @@ import pytest
 from ruamel.yaml import YAML
 
 from pgtopo.errors import InputError, ValidationFailed
-from pgtopo.lifecycle.deploy import refuse_patroni
 from pgtopo.model import patroni, render
 from pgtopo.model.loader import load
 from tests.support.topologies import GLOBAL_SAAS, TOPOLOGIES
@@ -196,15 +195,6 @@ def test_image_without_patroni(tmp_path: Path) -> None:
     ]
 
 
-def test_up_refuses_patroni_for_now(tmp_path: Path) -> None:
-    with pytest.raises(InputError) as exc:
-        refuse_patroni(load(write(tmp_path, BASE)))
-    assert str(exc.value) == (
-        "clusters.main.ha: patroni is not supported by `up` yet: `pgtopo render` writes its patroni.yml and "
-        "etcd.conf.yml; use ha: manual (the default) to run the topology")
-    refuse_patroni(load(GLOBAL_SAAS))  # manual: nothing refused
-
-
 # -- rendering ---------------------------------------------------------------------------------------------------------
 
 def test_patroni_yml_of_each_node(tmp_path: Path) -> None:
@@ -298,3 +288,23 @@ def test_shipped_patroni_topology(tmp_path: Path) -> None:
     topo = load(PATRONI_SAAS)
     assert topo.patroni_clusters() == ["main"]
     assert [m.name for m in topo.dcs_members()] == ["etcd-us-east", "etcd-eu-west", "etcd-ap-south"]
+
+
+def test_refuse_around_names_only_patroni_clusters() -> None:
+    topo = load(PATRONI_SAAS)
+    patroni.refuse_around(topo, ["billing"], "failover")  # ha: manual: nothing refused
+    patroni.refuse_around(topo, [], "rejoin")
+    with pytest.raises(InputError) as exc:
+        patroni.refuse_around(topo, ["billing", "main"], "rejoin")
+    assert str(exc.value).startswith("clusters.main.ha: patroni: `pgtopo rejoin` on cluster main goes through Patroni")
+
+
+def test_lab_addresses_change_only_the_addresses() -> None:
+    topo = load(PATRONI_SAAS)
+    lab = patroni.patroni_config(topo, node="pg-us", conf="", hba="", cluster_confs={"pg-us": ""},
+                                 address=lambda m, p: f"lab-{m}:{p + 1}")
+    prod = patroni.patroni_config(topo, node="pg-us", conf="", hba="", cluster_confs={"pg-us": ""})
+    assert lab["restapi"] == {**prod["restapi"], "connect_address": "lab-pg-us:8009"}  # type: ignore[dict-item]
+    assert lab["etcd3"] == {"hosts": ["lab-etcd-us-east:2380", "lab-etcd-eu-west:2380", "lab-etcd-ap-south:2380"]}
+    assert {k: v for k, v in lab.items() if k not in ("restapi", "etcd3", "postgresql")} == \
+        {k: v for k, v in prod.items() if k not in ("restapi", "etcd3", "postgresql")}

@@ -199,3 +199,15 @@ def test_a_failed_relay_update_leaves_the_state_as_it_was(topo: Topology, fake_r
         L.set_link(topo, "eu-west", "us-east", rtt="1s", jitter=None)
     rt = state.load(topo.name)
     assert rt.partitioned == ("pg-eu",) and rt.links == {}
+
+
+def test_cut_paths_name_the_mesh_of_patroni_and_etcd_members() -> None:
+    from pgtopo.model.loader import load
+    from tests.support.topologies import TOPOLOGIES
+
+    topo = load(TOPOLOGIES / "global-saas-patroni.yaml")
+    paths = L.cut_paths(topo, ["eu-west"])
+    assert "us-east -> pg-eu (mesh)" in paths and "ap-south -> pg-eu (mesh)" in paths
+    assert "eu-west -> etcd-us-east (mesh)" in paths and "eu-west -> pg-us (mesh)" in paths
+    assert not [p for p in paths if p.endswith("(mesh)") and "eu-west" not in p and "pg-eu" not in p
+                and "etcd-eu-west" not in p]

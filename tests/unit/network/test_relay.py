@@ -352,6 +352,34 @@ def test_connect_failure_closes_the_client(tmp_path: Path) -> None:
     run(with_relay(tmp_path, body))
 
 
+def test_a_down_target_refuses_connections_until_it_is_back(tmp_path: Path) -> None:
+    """As from a host that is down: a multi-host client moves on to its next host on a refusal."""
+    async def body(relay: R.Relay, target: Target, cfg: Path) -> None:
+        port, target_port = free_port(), free_port()
+        write_config(cfg, [listener(port, target_port)])
+        await relay.reload()
+        r, w = await connect(port)
+        await assert_closed(r)  # the first one finds out
+        w.close()
+        with pytest.raises(ConnectionRefusedError):
+            await connect(port)
+        assert await relay.reload()  # a reload does not open it while the target is down
+        with pytest.raises(ConnectionRefusedError):
+            await connect(port)
+        back = await asyncio.start_server(target._handle, "127.0.0.1", target_port)
+        try:
+            for _ in range(100):  # the relay tries the target every TARGET_RETRY_S
+                if port in relay.servers:
+                    break
+                await asyncio.sleep(0.1)
+            r, w = await connect(port)
+            assert await roundtrip(r, w, b"hello again") >= 0
+            w.close()
+        finally:
+            back.close()
+    run(with_relay(tmp_path, body))
+
+
 # --- reload and partitions ------------------------------------------------------
 
 def test_partition_blackholes_then_heal_closes(tmp_path: Path) -> None:
@@ -506,3 +534,124 @@ def test_probe_direct_and_refused(fake_pg: int) -> None:
     assert probed(probe(fake_pg, count=2), fake_pg)["median_ms"] >= 0
     res = probe(free_port())
     assert res.returncode == 1 and res.stderr.startswith("probe: ") and "refused" in res.stderr
+
+
+# --- the mesh: listeners from any region --------------------------------------
+
+MESH_EXAMPLE: dict[str, Any] = EXAMPLE | {
+    "listeners": [listener(10001, 5432, src="*", dst="us-east") | {"target_host": "pg-us"}],
+    "networks": {"10.213.1.0/24": "eu-west", "10.213.2.0/24": "us-east"},
+}
+
+
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"networks": {"10.213.1.0/33": "eu-west"}}, "networks['10.213.1.0/33']: key must be a subnet"),
+    ({"networks": {"10.213.1.5/24": "eu-west"}}, "networks['10.213.1.5/24']: key must be a subnet"),
+    ({"networks": {"10.213.1.0/24": ""}}, "networks['10.213.1.0/24']: must be a region name"),
+    ({"networks": {"10.213.1.0/24": "*"}}, "networks['10.213.1.0/24']: must be a region name"),
+    ({"networks": ["10.213.1.0/24"]}, "networks: must be an object"),
+    ({"networks": {}}, "listeners[0].src: '*' (the source region of each connection) needs the networks map"),
+])
+def test_mesh_config_validation_names_the_field(patch: dict[str, Any], field: str) -> None:
+    with pytest.raises(R.ConfigError) as exc:
+        R.RelayConfig.from_json(MESH_EXAMPLE | patch)
+    assert any(field in p for p in exc.value.problems), exc.value.problems
+
+
+def test_mesh_source_region_comes_from_the_arrival_address() -> None:
+    config = R.RelayConfig.from_json(MESH_EXAMPLE)
+    assert config.to_json()["networks"] == MESH_EXAMPLE["networks"]
+    mesh = config.listeners[0]
+    assert config.region_of("10.213.1.2") == "eu-west"
+    assert config.region_of("10.213.3.2") is None and config.region_of("nonsense") is None
+    from_eu = config.resolve(mesh, "10.213.1.2")
+    assert from_eu is not None and (from_eu.src, from_eu.dst, from_eu.port) == ("eu-west", "us-east", 10001)
+    assert config.resolve(mesh, "10.213.9.9") is None
+    assert config.resolve(mesh, None) is None
+    plain = R.Listener(10002, "eu-west", "us-east", "pg-us", "pg-us", 5432)
+    assert config.resolve(plain, "10.213.9.9") is plain  # only "*" is resolved
+
+
+def test_partitions_cut_mesh_connections_across_regions_only() -> None:
+    config = R.RelayConfig.from_json(MESH_EXAMPLE | {"partitioned": ["us-east"], "peers": {}})
+    mesh = config.listeners[0]
+    from_eu, from_us = config.resolve(mesh, "10.213.1.2"), config.resolve(mesh, "10.213.2.2")
+    assert from_eu is not None and from_us is not None
+    assert config.is_cut(from_eu)
+    assert not config.is_cut(from_us)  # inside us-east: as if direct, never cut
+    by_node = R.RelayConfig.from_json(MESH_EXAMPLE | {"partitioned": ["etcd-eu"], "peers": {"10.213.1.7": "etcd-eu"}})
+    assert by_node.is_cut(from_eu, "10.213.1.7") and not by_node.is_cut(from_eu, "10.213.1.8")
+
+
+def _mesh_config(path: Path, target_port: int, *, network: str, partitioned: tuple[str, ...] = ()) -> int:
+    port = free_port()
+    raw = {"listeners": [listener(port, target_port, src="*", dst=DST)],
+           "links": {R.link_key(SRC, DST): {"rtt_ms": 100, "jitter_ms": 0, "bandwidth_kbps": None}},
+           "peers": {}, "partitioned": list(partitioned), "networks": {"127.0.0.0/8": network}}
+    path.write_text(json.dumps(raw))
+    return port
+
+
+def test_mesh_listener_delays_by_the_link_of_the_arrival_network(tmp_path: Path) -> None:
+    async def body() -> None:
+        target = await Target().start()
+        cfg = tmp_path / "relay.json"
+        port = _mesh_config(cfg, target.port, network=SRC)
+        relay = R.Relay(str(cfg), bind="127.0.0.1")
+        await relay.start()
+        try:
+            r, w = await connect(port)
+            await roundtrip(r, w, b"hello")
+            assert min([await roundtrip(r, w, b"ping %d" % i) for i in range(3)]) >= 0.099
+            w.close()
+            raw = json.loads(cfg.read_text())
+            raw["networks"] = {"127.0.0.0/8": DST}  # now the same region as the target
+            cfg.write_text(json.dumps(raw))
+            await relay.reload()
+            r, w = await connect(port)
+            assert await roundtrip(r, w, b"hello") < 0.099
+            w.close()
+        finally:
+            await relay.close()
+            target.close()
+    run(body())
+
+
+def test_mesh_connection_from_an_unknown_network_is_refused(tmp_path: Path) -> None:
+    async def body() -> None:
+        target = await Target().start()
+        cfg = tmp_path / "relay.json"
+        port = _mesh_config(cfg, target.port, network=SRC)
+        raw = json.loads(cfg.read_text())
+        raw["networks"] = {"10.213.1.0/24": SRC}
+        cfg.write_text(json.dumps(raw))
+        relay = R.Relay(str(cfg), bind="127.0.0.1")
+        await relay.start()
+        try:
+            r, w = await connect(port)
+            w.write(b"hello")
+            await assert_closed(r)
+            assert target.accepted == 0
+        finally:
+            await relay.close()
+            target.close()
+    run(body())
+
+
+def test_mesh_partition_blackholes_across_regions(tmp_path: Path) -> None:
+    async def body() -> None:
+        target = await Target().start()
+        cfg = tmp_path / "relay.json"
+        port = _mesh_config(cfg, target.port, network=SRC, partitioned=(DST,))
+        relay = R.Relay(str(cfg), bind="127.0.0.1")
+        await relay.start()
+        try:
+            r, w = await connect(port)
+            w.write(b"hello")
+            await assert_silent(r)
+            assert target.accepted == 0
+            w.close()
+        finally:
+            await relay.close()
+            target.close()
+    run(body())

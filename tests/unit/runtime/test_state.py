@@ -32,6 +32,16 @@ def test_passwords_are_private_and_stable(state_dir: Path) -> None:
     assert state.pgpass(first).splitlines()[0] == f"*:*:*:pgtopo:{first['pgtopo']}"
 
 
+def test_patroni_secrets_are_added_beside_the_roles_and_kept(state_dir: Path) -> None:
+    roles = state.passwords("lab")
+    first = state.patroni_passwords("lab")
+    assert set(first) == {"postgres", "patroni"} and len(set(first.values()) | set(roles.values())) == 5
+    path = state_dir / "lab" / "secrets.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert state.patroni_passwords("lab") == first and state.passwords("lab") == roles
+    assert "patroni" not in state.pgpass(roles)
+
+
 def test_a_missing_password_is_never_regenerated(state_dir: Path) -> None:
     pw = state.passwords("lab")
     path = state_dir / "lab" / "secrets.json"

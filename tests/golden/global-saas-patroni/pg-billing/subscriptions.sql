@@ -5,4 +5,4 @@
 
 -- inventory_sub: publication inventory_pub of cluster main (pg-us)
 \connect production
-CREATE SUBSCRIPTION "inventory_sub" CONNECTION 'host=pgtopo-relay,pgtopo-relay,pgtopo-relay port=38914,55633,50138 user=replicator dbname=production application_name=inventory_sub passfile=/etc/pgtopo/pgpass connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 target_session_attrs=read-write' PUBLICATION "inventory_pub", "pgtopo_probe" WITH (copy_data = true, failover = true);
+CREATE SUBSCRIPTION "inventory_sub" CONNECTION 'host=pgtopo-relay,pgtopo-relay,pgtopo-relay port=38914,55633,50138 user=replicator dbname=production application_name=inventory_sub passfile=/etc/pgtopo/pgpass connect_timeout=5 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 target_session_attrs=read-write' PUBLICATION "inventory_pub", "pgtopo_probe" WITH (copy_data = true, create_slot = false, failover = true);
