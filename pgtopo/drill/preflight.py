@@ -16,9 +16,13 @@ from pgtopo.observe.snapshot import Snapshot
 from pgtopo.runtime.state import RuntimeState
 
 
-def problems(topo: Topology, snap: Snapshot, rt: RuntimeState, t: Target) -> list[str]:
+def problems(topo: Topology, snap: Snapshot, rt: RuntimeState, t: Target,
+             primaries: Mapping[str, str] | None = None) -> list[str]:
+    """``primaries``: where each cluster's primary is (default: the state's; a Patroni cluster's
+    is the member accepting writes, see :mod:`pgtopo.drill.primaries`)."""
     out: list[str] = []
-    primaries: Mapping[str, str] = rt.primaries_of(topo)
+    if primaries is None:
+        primaries = rt.primaries_of(topo)
     for cluster in topo.clusters:
         writable = snap.writable(cluster)
         if writable != [primaries[cluster]]:

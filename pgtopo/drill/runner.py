@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from pgtopo.apps.routing import Router
-from pgtopo.drill import preflight, report, samplers, spec, steps, tables, targets, workloads
+from pgtopo.drill import preflight, primaries, report, samplers, spec, steps, tables, targets, workloads
 from pgtopo.drill.deadline import Deadlines
 from pgtopo.drill.events import DrillLog, Final, Recorder, StepRecord, SubscriberRows
 from pgtopo.drill.spec import Drill, format_duration
@@ -126,7 +126,7 @@ class _Run:
                 topo, node=name, cluster=cluster, database=dbs.get(cluster, "postgres"),
                 bank=d.workload.bank is not None and cluster in dbs, rec=self.rec, deadlines=self.deadlines,
                 every=d.sample_every, halt=self.halt_samplers))
-        primary_region = topo.node(state.current_primaries(topo)[t.cluster]).region
+        primary_region = topo.node(primaries.current(topo)[t.cluster]).region
         w = d.workload
         common: dict[str, Any] = {"rec": self.rec, "deadlines": self.deadlines, "halt": self.halt_workload}
         if w.ledger is not None:
@@ -232,7 +232,8 @@ class _Run:
         topo, t = self.ctx.topo, self.t
         snap = snapshot.collect(topo)
         writable = tuple(snap.writable(t.cluster))
-        recorded = state.current_primaries(topo)[t.cluster]
+        now = primaries.current(topo)
+        recorded = now[t.cluster]
         primary = recorded if recorded in writable else (writable[0] if writable else None)
         if primary is None:
             return Final(t.cluster, None, writable, None, error=f"no node of cluster {t.cluster} accepts writes")
@@ -242,7 +243,7 @@ class _Run:
             return Final(t.cluster, primary, writable, None, error=exc.message)
         subs = []
         for s in t.subscribers:
-            node = state.current_primaries(topo)[s.cluster]
+            node = now[s.cluster]
             self.progress("final", f"waiting for {s.subscription} on {node} to catch up")
             try:
                 if not tables.caught_up(topo, primary, t.database, node, s, timeout=CATCH_UP_S):
@@ -255,11 +256,16 @@ class _Run:
     def cleanup(self) -> None:
         note = self.log.notes.append
         steps.mend(self.ctx, note=self.message)
-        for name in self.ctx.faults.subscriptions:
+        # Newest first, each with what its step created (a publication, tables): a second run of the
+        # drill adds the same channel again.
+        for name, plan in reversed(self.ctx.faults.subscriptions):
             try:
                 channels.remove_subscription(self.ctx.topo_path, name, progress=self.message)
             except PgtopoError as exc:
-                note(f"could not remove subscription {name}: {exc.message}")
+                note(f"could not remove subscription {name}: {exc.message}; what its step created stays")
+                continue
+            for left in channels.undo_created(self.ctx.topo, plan, progress=self.message):
+                note(f"after removing subscription {name}: {left}")
 
 
 def _ledger(topo: Topology, node: str, db: str) -> dict[str, list[int]]:
@@ -316,7 +322,7 @@ def run(drill_path: Path, *, topology: Path | None = None, recreate: bool = Fals
     logging.getLogger("psycopg").addHandler(logging.NullHandler())
     d, topo_path, topo, t = prepare(drill_path, topology=topology)
     ensure_up(topo, topo_path, recreate=recreate, progress=progress)
-    found = preflight.problems(topo, snapshot.collect(topo), state.load(topo.name), t)
+    found = preflight.problems(topo, snapshot.collect(topo), state.load(topo.name), t, primaries=primaries.current(topo))
     if found:
         raise InputError(f"topology '{topo.name}' is not whole: a drill starts from a healthy topology",
                          details=[*found, f"mend it, or start afresh with --recreate (removes {topo.name}'s data)"])

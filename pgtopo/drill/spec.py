@@ -6,8 +6,9 @@ checks against the topology it names (:func:`check`); every problem is reported 
 
 In node fields, ``primary`` means the drill cluster's primary when the step runs, ``replica`` its
 streaming replica with the highest failover priority, and ``old-primary`` the node that was
-primary before the drill's last kill, pause, failover or switchover of it: a drill written that
-way runs again on the topology it left behind.
+primary before the drill's last kill, pause, failover or switchover of it; ``primary@CLUSTER``
+(and ``replica@CLUSTER``, ``old-primary@CLUSTER``) mean the same in another cluster, a subscriber
+cluster for instance. A drill written that way runs again on the topology it left behind.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ PRIMARY = "primary"
 REPLICA = "replica"
 OLD_PRIMARY = "old-primary"
 ROLE_WORDS = (PRIMARY, REPLICA, OLD_PRIMARY)
+
+
+def role_word(name: str) -> tuple[str, str | None] | None:
+    """``primary`` -> (primary, None); ``replica@billing`` -> (replica, billing); a node name -> None."""
+    word, at, cluster = name.partition("@")
+    if word not in ROLE_WORDS or (at and not cluster):
+        return None
+    return word, cluster or None
 MAX_DURATION_S = 3600.0
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*$")
 

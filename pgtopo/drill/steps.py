@@ -11,12 +11,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgtopo.drill import primaries
 from pgtopo.drill.events import ReportedLoss
-from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration
+from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration, role_word
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.ha import failover, fencing, promotion, rejoin, switchover
 from pgtopo.ha.promotion import Outcome
 from pgtopo.logical import channel_request, channels
+from pgtopo.logical.channel_plan import AddPlan
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.network import latency
@@ -27,6 +29,8 @@ from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
 from pgtopo.runtime.waiting import wait_for
 
+MANAGER_REJOIN_S = 120.0  # Patroni starts a member, rewinds or re-clones it, and lets it stream
+
 
 @dataclass
 class Faults:
@@ -35,7 +39,7 @@ class Faults:
     paused: set[str] = field(default_factory=set)
     partitioned: set[str] = field(default_factory=set)
     links: set[tuple[str, str]] = field(default_factory=set)
-    subscriptions: list[str] = field(default_factory=list)  # added by add-subscription steps
+    subscriptions: list[tuple[str, AddPlan]] = field(default_factory=list)  # added by add-subscription steps
 
 
 @dataclass
@@ -45,7 +49,7 @@ class StepContext:
     cluster: str
     progress: Progress
     faults: Faults = field(default_factory=Faults)
-    old_primary: str | None = None
+    old_primaries: dict[str, str] = field(default_factory=dict)  # cluster -> its primary before the last fault
 
 
 @dataclass(frozen=True)
@@ -55,27 +59,34 @@ class StepOutcome:
 
 
 def current_primary(ctx: StepContext, cluster: str | None = None) -> str:
-    return state.current_primaries(ctx.topo)[cluster or ctx.cluster]
+    c = cluster or ctx.cluster
+    return primaries.current(ctx.topo)[c] if primaries.managed(ctx.topo, c) else state.current_primaries(ctx.topo)[c]
 
 
 def resolve(ctx: StepContext, name: str) -> str:
-    """A node name, or ``primary`` / ``old-primary`` for the drill cluster's (former) primary."""
+    """A node name, or ``primary`` / ``replica`` / ``old-primary`` (``@CLUSTER``: of that cluster, else
+    of the drill's cluster)."""
     if name in ctx.topo.node_names() or name in ctx.topo.regions:
         return name
-    if name == PRIMARY:
-        return current_primary(ctx)
-    if name == REPLICA:
-        return best_replica(ctx.topo, ctx.cluster)
-    if name == OLD_PRIMARY:
-        if ctx.old_primary is None:
-            raise InputError("old-primary: no step of this drill has killed, paused or replaced the primary yet")
-        return ctx.old_primary
-    raise InputError(f"unknown node '{name}'")
+    role = role_word(name)
+    if role is None:
+        raise InputError(f"unknown node '{name}'")
+    word, cluster = role[0], role[1] or ctx.cluster
+    if word == PRIMARY:
+        return current_primary(ctx, cluster)
+    if word == REPLICA:
+        return best_replica(ctx.topo, cluster)
+    assert word == OLD_PRIMARY
+    if cluster not in ctx.old_primaries:
+        raise InputError(f"{name}: no step of this drill has killed, paused or replaced the primary of cluster "
+                         f"{cluster} yet")
+    return ctx.old_primaries[cluster]
 
 
 def _note_primary(ctx: StepContext, node: str) -> None:
-    if node == current_primary(ctx, ctx.topo.cluster_of(node)) and ctx.topo.cluster_of(node) == ctx.cluster:
-        ctx.old_primary = node
+    cluster = ctx.topo.cluster_of(node)
+    if node == current_primary(ctx, cluster):
+        ctx.old_primaries[cluster] = node
 
 
 def run(ctx: StepContext, step: Step) -> StepOutcome:
@@ -108,8 +119,7 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         started = time.monotonic()
         plan = promotion.plan_live(ctx.topo, mode="failover", cluster=cluster, to=resolve(ctx, f.to) if f.to else None,
                                    force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
-        if cluster == ctx.cluster:
-            ctx.old_primary = plan.old_primary
+        ctx.old_primaries[cluster] = plan.old_primary
         return _outcome(promotion.execute_failover(ctx.topo, plan, started=started, progress=ctx.progress))
     if a == "switchover" and step.switchover is not None:
         s = step.switchover
@@ -117,11 +127,12 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         started = time.monotonic()
         to = resolve(ctx, s.to) if s.to else best_replica(ctx.topo, cluster)
         plan = promotion.plan_live(ctx.topo, mode="switchover", cluster=cluster, to=to)
-        if cluster == ctx.cluster:
-            ctx.old_primary = plan.old_primary
+        ctx.old_primaries[cluster] = plan.old_primary
         return _outcome(switchover.execute_switchover(ctx.topo, plan, started=started, progress=ctx.progress))
     if a == "rejoin" and step.rejoin is not None:
         node = resolve(ctx, step.rejoin.node)
+        if primaries.managed(ctx.topo, ctx.topo.cluster_of(node)):
+            return _manager_rejoin(ctx, node)
         res = rejoin.rejoin(ctx.topo, node, reclone=step.rejoin.reclone, progress=ctx.progress)
         return StepOutcome(f"{node} streams from {res.upstream} ({res.method}, {res.seconds:.1f} s)")
     if a == "add-subscription" and step.add_subscription is not None:
@@ -189,6 +200,32 @@ def best_replica(topo: Topology, cluster: str) -> str:
     return sorted(streaming, key=lambda n: (-topo.node(n.node).failover_priority, n.node))[0].node
 
 
+def _manager_rejoin(ctx: StepContext, node: str) -> StepOutcome:
+    """A member of a Patroni cluster rejoins by itself once it runs: start its container if it is
+    stopped, and wait until it streams from the leader."""
+    c = gateway.find(ctx.topo.name, node)
+    if c is None:
+        raise InputError(f"{node} has no container")
+    started = time.monotonic()
+    if gateway.status(c) != "running":
+        gateway.start(c)
+    seen = "not answering yet"
+
+    def streaming() -> bool:
+        nonlocal seen
+        try:
+            rows = query(ctx.topo, node, "SELECT status FROM pg_stat_wal_receiver", step="wait until streaming")
+        except PgtopoError as exc:
+            seen = exc.message
+            return False
+        seen = str(rows[0][0]) if rows else "no WAL receiver"
+        return seen == "streaming"
+
+    wait_for(streaming, timeout=MANAGER_REJOIN_S, what=f"Patroni to rejoin {node}", step="rejoin", node=node,
+             interval=0.5, last_seen=lambda: seen)
+    return StepOutcome(f"{node} started; Patroni rejoined it: streaming after {time.monotonic() - started:.1f} s")
+
+
 def _add_subscription(ctx: StepContext, step: Step) -> StepOutcome:
     s = step.add_subscription
     assert s is not None
@@ -196,7 +233,7 @@ def _add_subscription(ctx: StepContext, step: Step) -> StepOutcome:
                                      publisher=resolve(ctx, s.publisher) if s.publisher else None, tables=s.tables,
                                      database=s.database, name=s.name, copy_data=s.copy_data)
     res = channels.add_subscription(ctx.topo_path, req, progress=ctx.progress)
-    ctx.faults.subscriptions.append(res.plan.intent.name)
+    ctx.faults.subscriptions.append((res.plan.intent.name, res.plan))
     ctx.topo = loader.load(ctx.topo_path)  # later steps (a failover) must know the new subscription
     i = res.plan.intent
     return StepOutcome(f"{i.name} on {i.subscriber} receives {i.publication} ({len(res.copies)} tables ready in "

@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 from psycopg import sql
 
+from pgtopo.drill.primaries import current as current_primaries
 from pgtopo.drill.targets import Subscriber, Target
 from pgtopo.errors import OperationFailed, PgtopoError
 from pgtopo.model.topology import PROBE_PUBLICATION, Topology
 from pgtopo.observe import snapshot
 from pgtopo.postgres.sql import query, run_all
 from pgtopo.progress import Progress
-from pgtopo.runtime import state
 from pgtopo.runtime.waiting import poll, wait_for
 
 SCHEMA = "pgtopo_drill"
@@ -80,7 +80,7 @@ def prepare(topo: Topology, t: Target, *, accounts: int, balance: int, progress:
     remove(topo, t, progress=lambda _s, _m: None, note=left.append)  # a leftover of an interrupted run
     if left:
         raise OperationFailed(left[0], step="remove the tables of an earlier drill")
-    primaries = state.current_primaries(topo)
+    primaries = current_primaries(topo)
     primary = primaries[t.cluster]
     progress("tables", f"creating schema {SCHEMA} in {t.database} on {primary}")
     run_all(topo, primary, publisher_statements(accounts=accounts, balance=balance, publish=bool(t.subscribers)),
@@ -160,7 +160,7 @@ def remove(topo: Topology, t: Target, *, progress: Progress, note: Callable[[str
     for good on a table dropped under it: they leave the publication first, and a subscriber's
     copy goes only once it confirmed everything written until then (otherwise it stays).
     """
-    primaries = state.current_primaries(topo)
+    primaries = current_primaries(topo)
     publisher = primaries[t.cluster]
     try:
         published = query(topo, publisher, "SELECT tablename FROM pg_publication_tables WHERE pubname = %s AND "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgtopo.drill.spec import ROLE_WORDS, Drill, Step
+from pgtopo.drill.spec import ROLE_WORDS, Drill, Step, role_word
 from pgtopo.errors import ValidationFailed
 from pgtopo.model import render
 from pgtopo.model.topology import Topology
@@ -61,9 +61,20 @@ def _nodes(topo: Topology) -> str:
     return ", ".join(topo.node_names())
 
 
+def _role(topo: Topology, where: str, name: str) -> list[str] | None:
+    """None when ``name`` is no role word; else its problems (an unknown cluster after ``@``)."""
+    role = role_word(name)
+    if role is None:
+        return None
+    if role[1] is not None and role[1] not in topo.clusters:
+        return [f"{where}: unknown cluster '{role[1]}' in '{name}' (known: {', '.join(topo.clusters)})"]
+    return []
+
+
 def _node(topo: Topology, where: str, name: str, *, cluster: str | None = None) -> list[str]:
-    if name in ROLE_WORDS:
-        return []
+    role = _role(topo, where, name)
+    if role is not None:
+        return role
     if name not in topo.node_names():
         return [f"{where}: unknown node '{name}' (known: {_nodes(topo)}; or {', '.join(ROLE_WORDS)})"]
     if cluster is not None and topo.cluster_of(name) != cluster:
@@ -78,7 +89,10 @@ def _region(topo: Topology, where: str, name: str) -> list[str]:
 
 
 def _region_or_node(topo: Topology, where: str, name: str) -> list[str]:
-    if name in topo.regions or name in topo.node_names() or name in ROLE_WORDS:
+    role = _role(topo, where, name)
+    if role is not None:
+        return role
+    if name in topo.regions or name in topo.node_names():
         return []
     return [f"{where}: unknown region or node '{name}' (regions: {', '.join(topo.regions)}; nodes: {_nodes(topo)})"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError, first_line
-from pgtopo.ha import failover, pending, synchronous
+from pgtopo.ha import failover, inherited, pending, synchronous
 from pgtopo.ha.dataloss import Loss, fork_point, measure_loss
 from pgtopo.ha.failover import Plan, Unfinished, heal_text, resume_command
 from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence
@@ -224,9 +224,10 @@ def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: floa
 
 
 def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
-                     failed: set[str]) -> None:
+                     failed: set[str], own: Sequence[inherited.Inherited] = ()) -> None:
     """Everything the first write did not need, at once: the other replicas re-pointed and streaming,
-    the subscribers moved; then stale slots dropped and the loss measured."""
+    the subscribers moved; then stale slots dropped and the loss measured; then the subscriptions
+    the new primary inherited (``own``, read before the promotion) carried on or re-synchronised."""
     cand = plan.candidate
     run_all(topo, cand, [*primary_settings(topo, cand), RELOAD], step="reset standby settings")
     parent, fork, tli = fork_point(topo, cand)
@@ -262,6 +263,22 @@ def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float,
     if plan.mode == "failover":
         out.loss = measure_loss(topo, plan, parent_tli=parent, fork=fork)
         out.steps.append(("loss measured", time.monotonic() - started))
+    if own:
+        _carry_on(topo, plan, out, own, progress=progress)
+        out.steps.append(("its own subscriptions", time.monotonic() - started))
+
+
+def _carry_on(topo: Topology, plan: Plan, out: Outcome, own: Sequence[inherited.Inherited], *,
+              progress: Progress) -> None:
+    lost = out.loss.bytes if out.loss is not None and out.loss.exact else None
+    for res in inherited.carry_on(topo, own, lost_bytes=lost, progress=progress):
+        out.subscribers.append(res)
+        if res.action == "resynced":
+            out.warnings.append(f"subscription {res.subscription} on {res.node} was {res.detail}")
+        elif res.action in ("failed", "skipped"):
+            out.warnings.append(f"subscription {res.subscription} on {res.node}: {res.detail}")
+            out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})",
+                                             "pgtopo verify {file}"))
 
 
 def _report_replicas(plan: Plan, out: Outcome, errors: dict[str, PgtopoError | None], *, tli: int) -> None:
@@ -338,16 +355,21 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
         failed = prepare_candidate(topo, plan, out, progress)
         done("re-pointed")
         out.steps.append(("candidate prepared", time.monotonic() - started))
+        own: list[inherited.Inherited] = []
+        if topo.clusters[plan.cluster].subscriptions:
+            progress(plan.candidate, "reading the subscriptions it inherits (origin and slot positions)")
+            own = inherited.read(topo, cluster=plan.cluster, candidate=plan.candidate)
+            out.steps.append(("subscriptions read", time.monotonic() - started))
         promote_and_write(topo, plan, out, started=started, progress=progress)
         done("promoted", recovery_s=out.recovery_s)
-        _after_promotion_or_unfinished(topo, plan, out, started=started, progress=progress, failed=failed)
+        _after_promotion_or_unfinished(topo, plan, out, started=started, progress=progress, failed=failed, own=own)
     return out
 
 
 def _after_promotion_or_unfinished(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
-                                   failed: set[str]) -> None:
+                                   failed: set[str], own: Sequence[inherited.Inherited]) -> None:
     try:
-        after_promotion(topo, plan, out, started=started, progress=progress, failed=failed)
+        after_promotion(topo, plan, out, started=started, progress=progress, failed=failed, own=own)
         finish(topo, plan, out)
     except PgtopoError as exc:
         # Promoted and accepting writes: what is left is finished by --resume, never by failing over again.

@@ -35,7 +35,8 @@ from pgtopo.runtime.waiting import wait_for
 class SubscriberResult:
     subscription: str
     node: str
-    action: str  # moved, resynced, skipped, pending (changed, connects once a partition heals), failed
+    action: str  # moved, continued (a promoted subscriber's own), resynced, skipped, pending (changed, connects once a
+    # partition heals), failed
     detail: str
 
     @property
@@ -107,7 +108,7 @@ def move_subscriber(topo: Topology, m: SubscriberMove, *, new_primary: str, prog
         if m.waits:
             return SubscriberResult(m.subscription, m.node, "pending",
                                     f"points at failover slot {m.slot} on {new_primary}; {m.waits}")
-        _wait_subscription_streaming(topo, m, publisher=new_primary)
+        wait_subscription_streaming(topo, m, publisher=new_primary)
         return SubscriberResult(m.subscription, m.node, "moved",
                                 f"continues from failover slot {m.slot} on {new_primary}: no gap, no duplicate")
     progress(m.node, f"subscription {m.subscription}: RE-SYNCHRONISING ({why})")
@@ -116,7 +117,7 @@ def move_subscriber(topo: Topology, m: SubscriberMove, *, new_primary: str, prog
                             f"RE-SYNCHRONISED because {why}: truncated and re-copied {', '.join(tables)}")
 
 
-def _wait_subscription_streaming(topo: Topology, m: SubscriberMove, *, publisher: str, timeout: float = 30) -> None:
+def wait_subscription_streaming(topo: Topology, m: SubscriberMove, *, publisher: str, timeout: float = 30) -> None:
     def connected() -> bool:
         rows = query(topo, publisher, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (m.slot,),
                      step="wait for the subscription")

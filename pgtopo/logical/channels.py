@@ -443,6 +443,27 @@ def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progres
     return result
 
 
+def undo_created(topo: Topology, plan: AddPlan, *, progress: Progress = quiet) -> list[str]:
+    """Undo what an add-subscription created besides the subscription (remove it first): the
+    publication or the tables it added to one, the subscriber's tables, probe objects, grants,
+    in reverse order, each on its cluster's current primary. So the same channel can be added
+    again on the same topology (a drill run twice). Returns what could not be undone."""
+    primaries = state.current_primaries(topo)
+    left: list[str] = []
+    for step in reversed([*plan.publisher_steps, *plan.subscriber_steps]):
+        if step.undo is None or step.subscription is not None:
+            continue
+        node = primaries[topo.cluster_of(step.node)]
+        progress(node, f"undo: {step.what}")
+        try:
+            with _connect(topo, node, db=step.database) as conn, conn.transaction():
+                conn.execute(step.undo.encode())
+        except (PgtopoError, psycopg.Error) as exc:
+            why = exc.message if isinstance(exc, PgtopoError) else sql_errors.message(exc)
+            left.append(f"{node}: {step.undo} failed: {why}")
+    return left
+
+
 def _nothing_to_write() -> None:
     """The commit of a removal that leaves the file alone (the subscription was only live)."""
 

@@ -44,9 +44,14 @@ def write(tmp_path: Path, text: str, *, topology: str = str(REPO / "topologies" 
 def test_the_shipped_drills_are_valid(runner: CliRunner, name: str) -> None:
     res = runner.invoke(app, ["drill", "validate", str(DRILLS / name)])
     assert res.exit_code == 0, res.output
-    expected = ("against topology 'four-regions' (four-regions.yaml), cluster main, database app\n"
-                if name.startswith("sync-") else
-                "against topology 'global-saas' (global-saas.yaml), cluster main, database production, 1 subscriber(s)")
+    topology = spec.load(DRILLS / name).topology
+    expected = {
+        "../four-regions.yaml": "against topology 'four-regions' (four-regions.yaml), cluster main, database app\n",
+        "../payments.yaml": "against topology 'payments' (payments.yaml), cluster payments, database payments, "
+                            "1 subscriber(s)",
+        "../global-saas.yaml": "against topology 'global-saas' (global-saas.yaml), cluster main, database production, "
+                               "1 subscriber(s)",
+    }[topology]
     assert expected in res.output
 
 

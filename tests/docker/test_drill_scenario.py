@@ -11,7 +11,10 @@ The topology (``dr-saas``, module-scoped) starts in the file's layout; each dril
 5. primary-crash: SIGKILL, failover; loss measured = loss reported, the subscriber gets every row once;
 6. negative control: a forced failover of a lagging replica expected to lose nothing -> FAIL, while the
    same events judged with ``acked_lost: reported`` PASS;
-7. primary-crash again, from the layout the earlier drills left: the same verdicts.
+7. primary-crash again, from the layout the earlier drills left: the same verdicts;
+8. a drill with an add-subscription step (a new channel under load), run twice: its end removes the
+   subscription and what the step created (publication, table), so the second run adds them again and
+   gives the same verdicts.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pgtopo.drill.spec import Expect
 from pgtopo.drill.verdict import Verdict, judge
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load
+from pgtopo.postgres.sql import query
 from pgtopo.runtime import state
 from tests.support.docker import cli, copy_topology
 from tests.support.topologies import TOPOLOGIES
@@ -152,3 +156,37 @@ def test_a_drill_run_again_gives_the_same_verdicts(saas: Path, tmp_path: Path) -
         pytest.skip("needs test_primary_crash_loses_what_failover_reports first")
     again = run(DRILLS / "primary-crash.yaml", saas, tmp_path)
     assert results(again.verdict) == results(first.verdict)
+
+
+def test_a_drill_that_adds_a_subscription_runs_twice(saas: Path, tmp_path: Path) -> None:
+    drill = tmp_path / "subscribe.yaml"
+    drill.write_text(f"""\
+drill: subscribe-under-load
+topology: {saas}
+duration: 12s
+workload:
+  ledger: {{regions: [us-east], rate: 50}}
+steps:
+  - at: 3s
+    add-subscription: {{subscriber: primary@billing, publisher: primary, tables: [orders], name: orders_sub}}
+  - wait-until: {{subscribed: orders_sub, timeout: 30s}}
+expect:
+  acked_lost: 0
+  split_brain: false
+  logical_complete: true
+""")
+    topo = load(saas)
+    verdicts = []
+    for i in (1, 2):
+        r = run(drill, saas, tmp_path / str(i))
+        assert r.verdict.passed, r.verdict.failed
+        assert "orders_sub on pg-billing receives orders_pub" in r.log.steps[0].detail
+        verdicts.append(results(r.verdict))
+        # Gone again: the subscription, its publication and the subscriber's table (the file never had them).
+        primary = state.current_primaries(topo)["main"]
+        assert query(topo, primary, "SELECT pubname FROM pg_publication ORDER BY 1", db="production", step="test") == [
+            ("inventory_pub",), ("pgtopo_probe",)]
+        assert query(topo, "pg-billing", "SELECT to_regclass('public.orders') IS NULL, "
+                     "(SELECT array_agg(subname::text) FROM pg_subscription)", db="production", step="test") == [
+            (True, ["inventory_sub"])]
+    assert verdicts[0] == verdicts[1]

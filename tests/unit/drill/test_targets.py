@@ -33,6 +33,18 @@ def test_role_words_and_real_names_are_accepted() -> None:
     assert problems(steps=steps) == []
 
 
+def test_role_words_of_another_cluster() -> None:
+    assert spec.role_word("primary@billing") == ("primary", "billing")
+    assert spec.role_word("old-primary") == ("old-primary", None)
+    assert spec.role_word("pg-us") is None and spec.role_word("primary@") is None
+    assert problems(steps=[{"kill": "primary@billing"}, {"failover": {"cluster": "billing"}},
+                           {"rejoin": "old-primary@billing"}, {"wait-until": {"streaming": "replica@main"}}]) == []
+    assert problems(steps=[{"kill": "primary@nope"}, {"partition": "replica@mars"}]) == [
+        "steps.0.kill: unknown cluster 'nope' in 'primary@nope' (known: main, billing)",
+        "steps.1.partition: unknown cluster 'mars' in 'replica@mars' (known: main, billing)",
+    ]
+
+
 def test_unknown_names() -> None:
     assert problems(steps=[
         {"kill": "pg-xx"}, {"partition": "mars"}, {"failover": {"to": "pg-billing"}},
