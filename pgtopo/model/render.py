@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 from psycopg import sql
 
 from pgtopo.errors import InputError
@@ -28,6 +28,9 @@ from pgtopo.model.topology import (
     slot_name,
 )
 
+if TYPE_CHECKING:
+    import jinja2
+
 
 def _templates() -> Path:
     # A checkout (editable install) has templates/ beside the package; a wheel has it inside.
@@ -45,6 +48,8 @@ ROLES = ("pgtopo", "replicator", "app")
 
 
 def _env() -> jinja2.Environment:
+    import jinja2  # here, not at the top: commands that render nothing (status, failover) skip its 60 ms import
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,

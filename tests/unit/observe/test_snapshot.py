@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from pgtopo.observe import snapshot
+from pgtopo.postgres import connect as pg_connect
+from pgtopo.runtime import gateway
+from tests.support.global_saas import GLOBAL
 
 
 def test_within_gives_the_late_answer_for_what_does_not_finish_in_time() -> None:
@@ -39,3 +46,85 @@ def test_within_raises_what_the_work_raised() -> None:
 
     with pytest.raises(ValueError, match="bad 1"):
         snapshot._within(work, [1], timeout=5, late=lambda x: x)
+
+
+# -- one node's pipelined queries, on a small fake connection ------------------------------------------
+
+class _FakeCursor:
+    def __init__(self, results: list[list[dict[str, Any]]]) -> None:
+        self._results = results
+        self._rows: list[dict[str, Any]] = []
+
+    def execute(self, _query: str, _params: Any = None) -> _FakeCursor:
+        self._rows = self._results.pop(0)  # the answers come in the order the queries were sent
+        return self
+
+    def fetchall(self) -> list[dict[str, Any]]:
+        return self._rows
+
+
+class _FakeConn:
+    """The answers of the eight queries ``_query_node`` pipelines, for a node with one subscription."""
+
+    def __init__(self, *, in_recovery: bool) -> None:
+        self.info = SimpleNamespace(server_version=170012, port=54321)
+        main = {"rec": in_recovery, "sysid": "7", "cur": None if in_recovery else "0/3000060",
+                "recv": "0/3000060" if in_recovery else None, "replay": "0/3000060" if in_recovery else None,
+                "replay_lag": None, "tli": 1}
+        sub = {"oid": 16400, "subname": "billing_orders", "datname": "shop", "subenabled": True,
+               "subpublications": ["orders_billing"], "subconninfo": "host=pgtopo-relay", "subslotname": "billing_orders",
+               "failover": True, "apply_error_count": 0, "sync_error_count": 0}
+        self.results: list[list[dict[str, Any]]] = [[main], [], [{"tli": None}], [], [], [], [], [sub]]
+
+    def cursor(self, row_factory: Any = None) -> _FakeCursor:
+        return _FakeCursor(self.results)
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        yield
+
+
+def _node(in_recovery: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[snapshot.NodeSnapshot, list[str]]:
+    calls: list[str] = []
+
+    class DbConn:
+        def __enter__(self) -> DbConn:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def cursor(self, row_factory: Any = None) -> Any:
+            rows = [{"oid": 16400, "ready": 1, "total": 1, "lsn": "0/3000060", "lag": 0.1, "pid": 99}]
+            return SimpleNamespace(execute=lambda *_a: SimpleNamespace(fetchall=lambda: rows))
+
+    def connect(topology: str, node: str, **kw: Any) -> DbConn:
+        calls.append(f"connect {node} {kw.get('dbname')}")
+        return DbConn()
+
+    def logs(container_id: str, tail: int) -> str:
+        calls.append(f"logs {container_id}")
+        return 'ERROR:  subscription "billing_orders" could not connect\n'
+
+    monkeypatch.setattr(pg_connect, "connect", connect)
+    monkeypatch.setattr(gateway, "logs_by_id", logs)
+    listed = gateway.Listed(id="c1", labels={}, status="running", ports={"5432/tcp": 54321})
+    base = {"node": "pg-billing", "cluster": "billing", "region": "ap-south"}
+    conn = cast(Any, _FakeConn(in_recovery=in_recovery))
+    return snapshot._query_node(GLOBAL, conn, base, "running", listed=listed, light=False), calls
+
+
+def test_a_standby_s_subscriptions_cost_no_connection_nor_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    ns, calls = _node(True, monkeypatch)
+    assert calls == []
+    (sub,) = ns.subscriptions
+    assert (sub.name, sub.enabled, sub.worker_running, sub.tables_ready, sub.tables_total, sub.last_error) == \
+        ("billing_orders", True, False, 0, 0, None)
+
+
+def test_a_primary_s_subscriptions_are_read_in_their_database_and_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    ns, calls = _node(False, monkeypatch)
+    assert calls == ["connect pg-billing shop", "logs c1"]
+    (sub,) = ns.subscriptions
+    assert (sub.worker_running, sub.tables_ready, sub.tables_total, sub.last_error) == \
+        (True, 1, 1, 'subscription "billing_orders" could not connect')
