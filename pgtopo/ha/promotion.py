@@ -152,13 +152,17 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
 
     Only the cluster's members and its subscribers are asked (``failover.scope``), all at once,
     each within ``SNAPSHOT_TIMEOUT_S``: the time to decide grows neither with the rest of the
-    topology nor with a node that hangs.
+    topology nor with a node that hangs. The members are asked only what the plan needs (a light
+    snapshot), the subscribers only their role and subscriptions.
     """
     if mode == "switchover" and to is None:
         raise InputError("switchover needs --to NODE")
     c = failover.choose_cluster(topo, cluster=cluster, to=to)
     primaries = state.current_primaries(topo)
-    snap = collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True)
+    members = topo.clusters[c].nodes
+    subscribers = [n for n in failover.subscriber_nodes(topo, c, primaries) if n not in members]
+    snap = collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True,
+                   subscriptions_only=subscribers)
     if all(n.container == "missing" for n in snap.nodes.values()):
         raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
     if mode == "switchover":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,10 @@ class FakeCollector:
         self.calls: list[dict[str, Any]] = []
 
     def __call__(self, topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-                 light: bool = False) -> Snapshot:
+                 light: bool = False, subscriptions_only: Collection[str] = ()) -> Snapshot:
         asked = list(nodes) if nodes is not None else list(self.full.nodes)
-        self.calls.append({"nodes": asked, "timeout": timeout, "light": light})
+        self.calls.append({"nodes": asked, "timeout": timeout, "light": light,
+                           "subscriptions_only": sorted(subscriptions_only)})
         return dataclasses.replace(self.full, nodes={n: self.full.nodes[n] for n in asked})
 
 
@@ -60,7 +61,8 @@ def test_planning_asks_only_the_cluster_and_its_subscribers_once(topo: Topology)
     plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect)
     assert plan.candidate == "pg-us2"
     assert collect.calls == [{"nodes": ["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"],
-                              "timeout": promotion.SNAPSHOT_TIMEOUT_S, "light": True}]
+                              "timeout": promotion.SNAPSHOT_TIMEOUT_S, "light": True,
+                              "subscriptions_only": ["pg-billing"]}]
     # The subscriber was planned for from what was asked.
     assert [(s.node, s.action) for s in plan.subscribers] == [("pg-billing", "resync")]
 

@@ -51,12 +51,14 @@ def test_within_raises_what_the_work_raised() -> None:
 # -- one node's pipelined queries, on a small fake connection ------------------------------------------
 
 class _FakeCursor:
-    def __init__(self, results: list[list[dict[str, Any]]]) -> None:
-        self._results = results
+    def __init__(self, answers: dict[str, list[dict[str, Any]]], asked: list[str]) -> None:
+        self._answers = answers
+        self._asked = asked
         self._rows: list[dict[str, Any]] = []
 
-    def execute(self, _query: str, _params: Any = None) -> _FakeCursor:
-        self._rows = self._results.pop(0)  # the answers come in the order the queries were sent
+    def execute(self, query: str, _params: Any = None) -> _FakeCursor:
+        self._asked.append(query)
+        self._rows = self._answers.get(query, [])
         return self
 
     def fetchall(self) -> list[dict[str, Any]]:
@@ -64,27 +66,32 @@ class _FakeCursor:
 
 
 class _FakeConn:
-    """The answers of the eight queries ``_query_node`` pipelines, for a node with one subscription."""
+    """A node with one subscription: the snapshot's own statements answered, any other one empty."""
 
     def __init__(self, *, in_recovery: bool) -> None:
         self.info = SimpleNamespace(server_version=170012, port=54321)
+        self.asked: list[str] = []
         main = {"rec": in_recovery, "sysid": "7", "cur": None if in_recovery else "0/3000060",
                 "recv": "0/3000060" if in_recovery else None, "replay": "0/3000060" if in_recovery else None,
                 "replay_lag": None, "tli": 1}
         sub = {"oid": 16400, "subname": "billing_orders", "datname": "shop", "subenabled": True,
                "subpublications": ["orders_billing"], "subconninfo": "host=pgtopo-relay", "subslotname": "billing_orders",
                "failover": True, "apply_error_count": 0, "sync_error_count": 0}
-        self.results: list[list[dict[str, Any]]] = [[main], [], [{"tli": None}], [], [], [], [], [sub]]
+        self.answers: dict[str, list[dict[str, Any]]] = {snapshot._MAIN_SQL: [main], snapshot._subscriptions_sql(170012): [sub],
+                        snapshot._HISTORY_SQL: [{"tli": None}],
+                        snapshot._LIGHT_SETTINGS_SQL: [{"name": "cluster_name", "setting": "pg-billing"},
+                                                       {"name": "sync_replication_slots", "setting": None}]}
 
     def cursor(self, row_factory: Any = None) -> _FakeCursor:
-        return _FakeCursor(self.results)
+        return _FakeCursor(self.answers, self.asked)
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
         yield
 
 
-def _node(in_recovery: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[snapshot.NodeSnapshot, list[str]]:
+def _node(in_recovery: bool, monkeypatch: pytest.MonkeyPatch, *, light: bool = False, subscriptions_only: bool = False,
+          asked: list[str] | None = None) -> tuple[snapshot.NodeSnapshot, list[str]]:
     calls: list[str] = []
 
     class DbConn:
@@ -110,8 +117,12 @@ def _node(in_recovery: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[snapshot.
     monkeypatch.setattr(gateway, "logs_by_id", logs)
     listed = gateway.Listed(id="c1", labels={}, status="running", ports={"5432/tcp": 54321})
     base = {"node": "pg-billing", "cluster": "billing", "region": "ap-south"}
-    conn = cast(Any, _FakeConn(in_recovery=in_recovery))
-    return snapshot._query_node(GLOBAL, conn, base, "running", listed=listed, light=False), calls
+    fake = _FakeConn(in_recovery=in_recovery)
+    ns = snapshot._query_node(GLOBAL, cast(Any, fake), base, "running", listed=listed, light=light,
+                              subscriptions_only=subscriptions_only)
+    if asked is not None:
+        asked.extend(fake.asked)
+    return ns, calls
 
 
 def test_a_standby_s_subscriptions_cost_no_connection_nor_log(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,3 +139,24 @@ def test_a_primary_s_subscriptions_are_read_in_their_database_and_log(monkeypatc
     (sub,) = ns.subscriptions
     assert (sub.worker_running, sub.tables_ready, sub.tables_total, sub.last_error) == \
         (True, 1, 1, 'subscription "billing_orders" could not connect')
+
+
+def test_a_failover_s_light_snapshot_asks_no_pending_restart_and_no_pg_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    ns, calls = _node(True, monkeypatch, light=True, asked=asked)
+    assert snapshot._PENDING_SQL not in asked and snapshot._SETTINGS_SQL not in asked
+    assert snapshot._LIGHT_SETTINGS_SQL in asked and snapshot._DOWNSTREAM_SQL in asked
+    assert ns.settings == {"cluster_name": "pg-billing"}  # a setting the server does not have is left out
+    assert calls == [] and ns.in_recovery is True
+
+
+def test_a_failover_s_subscriber_is_asked_its_role_and_subscriptions_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    ns, calls = _node(False, monkeypatch, light=True, subscriptions_only=True, asked=asked)
+    assert asked == [snapshot._MAIN_SQL, snapshot._subscriptions_sql(170012)]
+    assert calls == []  # light: no connection per database, no log
+    assert (ns.reachable, ns.in_recovery, [s.name for s in ns.subscriptions]) == (True, False, ["billing_orders"])
+
+
+def test_light_settings_are_those_whose_text_is_pg_settings_own() -> None:
+    assert set(snapshot.SETTINGS) - set(snapshot.LIGHT_SETTINGS) == {"wal_sender_timeout", "wal_receiver_timeout"}
