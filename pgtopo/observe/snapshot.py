@@ -202,13 +202,14 @@ _DOWNSTREAM_SQL = (
     " ELSE pg_current_wal_lsn() END, replay_lsn) AS lag,"
     " write_lag, flush_lag, replay_lag, sync_state, sync_priority FROM pg_stat_replication"
     " ORDER BY application_name")
-_SETTINGS_SQL = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
-# pg_settings builds every setting of the server (a few ms on a new backend, and twice with the
-# pending-restart query): a light snapshot reads its few settings one by one instead, leaving out
-# those whose current_setting() text carries a unit where pg_settings.setting has none.
+# One scan of pg_settings (it builds every setting of the server, a few ms on a new backend) for
+# the settings pgtopo reads and those waiting for a restart.
+_SETTINGS_SQL = "SELECT name, setting, pending_restart FROM pg_settings WHERE name = ANY(%s) OR pending_restart ORDER BY name"
+# A light snapshot needs no pending restart: it reads its few settings one by one, without
+# pg_settings, leaving out those whose current_setting() text carries a unit where
+# pg_settings.setting has none.
 _LIGHT_SETTINGS_SQL = "SELECT n AS name, current_setting(n, true) AS setting FROM unnest(%s::text[]) AS n"
 LIGHT_SETTINGS = tuple(s for s in SETTINGS if s not in ("wal_sender_timeout", "wal_receiver_timeout"))
-_PENDING_SQL = "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"
 
 
 def _slots_sql(version: int) -> str:
@@ -236,8 +237,6 @@ def _queries(version: int, *, light: bool, subscriptions_only: bool) -> dict[str
         "slots": (_slots_sql(version), ()),
         "settings": (_LIGHT_SETTINGS_SQL, (list(LIGHT_SETTINGS),)) if light else (_SETTINGS_SQL, (list(SETTINGS),)),
         "subs": (_subscriptions_sql(version), ())}
-    if not light:
-        out["pending"] = (_PENDING_SQL, ())
     return out
 
 
@@ -250,8 +249,8 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         for name, (query, params) in queries.items():
             cursors[name].execute(query, params or None)
     got = {name: cur.fetchall() for name, cur in cursors.items()}
-    main, recv, hist, down, slot_rows, setting_rows, pending_rows, sub_rows = (
-        got.get(name, []) for name in ("main", "recv", "hist", "down", "slots", "settings", "pending", "subs"))
+    main, recv, hist, down, slot_rows, setting_rows, sub_rows = (
+        got.get(name, []) for name in ("main", "recv", "hist", "down", "slots", "settings", "subs"))
     row = main[0]
     receiver = recv[0] if recv else None
     tli = row["tli"]
@@ -280,8 +279,8 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
              temporary=bool(r["temporary"]))
         for r in slot_rows
     )
-    settings = {r["name"]: r["setting"] for r in setting_rows if r["setting"] is not None}
-    pending = tuple(r["name"] for r in pending_rows)
+    settings = {r["name"]: r["setting"] for r in setting_rows if r["name"] in SETTINGS and r["setting"] is not None}
+    pending = tuple(r["name"] for r in setting_rows if r.get("pending_restart"))
     # pg_subscription is a shared catalog copied to standbys, where no worker ever runs: a standby's
     # subscriptions are listed as its catalog says, without a connection per database for their
     # tables nor its log (at 30 nodes, 12 connections and 12 Docker calls that told nothing).

@@ -80,7 +80,12 @@ class _FakeConn:
         self.answers: dict[str, list[dict[str, Any]]] = {snapshot._MAIN_SQL: [main], snapshot._subscriptions_sql(170012): [sub],
                         snapshot._HISTORY_SQL: [{"tli": None}],
                         snapshot._LIGHT_SETTINGS_SQL: [{"name": "cluster_name", "setting": "pg-billing"},
-                                                       {"name": "sync_replication_slots", "setting": None}]}
+                                                       {"name": "sync_replication_slots", "setting": None}],
+                        # One scan of pg_settings: the settings asked for, and any waiting for a restart.
+                        snapshot._SETTINGS_SQL: [
+                            {"name": "cluster_name", "setting": "pg-billing", "pending_restart": False},
+                            {"name": "max_connections", "setting": "100", "pending_restart": True},
+                            {"name": "wal_sender_timeout", "setting": "60000", "pending_restart": False}]}
 
     def cursor(self, row_factory: Any = None) -> _FakeCursor:
         return _FakeCursor(self.answers, self.asked)
@@ -135,6 +140,8 @@ def test_a_standby_s_subscriptions_cost_no_connection_nor_log(monkeypatch: pytes
 
 def test_a_primary_s_subscriptions_are_read_in_their_database_and_log(monkeypatch: pytest.MonkeyPatch) -> None:
     ns, calls = _node(False, monkeypatch)
+    assert ns.settings == {"cluster_name": "pg-billing", "wal_sender_timeout": "60000"}
+    assert ns.pending_restart == ("max_connections",)
     assert calls == ["connect pg-billing shop", "logs c1"]
     (sub,) = ns.subscriptions
     assert (sub.worker_running, sub.tables_ready, sub.tables_total, sub.last_error) == \
@@ -144,7 +151,7 @@ def test_a_primary_s_subscriptions_are_read_in_their_database_and_log(monkeypatc
 def test_a_failover_s_light_snapshot_asks_no_pending_restart_and_no_pg_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[str] = []
     ns, calls = _node(True, monkeypatch, light=True, asked=asked)
-    assert snapshot._PENDING_SQL not in asked and snapshot._SETTINGS_SQL not in asked
+    assert snapshot._SETTINGS_SQL not in asked
     assert snapshot._LIGHT_SETTINGS_SQL in asked and snapshot._DOWNSTREAM_SQL in asked
     assert ns.settings == {"cluster_name": "pg-billing"}  # a setting the server does not have is left out
     assert calls == [] and ns.in_recovery is True
