@@ -1,4 +1,4 @@
-"""Planning a live failover: what it asks the nodes (a fake collector stands in for the snapshot)."""
+"""Planning a live failover (a fake collector stands in for the snapshot) and promoting (a fake connection)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pgtopo.errors import OperationFailed
 from pgtopo.ha import promotion
 from pgtopo.model.topology import Topology
 from pgtopo.observe.snapshot import Snapshot
+from pgtopo.postgres import connect as pg_connect
 from tests.support.ha import saas_snap
 from tests.support.snapshots import primary, replica
 from tests.support.topologies import SAAS, topology_of
@@ -83,3 +84,44 @@ def test_a_topology_with_no_container_is_not_running(topo: Topology) -> None:
     with pytest.raises(OperationFailed, match="topology 't-unit' is not running"):
         promotion.plan_live(topo, mode="failover", cluster="main", to=None,
                             collect=FakeCollector(dataclasses.replace(full, nodes=gone)))
+
+
+class FakePromoting:
+    """A standby's connection: pg_promote signals; pg_is_in_recovery answers from ``recovering``."""
+
+    def __init__(self, recovering: list[bool], *, signalled: bool = True) -> None:
+        self.recovering = recovering
+        self.signalled = signalled
+        self.asked: list[str] = []
+
+    def __enter__(self) -> FakePromoting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def execute(self, stmt: str) -> Any:
+        self.asked.append(stmt)
+        if stmt.startswith("SELECT pg_promote"):
+            answer = (self.signalled,)
+        else:
+            answer = (self.recovering.pop(0) if len(self.recovering) > 1 else self.recovering[0],)
+        return type("Cursor", (), {"fetchone": lambda _self: answer})()
+
+
+def test_promote_signals_once_and_returns_when_recovery_ends(topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = FakePromoting([True, True, False])
+    monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: conn)
+    promotion.promote(topo, "pg-us2")
+    assert conn.asked == ["SELECT pg_promote(wait => false)", *["SELECT pg_is_in_recovery()"] * 3]
+
+
+def test_promote_fails_when_the_promotion_does_not_end_or_cannot_be_signalled(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: FakePromoting([True]))
+    with pytest.raises(OperationFailed, match="timed out after 0 s waiting for the promotion to end") as err:
+        promotion.promote(topo, "pg-us2", timeout=0.05)
+    assert (err.value.node, err.value.step) == ("pg-us2", "pg_promote")
+    monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: FakePromoting([True], signalled=False))
+    with pytest.raises(OperationFailed, match="could not signal the promotion"):
+        promotion.promote(topo, "pg-us2")
