@@ -78,7 +78,7 @@ PROMOTE_TIMEOUT_S = 60.0
 PROMOTE_POLL_S = 0.005
 
 
-def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S) -> None:
+def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None) -> None:
     """Promote ``node`` and return once it is out of recovery.
 
     ``pg_promote(wait => true)`` looks whether recovery ended every 100 ms (PostgreSQL's
@@ -86,7 +86,7 @@ def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S) ->
     ms): a tenth of a second more of write outage. The promotion is signalled without waiting and
     its end watched on the same connection every 5 ms instead.
     """
-    with translated(node=node, step="pg_promote"), connect.connect(topo.name, node) as conn:
+    with translated(node=node, step="pg_promote"), connect.connect(topo.name, node, port=port) as conn:
         row = conn.execute("SELECT pg_promote(wait => false)").fetchone()
         if not row or row[0] is not True:
             raise OperationFailed("pg_promote could not signal the promotion", node=node, step="pg_promote")
@@ -99,7 +99,8 @@ def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S) ->
                  interval=PROMOTE_POLL_S)
 
 
-def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, timeout: float = 30) -> bool:
+def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, timeout: float = 30,
+                port: int | None = None) -> bool:
     """Commit a transaction that writes (gets an xid); True if a synchronous wait had to be released.
 
     A commit waits for the synchronous standbys set on the new primary; if none acknowledges
@@ -121,7 +122,10 @@ def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, tim
     def write_accepted() -> bool:
         nonlocal last
         try:
-            with connect.connect(topo.name, node, autocommit=False) as conn:
+            # The known port on the first attempt; a retry looks it up again (a restarted
+            # container may publish another one).
+            with connect.connect(topo.name, node, autocommit=False, port=port if last == "no attempt finished" else None) \
+                    as conn:
                 conn.execute("SELECT pg_current_xact_id()")
             return True
         except (psycopg.Error, PgtopoError) as exc:
@@ -201,7 +205,7 @@ def _early(plan: Plan) -> list[ReplicaMove]:
     return [m for m in plan.replicas if m.action == "repoint" and m.node in needed and not m.waits]
 
 
-def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress) -> set[str]:
+def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress, *, port: int | None = None) -> set[str]:
     """Before promotion: the candidate holds a slot for every replica that will stream from it, its
     synchronous standbys stream from it, and it holds the synchronous settings it needs as primary.
     Returns the replicas whose re-pointing failed."""
@@ -210,7 +214,7 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
     repoints = [m for m in plan.replicas if m.action == "repoint"]
     if repoints:
         run_all(topo, cand, [render.create_physical_slot(slot_name(m.node), reserve_wal=True) for m in repoints],
-                step="create slots")
+                step="create slots", port=port)
     jobs: dict[str, Callable[[], Any]] = {}
     for m in _early(plan):
         progress(m.node, f"re-pointing to {cand} ({m.reason})")
@@ -227,17 +231,18 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
     ready = set(plan.direct_standbys()) - failed
     sync = synchronous.intended_sync(topo, plan.cluster, primary=cand, available=ready)
     slots = tuple(slot_name(n) for n in plan.direct_standbys() if n in ready) if pub else ()
-    set_primary_settings(topo, cand, sync=sync, standby_slots=slots)
+    set_primary_settings(topo, cand, sync=sync, standby_slots=slots, port=port)
     return failed
 
 
-def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
+def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
+                      port: int | None = None) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
-    promote(topo, plan.candidate)
+    promote(topo, plan.candidate, port=port)
     out.promote_s = time.monotonic() - t
     out.steps.append(("promoted", time.monotonic() - started))
-    if first_write(topo, plan.candidate):
+    if first_write(topo, plan.candidate, port=port):
         out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
                             f"synchronous_standby_names emptied on {plan.candidate}")
     out.recovery_s = time.monotonic() - started
@@ -358,10 +363,12 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
         done("fenced")
         progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
         out.steps.append(("fenced", time.monotonic() - started))
-        failed = prepare_candidate(topo, plan, out, progress)
+        # Its host port once (a Docker call), not before each of the four connections to come.
+        port = connect.node_port(topo.name, plan.candidate)
+        failed = prepare_candidate(topo, plan, out, progress, port=port)
         done("re-pointed")
         out.steps.append(("candidate prepared", time.monotonic() - started))
-        promote_and_write(topo, plan, out, started=started, progress=progress)
+        promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
         done("promoted", recovery_s=out.recovery_s)
         _after_promotion_or_unfinished(topo, plan, out, started=started, progress=progress, failed=failed)
     return out

@@ -125,3 +125,30 @@ def test_promote_fails_when_the_promotion_does_not_end_or_cannot_be_signalled(
     monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: FakePromoting([True], signalled=False))
     with pytest.raises(OperationFailed, match="could not signal the promotion"):
         promotion.promote(topo, "pg-us2")
+
+
+def test_first_write_tries_the_known_port_first_and_looks_it_up_again_after_a_failure(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    ports: list[int | None] = []
+
+    class Accepting:
+        def __enter__(self) -> Accepting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def execute(self, _stmt: str) -> None:
+            return None
+
+    def connect(_topology: str, _node: str, *, autocommit: bool = True, port: int | None = None) -> Accepting:
+        ports.append(port)
+        if len(ports) == 1:
+            raise psycopg.OperationalError("connection refused")
+        return Accepting()
+
+    monkeypatch.setattr(pg_connect, "connect", connect)
+    assert promotion.first_write(topo, "pg-us2", port=54321) is False  # no synchronous wait had to be released
+    assert ports == [54321, None]
