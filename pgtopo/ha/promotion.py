@@ -47,7 +47,7 @@ from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.postgres.lsn import parse_lsn
-from pgtopo.postgres.sql import query, run_all
+from pgtopo.postgres.sql import run_all, translated
 from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import state
@@ -74,13 +74,33 @@ def _parallel(jobs: dict[str, Callable[[], Any]]) -> dict[str, PgtopoError | Non
 
 # -- the new primary ---------------------------------------------------------------------------------
 
-def promote(topo: Topology, node: str) -> None:
-    rows = query(topo, node, "SELECT pg_promote(wait => true, wait_seconds => 60)", step="pg_promote")
-    if not rows or rows[0][0] is not True:
-        raise OperationFailed("pg_promote did not finish within 60 s", node=node, step="pg_promote")
+PROMOTE_TIMEOUT_S = 60.0
+PROMOTE_POLL_S = 0.005
 
 
-def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, timeout: float = 30) -> bool:
+def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None) -> None:
+    """Promote ``node`` and return once it is out of recovery.
+
+    ``pg_promote(wait => true)`` looks whether recovery ended every 100 ms (PostgreSQL's
+    WAITS_PER_SECOND), so it returned after 0.1 s however quickly the promotion ended (tens of
+    ms): a tenth of a second more of write outage. The promotion is signalled without waiting and
+    its end watched on the same connection every 5 ms instead.
+    """
+    with translated(node=node, step="pg_promote"), connect.connect(topo.name, node, port=port) as conn:
+        row = conn.execute("SELECT pg_promote(wait => false)").fetchone()
+        if not row or row[0] is not True:
+            raise OperationFailed("pg_promote could not signal the promotion", node=node, step="pg_promote")
+
+        def promoted() -> bool:
+            got = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            return got is not None and got[0] is False
+
+        wait_for(promoted, timeout=timeout, what="the promotion to end (pg_promote)", step="pg_promote", node=node,
+                 interval=PROMOTE_POLL_S)
+
+
+def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, timeout: float = 30,
+                port: int | None = None) -> bool:
     """Commit a transaction that writes (gets an xid); True if a synchronous wait had to be released.
 
     A commit waits for the synchronous standbys set on the new primary; if none acknowledges
@@ -102,7 +122,10 @@ def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, tim
     def write_accepted() -> bool:
         nonlocal last
         try:
-            with connect.connect(topo.name, node, autocommit=False) as conn:
+            # The known port on the first attempt; a retry looks it up again (a restarted
+            # container may publish another one).
+            with connect.connect(topo.name, node, autocommit=False, port=port if last == "no attempt finished" else None) \
+                    as conn:
                 conn.execute("SELECT pg_current_xact_id()")
             return True
         except (psycopg.Error, PgtopoError) as exc:
@@ -152,13 +175,17 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
 
     Only the cluster's members and its subscribers are asked (``failover.scope``), all at once,
     each within ``SNAPSHOT_TIMEOUT_S``: the time to decide grows neither with the rest of the
-    topology nor with a node that hangs.
+    topology nor with a node that hangs. The members are asked only what the plan needs (a light
+    snapshot), the subscribers only their role and subscriptions.
     """
     if mode == "switchover" and to is None:
         raise InputError("switchover needs --to NODE")
     c = failover.choose_cluster(topo, cluster=cluster, to=to)
     primaries = state.current_primaries(topo)
-    snap = collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True)
+    members = topo.clusters[c].nodes
+    subscribers = [n for n in failover.subscriber_nodes(topo, c, primaries) if n not in members]
+    snap = collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True,
+                   subscriptions_only=subscribers)
     if all(n.container == "missing" for n in snap.nodes.values()):
         raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
     if mode == "switchover":
@@ -178,7 +205,7 @@ def _early(plan: Plan) -> list[ReplicaMove]:
     return [m for m in plan.replicas if m.action == "repoint" and m.node in needed and not m.waits]
 
 
-def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress) -> set[str]:
+def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress, *, port: int | None = None) -> set[str]:
     """Before promotion: the candidate holds a slot for every replica that will stream from it, its
     synchronous standbys stream from it, and it holds the synchronous settings it needs as primary.
     Returns the replicas whose re-pointing failed."""
@@ -187,7 +214,7 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
     repoints = [m for m in plan.replicas if m.action == "repoint"]
     if repoints:
         run_all(topo, cand, [render.create_physical_slot(slot_name(m.node), reserve_wal=True) for m in repoints],
-                step="create slots")
+                step="create slots", port=port)
     jobs: dict[str, Callable[[], Any]] = {}
     for m in _early(plan):
         progress(m.node, f"re-pointing to {cand} ({m.reason})")
@@ -204,17 +231,18 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
     ready = set(plan.direct_standbys()) - failed
     sync = synchronous.intended_sync(topo, plan.cluster, primary=cand, available=ready)
     slots = tuple(slot_name(n) for n in plan.direct_standbys() if n in ready) if pub else ()
-    set_primary_settings(topo, cand, sync=sync, standby_slots=slots)
+    set_primary_settings(topo, cand, sync=sync, standby_slots=slots, port=port)
     return failed
 
 
-def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress) -> None:
+def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
+                      port: int | None = None) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
-    promote(topo, plan.candidate)
+    promote(topo, plan.candidate, port=port)
     out.promote_s = time.monotonic() - t
     out.steps.append(("promoted", time.monotonic() - started))
-    if first_write(topo, plan.candidate):
+    if first_write(topo, plan.candidate, port=port):
         out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
                             f"synchronous_standby_names emptied on {plan.candidate}")
     out.recovery_s = time.monotonic() - started
@@ -352,7 +380,9 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
         done("fenced")
         progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
         out.steps.append(("fenced", time.monotonic() - started))
-        failed = prepare_candidate(topo, plan, out, progress)
+        # Its host port once (a Docker call), not before each of the four connections to come.
+        port = connect.node_port(topo.name, plan.candidate)
+        failed = prepare_candidate(topo, plan, out, progress, port=port)
         done("re-pointed")
         out.steps.append(("candidate prepared", time.monotonic() - started))
         own: list[inherited.Inherited] = []
@@ -360,7 +390,7 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
             progress(plan.candidate, "reading the subscriptions it inherits (origin and slot positions)")
             own = inherited.read(topo, cluster=plan.cluster, candidate=plan.candidate)
             out.steps.append(("subscriptions read", time.monotonic() - started))
-        promote_and_write(topo, plan, out, started=started, progress=progress)
+        promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
         done("promoted", recovery_s=out.recovery_s)
         _after_promotion_or_unfinished(topo, plan, out, started=started, progress=progress, failed=failed, own=own)
     return out

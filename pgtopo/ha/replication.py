@@ -123,12 +123,13 @@ def set_slot_sync(topo: Topology, node: str) -> None:
 
 # -- the primary's synchronous settings --------------------------------------------------------------
 
-def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str]) -> None:
+def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str],
+                         port: int | None = None) -> None:
     stmts: list[Query] = [setting(topo, node, "synchronous_standby_names", sync.text() if sync else "")]
     if topo.postgres.version >= 17:
         stmts.append(setting(topo, node, "synchronized_standby_slots", ", ".join(standby_slots)))
     stmts.append(RELOAD)
-    run_all(topo, node, stmts, step="synchronous settings")
+    run_all(topo, node, stmts, step="synchronous settings", port=port)
 
 
 

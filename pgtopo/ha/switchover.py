@@ -22,7 +22,7 @@ from pgtopo.ha.rejoin import rejoin
 from pgtopo.ha.replication import container, create_slot
 from pgtopo.ha.standby import controldata, start_as_standby, stop_postgres
 from pgtopo.model.topology import Topology, slot_name
-from pgtopo.postgres import instance
+from pgtopo.postgres import connect, instance
 from pgtopo.postgres.lsn import format_lsn, parse_lsn
 from pgtopo.postgres.sql import query
 from pgtopo.postgres.streaming import wait_streaming
@@ -57,8 +57,9 @@ def execute_switchover(topo: Topology, plan: Plan, *, started: float, progress: 
     try:
         _wait_replayed(topo, cand, past=final)
         out.steps.append(("candidate caught up", time.monotonic() - started))
-        failed = promotion.prepare_candidate(topo, plan, out, progress)
-        promotion.promote_and_write(topo, plan, out, started=started, progress=progress)
+        port = connect.node_port(topo.name, cand)  # once, for the connections to come
+        failed = promotion.prepare_candidate(topo, plan, out, progress, port=port)
+        promotion.promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
     except BaseException:
         # Failed or interrupted (Ctrl-C) before the switch completed: the old primary comes back
         # only if the candidate is certainly still a standby; otherwise it stays stopped (never

@@ -13,17 +13,23 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
-_IDENT_START = r"A-Za-z_\u0080-\U0010ffff"
-_DOLLAR_TAG_RE = re.compile(rf"\$(?:[{_IDENT_START}][{_IDENT_START}0-9]*)?\$")
+# PostgreSQL's identifier characters (scan.l: ident_start [A-Za-z\200-\377_], ident_cont adds
+# [0-9\$]; every byte of a multibyte character is >= 0x80): a letter, "_" or any non-ASCII
+# character. Written as negated ASCII classes: a class spelling the range up to U+10FFFF costs
+# re about 20 ms to compile, each time, at every start of the CLI.
+_START = r"[^\x00-\x40\x5b-\x5e\x60\x7b-\x7f]"
+_CONT = r"[^\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # and 0-9
+_CONT_DOLLAR = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"  # and 0-9, $
+_DOLLAR_TAG_RE = re.compile(rf"\$(?:{_START}{_CONT}*)?\$")
 _PARAM_RE = re.compile(r"\$[0-9]+")
 # psql substitutes :name, :'name', :"name" and tests :{?name} outside quotes (psqlscan.l).
-_PSQL_VAR_RE = re.compile(rf""":(?:[{_IDENT_START}][{_IDENT_START}0-9]*|'[{_IDENT_START}0-9]+'|"[{_IDENT_START}0-9]+"|"""
-                          rf"""\{{\?[{_IDENT_START}0-9]+\}})""")
+_PSQL_VAR_RE = re.compile(rf""":(?:{_START}{_CONT}*|'{_CONT}+'|"{_CONT}+"|"""
+                          rf"""\{{\?{_CONT}+\}})""")
 # The tokens that need no care, in one pattern: spaces, line comments, identifiers (a lone
 # e, b, x, n or u before a quote is a string prefix: handled after the match), numbers,
 # operators (never swallowing the start of a comment) and punctuation.
 _PLAIN_RE = re.compile(
-    rf"(?P<space>\s+)|(?P<comment>--[^\n]*)|(?P<ident>[{_IDENT_START}][{_IDENT_START}0-9$]*)"
+    rf"(?P<space>\s+)|(?P<comment>--[^\n]*)|(?P<ident>{_START}{_CONT_DOLLAR}*)"
     r"|(?P<number>(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?[A-Za-z0-9_]*)"
     r"|(?P<op>(?:[+*<>=~!@#%^&|`?]|-(?!-)|/(?!\*))+)|(?P<punct>::|[(),;\[\].])"
 )
@@ -109,18 +115,17 @@ def _comment_end(text: str, start: int) -> int:
 # The whole lexer in one pattern, for text without nested comments or unterminated quotes
 # (nearly every schema): each alternative is a token kind; "care" sends the text to the slow,
 # exact path in ``_tokens_slow``.
-_I = _IDENT_START
 _FAST_RE = re.compile(
     r"(?P<space>\s+)|(?P<comment>--[^\n]*|/\*(?:[^*/]|\*(?!/)|/(?!\*))*\*/)"
     r"|(?P<estring>[eE]'[^'\\]*(?:(?:\\.|'')[^'\\]*)*')"
     r"|(?P<string>(?:[bBxXnN]|[uU]&)?'[^']*(?:''[^']*)*')"
     r'|(?P<qident>(?:[uU]&)?"[^"]*(?:""[^"]*)*")'
-    rf"|(?P<dollar>\$(?P<tag>(?:[{_I}][{_I}0-9]*)?)\$.*?\$(?P=tag)\$)|(?P<param>\$[0-9]+)"
+    rf"|(?P<dollar>\$(?P<tag>(?:{_START}{_CONT}*)?)\$.*?\$(?P=tag)\$)|(?P<param>\$[0-9]+)"
     r"""|(?P<prefix>[eEbBxXnN](?=')|[uU](?=&['"]))"""  # a prefix whose string never ends
-    rf"|(?P<ident>[{_I}][{_I}0-9$]*)"
+    rf"|(?P<ident>{_START}{_CONT_DOLLAR}*)"
     r"|(?P<number>(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9]+)?[A-Za-z0-9_]*)"
     r"|(?P<op>(?:[+*<>=~!@#%^&|`?]|-(?!-)|/(?!\*))+)|(?P<punct>::|[(),;\[\].])"
-    rf"""|(?P<psqlvar>:(?:[{_I}][{_I}0-9]*|'[{_I}0-9]+'|"[{_I}0-9]+"|\{{\?[{_I}0-9]+\}}))|(?P<colon>:)"""
+    rf"""|(?P<psqlvar>:(?:{_START}{_CONT}*|'{_CONT}+'|"{_CONT}+"|\{{\?{_CONT}+\}}))|(?P<colon>:)"""
     r"|(?P<backslash>\\[^\n]*)|(?P<other>[^'\"$/])|(?P<care>.)",
     re.DOTALL,
 )

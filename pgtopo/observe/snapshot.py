@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -162,7 +162,7 @@ def _base(topo: Topology, cluster: str, node: str) -> dict[str, Any]:
 
 
 def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Listed | None, *,
-                  light: bool = False) -> NodeSnapshot:
+                  light: bool = False, subscriptions_only: bool = False) -> NodeSnapshot:
     base = _base(topo, cluster, node)
     cstate = "missing" if listed is None else listed.status
     if listed is None or cstate != "running":
@@ -176,7 +176,8 @@ def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Liste
         return NodeSnapshot(**base, container=cstate, reachable=False, error=exc.message)
     try:
         with conn:
-            return _query_node(topo, conn, base, cstate, listed=listed, light=light)
+            return _query_node(topo, conn, base, cstate, listed=listed, light=light,
+                               subscriptions_only=subscriptions_only)
     except psycopg.Error as exc:
         msg = first_line(exc)
         return NodeSnapshot(**base, container=cstate, reachable=False, error=msg)
@@ -203,8 +204,14 @@ _DOWNSTREAM_SQL = (
     " ELSE pg_current_wal_lsn() END, replay_lsn) AS lag,"
     " write_lag, flush_lag, replay_lag, sync_state, sync_priority FROM pg_stat_replication"
     " ORDER BY application_name")
-_SETTINGS_SQL = "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)"
-_PENDING_SQL = "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"
+# One scan of pg_settings (it builds every setting of the server, a few ms on a new backend) for
+# the settings pgtopo reads and those waiting for a restart.
+_SETTINGS_SQL = "SELECT name, setting, pending_restart FROM pg_settings WHERE name = ANY(%s) OR pending_restart ORDER BY name"
+# A light snapshot needs no pending restart: it reads its few settings one by one, without
+# pg_settings, leaving out those whose current_setting() text carries a unit where
+# pg_settings.setting has none.
+_LIGHT_SETTINGS_SQL = "SELECT n AS name, current_setting(n, true) AS setting FROM unnest(%s::text[]) AS n"
+LIGHT_SETTINGS = tuple(s for s in SETTINGS if s not in ("wal_sender_timeout", "wal_receiver_timeout"))
 
 
 def _slots_sql(version: int) -> str:
@@ -221,17 +228,31 @@ def _subscriptions_sql(version: int) -> str:
             "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid ORDER BY s.subname")
 
 
+def _queries(version: int, *, light: bool, subscriptions_only: bool) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """What one node is asked, by name: everything (status, verify); less for a failover's plan
+    (``light``: no pending restarts, settings without pg_settings); only its role and subscriptions
+    for a node that matters to a failover only as a subscriber (``subscriptions_only``)."""
+    if subscriptions_only:
+        return {"main": (_MAIN_SQL, ()), "subs": (_subscriptions_sql(version), ())}
+    out: dict[str, tuple[str, tuple[Any, ...]]] = {
+        "main": (_MAIN_SQL, ()), "recv": (_RECEIVER_SQL, ()), "hist": (_HISTORY_SQL, ()), "down": (_DOWNSTREAM_SQL, ()),
+        "slots": (_slots_sql(version), ()),
+        "settings": (_LIGHT_SETTINGS_SQL, (list(LIGHT_SETTINGS),)) if light else (_SETTINGS_SQL, (list(SETTINGS),)),
+        "subs": (_subscriptions_sql(version), ())}
+    return out
+
+
 def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, Any], cstate: str, *,
-                listed: gateway.Listed, light: bool) -> NodeSnapshot:
+                listed: gateway.Listed, light: bool, subscriptions_only: bool = False) -> NodeSnapshot:
     version = conn.info.server_version
-    queries: list[tuple[str, tuple[Any, ...]]] = [
-        (_MAIN_SQL, ()), (_RECEIVER_SQL, ()), (_HISTORY_SQL, ()), (_DOWNSTREAM_SQL, ()), (_slots_sql(version), ()),
-        (_SETTINGS_SQL, (list(SETTINGS),)), (_PENDING_SQL, ()), (_subscriptions_sql(version), ())]
-    cursors = [conn.cursor(row_factory=dict_row) for _q in queries]
+    queries = _queries(version, light=light, subscriptions_only=subscriptions_only)
+    cursors = {name: conn.cursor(row_factory=dict_row) for name in queries}
     with conn.pipeline():
-        for cur, (query, params) in zip(cursors, queries, strict=True):
-            cur.execute(query, params or None)
-    main, recv, hist, down, slot_rows, setting_rows, pending_rows, sub_rows = (c.fetchall() for c in cursors)
+        for name, (query, params) in queries.items():
+            cursors[name].execute(query, params or None)
+    got = {name: cur.fetchall() for name, cur in cursors.items()}
+    main, recv, hist, down, slot_rows, setting_rows, sub_rows = (
+        got.get(name, []) for name in ("main", "recv", "hist", "down", "slots", "settings", "subs"))
     row = main[0]
     receiver = recv[0] if recv else None
     tli = row["tli"]
@@ -260,9 +281,13 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
              temporary=bool(r["temporary"]))
         for r in slot_rows
     )
-    settings = {r["name"]: r["setting"] for r in setting_rows}
-    pending = tuple(r["name"] for r in pending_rows)
-    subs = _subscriptions(topo, base["node"], sub_rows, port=conn.info.port, listed=listed, light=light)
+    settings = {r["name"]: r["setting"] for r in setting_rows if r["name"] in SETTINGS and r["setting"] is not None}
+    pending = tuple(r["name"] for r in setting_rows if r.get("pending_restart"))
+    # pg_subscription is a shared catalog copied to standbys, where no worker ever runs: a standby's
+    # subscriptions are listed as its catalog says, without a connection per database for their
+    # tables nor its log (at 30 nodes, 12 connections and 12 Docker calls that told nothing).
+    subs = _subscriptions(topo, base["node"], sub_rows, port=conn.info.port, listed=listed,
+                          light=light or bool(row["rec"]))
     return NodeSnapshot(
         **base, container=cstate, reachable=True, in_recovery=row["rec"], system_identifier=row["sysid"],
         timeline=int(tli) if tli is not None else None, current_lsn=row["cur"], receive_lsn=row["recv"],
@@ -281,7 +306,8 @@ def _subscriptions(topo: Topology, node: str, subs: list[dict[str, Any]], *, por
     """Per-table states live in each subscription's own database: one connection per database.
 
     ``light``: what pg_subscription says, without their workers and tables (a connection per
-    database) nor the last error (the container's log): what a failover's plan needs."""
+    database) nor the last error (the container's log): what a failover's plan needs, and all
+    there is to know on a standby (no worker runs there: tables 0/0, worker not running)."""
     progress: dict[int, tuple[int, int, str | None, float | None, bool]] = {}
     for db in dict.fromkeys(s["datname"] for s in subs) if not light else ():
         oids = [s["oid"] for s in subs if s["datname"] == db]
@@ -323,14 +349,15 @@ def _last_error(log: list[str], sub: str) -> str | None:
 
 
 def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-            light: bool = False) -> Snapshot:
+            light: bool = False, subscriptions_only: Collection[str] = ()) -> Snapshot:
     """One connection per node (every node, or only ``nodes``), in parallel; the containers'
     states from one Docker call.
 
     With ``timeout``, a node that has not answered within that many seconds is recorded as
     unreachable ("no answer within N s") and not waited for: a failover must not wait on a node
     that hangs. ``light`` leaves out what only status and verify show (subscription workers and
-    tables, the last error from the log).
+    tables, the last error from the log, pending restarts, the settings with a unit); the nodes in
+    ``subscriptions_only`` are asked only their role and subscriptions (a failover's subscribers).
     """
     wanted = None if nodes is None else set(nodes)
     targets = [(c, n) for c, n, _spec in topo.all_nodes() if wanted is None or n in wanted]
@@ -338,7 +365,8 @@ def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: floa
     partitioned = frozenset(state.load(topo.name).partitioned)
 
     def one(cn: tuple[str, str]) -> NodeSnapshot:
-        return _collect_node(topo, cn[0], cn[1], listed.get(cn[1]), light=light)
+        return _collect_node(topo, cn[0], cn[1], listed.get(cn[1]), light=light,
+                             subscriptions_only=cn[1] in subscriptions_only)
 
     if timeout is None:
         # The work is waiting (the connection's authentication, one pipelined round trip): a

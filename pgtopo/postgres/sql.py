@@ -38,15 +38,18 @@ def translated(*, node: str, step: str) -> Iterator[None]:
 
 
 def query(topo: Topology, node: str, stmt: Query, params: Sequence[Any] | None = None, *, db: str = "postgres",
-          step: str, autocommit: bool = True) -> list[tuple[Any, ...]]:
-    """One statement on ``node``; its rows (none for a statement that returns none)."""
-    with translated(node=node, step=step), connect.connect(topo.name, node, dbname=db, autocommit=autocommit) as conn:
+          step: str, autocommit: bool = True, port: int | None = None) -> list[tuple[Any, ...]]:
+    """One statement on ``node``; its rows (none for a statement that returns none). ``port``: the
+    node's host port when the caller knows it (else one Docker call finds it)."""
+    with translated(node=node, step=step), \
+            connect.connect(topo.name, node, dbname=db, autocommit=autocommit, port=port) as conn:
         cur = conn.execute(stmt, params)
         return list(cur.fetchall()) if cur.description else []
 
 
-def run_all(topo: Topology, node: str, stmts: Sequence[Query], *, db: str = "postgres", step: str) -> None:
+def run_all(topo: Topology, node: str, stmts: Sequence[Query], *, db: str = "postgres", step: str,
+            port: int | None = None) -> None:
     """Several statements on one connection, in order (autocommit: ALTER SYSTEM, subscriptions)."""
-    with translated(node=node, step=step), connect.connect(topo.name, node, dbname=db) as conn:
+    with translated(node=node, step=step), connect.connect(topo.name, node, dbname=db, port=port) as conn:
         for stmt in stmts:
             conn.execute(stmt)

@@ -1,9 +1,9 @@
-"""Planning a live failover: what it asks the nodes (a fake collector stands in for the snapshot)."""
+"""Planning a live failover (a fake collector stands in for the snapshot) and promoting (a fake connection)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from pgtopo.errors import OperationFailed
 from pgtopo.ha import promotion
 from pgtopo.model.topology import Topology
 from pgtopo.observe.snapshot import Snapshot
+from pgtopo.postgres import connect as pg_connect
 from tests.support.ha import saas_snap
 from tests.support.snapshots import primary, replica
 from tests.support.topologies import SAAS, topology_of
@@ -35,9 +36,10 @@ class FakeCollector:
         self.calls: list[dict[str, Any]] = []
 
     def __call__(self, topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-                 light: bool = False) -> Snapshot:
+                 light: bool = False, subscriptions_only: Collection[str] = ()) -> Snapshot:
         asked = list(nodes) if nodes is not None else list(self.full.nodes)
-        self.calls.append({"nodes": asked, "timeout": timeout, "light": light})
+        self.calls.append({"nodes": asked, "timeout": timeout, "light": light,
+                           "subscriptions_only": sorted(subscriptions_only)})
         return dataclasses.replace(self.full, nodes={n: self.full.nodes[n] for n in asked})
 
 
@@ -60,7 +62,8 @@ def test_planning_asks_only_the_cluster_and_its_subscribers_once(topo: Topology)
     plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect)
     assert plan.candidate == "pg-us2"
     assert collect.calls == [{"nodes": ["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"],
-                              "timeout": promotion.SNAPSHOT_TIMEOUT_S, "light": True}]
+                              "timeout": promotion.SNAPSHOT_TIMEOUT_S, "light": True,
+                              "subscriptions_only": ["pg-billing"]}]
     # The subscriber was planned for from what was asked.
     assert [(s.node, s.action) for s in plan.subscribers] == [("pg-billing", "resync")]
 
@@ -81,3 +84,71 @@ def test_a_topology_with_no_container_is_not_running(topo: Topology) -> None:
     with pytest.raises(OperationFailed, match="topology 't-unit' is not running"):
         promotion.plan_live(topo, mode="failover", cluster="main", to=None,
                             collect=FakeCollector(dataclasses.replace(full, nodes=gone)))
+
+
+class FakePromoting:
+    """A standby's connection: pg_promote signals; pg_is_in_recovery answers from ``recovering``."""
+
+    def __init__(self, recovering: list[bool], *, signalled: bool = True) -> None:
+        self.recovering = recovering
+        self.signalled = signalled
+        self.asked: list[str] = []
+
+    def __enter__(self) -> FakePromoting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def execute(self, stmt: str) -> Any:
+        self.asked.append(stmt)
+        if stmt.startswith("SELECT pg_promote"):
+            answer = (self.signalled,)
+        else:
+            answer = (self.recovering.pop(0) if len(self.recovering) > 1 else self.recovering[0],)
+        return type("Cursor", (), {"fetchone": lambda _self: answer})()
+
+
+def test_promote_signals_once_and_returns_when_recovery_ends(topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = FakePromoting([True, True, False])
+    monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: conn)
+    promotion.promote(topo, "pg-us2")
+    assert conn.asked == ["SELECT pg_promote(wait => false)", *["SELECT pg_is_in_recovery()"] * 3]
+
+
+def test_promote_fails_when_the_promotion_does_not_end_or_cannot_be_signalled(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: FakePromoting([True]))
+    with pytest.raises(OperationFailed, match="timed out after 0 s waiting for the promotion to end") as err:
+        promotion.promote(topo, "pg-us2", timeout=0.05)
+    assert (err.value.node, err.value.step) == ("pg-us2", "pg_promote")
+    monkeypatch.setattr(pg_connect, "connect", lambda *_a, **_k: FakePromoting([True], signalled=False))
+    with pytest.raises(OperationFailed, match="could not signal the promotion"):
+        promotion.promote(topo, "pg-us2")
+
+
+def test_first_write_tries_the_known_port_first_and_looks_it_up_again_after_a_failure(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    ports: list[int | None] = []
+
+    class Accepting:
+        def __enter__(self) -> Accepting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def execute(self, _stmt: str) -> None:
+            return None
+
+    def connect(_topology: str, _node: str, *, autocommit: bool = True, port: int | None = None) -> Accepting:
+        ports.append(port)
+        if len(ports) == 1:
+            raise psycopg.OperationalError("connection refused")
+        return Accepting()
+
+    monkeypatch.setattr(pg_connect, "connect", connect)
+    assert promotion.first_write(topo, "pg-us2", port=54321) is False  # no synchronous wait had to be released
+    assert ports == [54321, None]

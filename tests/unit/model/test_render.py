@@ -90,3 +90,18 @@ def test_older_versions_render_without_17_only_settings(tmp_path: Path, version:
             assert "sync_replication_slots" not in text and "synchronized_standby_slots" not in text, rel
     assert "failover" not in files["pg-billing/subscriptions.sql"].split("WITH", 1)[1]
     assert "WITH (copy_data = true)" in files["pg-billing/subscriptions.sql"]
+
+
+@pytest.mark.parametrize("version", [15, 16, 17])
+def test_only_pgtopo_s_random_password_gets_few_scram_iterations(tmp_path: Path, version: int) -> None:
+    src = GLOBAL_SAAS.read_text().replace("version: 17", f"version: {version}").replace("        failover: true\n", "")
+    path = tmp_path / "t.yaml"
+    path.write_text(src)
+    lines = rendered(path)["pg-us/init.sql"].splitlines()
+    pgtopo = lines.index("ALTER ROLE \"pgtopo\" WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password';")
+    if version < 16:  # scram_iterations exists from PostgreSQL 16
+        assert not any("scram_iterations" in line for line in lines)
+        return
+    assert lines[pgtopo - 1] == f"SET scram_iterations = {render.PGTOPO_SCRAM_ITERATIONS};"
+    assert lines[pgtopo + 1] == "RESET scram_iterations;"  # the replicator's and the app's keep the default
+    assert [i for i, line in enumerate(lines) if "scram_iterations" in line] == [pgtopo - 1, pgtopo + 1]

@@ -112,3 +112,29 @@ def test_nested_comments_and_errors_take_the_exact_path() -> None:
         with pytest.raises(SqlLexError) as exc:
             tokens(text)
         assert exc.value.message == message
+
+
+def _identifier_char(c: str, *, digits: bool = False, dollar: bool = False) -> bool:
+    """PostgreSQL's scanner: a letter, "_" or any non-ASCII character; then digits and "$"."""
+    return (c.isascii() and (c.isalpha() or c == "_")) or not c.isascii() or (digits and c.isdigit()) \
+        or (dollar and c == "$")
+
+
+@pytest.mark.parametrize(("cls", "digits", "dollar"), [("_START", False, False), ("_CONT", True, False),
+                                                       ("_CONT_DOLLAR", True, True)])
+def test_identifier_classes_are_postgresql_s(cls: str, digits: bool, dollar: bool) -> None:
+    import re
+
+    from pgtopo.model import sqltext
+
+    pattern = re.compile(getattr(sqltext, cls))
+    # Every ASCII character, and non-ASCII ones across the whole range (both ends included).
+    for code in [*range(0x100), *range(0x100, 0x110000, 4099), 0xFFFF, 0x10000, 0x10FFFF]:
+        c = chr(code)
+        assert bool(pattern.fullmatch(c)) == _identifier_char(c, digits=digits, dollar=dollar), hex(code)
+
+
+def test_identifiers_beyond_ascii_are_one_token() -> None:
+    assert kinds("SELECT été_1$, \"x\" FROM ü𝔘 WHERE $ä$ q $ä$ = :naïve") == [
+        ("ident", "SELECT"), ("ident", "été_1$"), ("punct", ","), ("qident", '"x"'), ("ident", "FROM"),
+        ("ident", "ü𝔘"), ("ident", "WHERE"), ("dollar", "$ä$ q $ä$"), ("op", "="), ("psqlvar", ":naïve")]
