@@ -14,7 +14,9 @@
 SELECT 'CREATE ROLE "pgtopo"' WHERE NOT EXISTS (SELECT FROM pg_catalog."pg_roles" WHERE "rolname" = 'pgtopo') \gexec
 SELECT 'CREATE ROLE "replicator"' WHERE NOT EXISTS (SELECT FROM pg_catalog."pg_roles" WHERE "rolname" = 'replicator') \gexec
 SELECT 'CREATE ROLE "app"' WHERE NOT EXISTS (SELECT FROM pg_catalog."pg_roles" WHERE "rolname" = 'app') \gexec
+SET scram_iterations = 64;
 ALTER ROLE "pgtopo" WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password';
+RESET scram_iterations;
 ALTER ROLE "replicator" WITH LOGIN REPLICATION PASSWORD :'replicator_password';
 ALTER ROLE "app" WITH LOGIN PASSWORD :'app_password';
 ALTER ROLE "pgtopo" SET search_path = public;
