@@ -78,11 +78,12 @@ def _member(view: ClusterView, node: str, *, option: str) -> Member:
 
 
 def decide(*, mode: str, cluster: str, view: ClusterView, to: str | None, ranked: failover.Plan | None,
-           refusal: str | None, leader_reachable: bool = True) -> ManagedPlan:
+           refusal: str | None, leader_reachable: bool = True, recorded: str | None = None) -> ManagedPlan:
     """What to ask Patroni. ``ranked`` is pgtopo's own failover plan (None with ``refusal``: why
     pgtopo would not promote anyone); it chooses the candidate when ``to`` is None.
     ``leader_reachable``: whether pgtopo reaches the PostgreSQL of Patroni's leader (a crashed
-    leader stays listed until its key expires, ``ttl``)."""
+    leader stays listed until its key expires, ``ttl``); ``recorded``: the primary pgtopo last
+    recorded for the cluster (Patroni may have failed over by itself since)."""
     leader = view.leader
     warnings: list[str] = []
     if len(view.leaders) > 1:
@@ -119,6 +120,10 @@ def decide(*, mode: str, cluster: str, view: ClusterView, to: str | None, ranked
         why = list(ranked.why)
     if chosen.tags.get("nofailover") is True:
         raise InputError(f"{chosen.name} is tagged nofailover: Patroni never promotes it")
+    if (mode == "failover" and leader is not None and leader.healthy and leader_reachable and recorded is not None
+            and recorded != leader.name):
+        warnings.append(f"Patroni already made {leader.name} the leader (timeline {leader.timeline}; pgtopo last "
+                        f"recorded {recorded}): this is one more failover")
     if leader is not None and leader.healthy and leader_reachable:
         warnings.append(f"{leader.name} is a running leader: Patroni demotes it first (for a planned change use "
                         "`pgtopo switchover`)")
@@ -176,7 +181,7 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
         refusal = "; ".join(exc.lines())
     old = snap.nodes.get(leader.name) if leader else None
     return decide(mode=mode, cluster=c, view=view, to=to, ranked=ranked, refusal=refusal,
-                  leader_reachable=old is None or old.reachable)
+                  leader_reachable=old is None or old.reachable, recorded=state.current_primaries(topo)[c])
 
 
 def _writable(topo: Topology, node: str) -> str | None:

@@ -104,3 +104,15 @@ def test_a_crashed_leader_still_listed_is_no_running_leader_to_demote() -> None:
                   leader_reachable=False)
     assert plan.warnings == ("Patroni still lists pg1 as leader but its PostgreSQL does not answer: Patroni acts "
                              "once its leader key expires (ttl)",)
+
+
+def test_a_failover_patroni_already_made_is_named() -> None:
+    after = view("cluster_after_crash.json")  # Patroni promoted pg2 by itself; pgtopo recorded pg1
+    plan = decide(mode="failover", cluster="main", view=TWO, to="pg2", ranked=None, refusal=None, recorded="pg1")
+    assert not any("already" in w for w in plan.warnings)  # pg1 still leads: nothing happened behind pgtopo
+    with pytest.raises(InputError, match="--to pg2: it is the current leader"):
+        decide(mode="failover", cluster="main", view=after, to="pg2", ranked=None, refusal=None, recorded="pg1")
+    three = replace(after, members=(*after.members, replace(TWO.members[1], name="pg3", timeline=4)))
+    plan = decide(mode="failover", cluster="main", view=three, to="pg3", ranked=None, refusal=None, recorded="pg1")
+    assert plan.warnings[0] == ("Patroni already made pg2 the leader (timeline 4; pgtopo last recorded pg1): this is "
+                                "one more failover")
