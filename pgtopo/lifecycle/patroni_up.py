@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from pgtopo.errors import OperationFailed
+from pgtopo.lifecycle.node_setup import password_env
 from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
 from pgtopo.network import relay_container
@@ -270,8 +271,7 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
         progress(leader, "roles, databases, schema, publications")
         gateway.put_files(lc, {"init.sql": (files[cl.primary_name].files["init.sql"], 0o644)},
                           directory=render.CONF_DIR)
-        instance.psql_file(lc, f"{render.CONF_DIR}/init.sql", step="init.sql",
-                           environment={f"PGTOPO_PASSWORD_{r.upper()}": v for r, v in pw.items()})
+        instance.psql_file(lc, f"{render.CONF_DIR}/init.sql", step="init.sql", environment=password_env(pw))
         instance.mark_done(lc)
     for node in cl.nodes:
         ensure(node)
@@ -285,14 +285,28 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
     expected = set(cl.nodes) - set(stopped)
 
     def all_healthy() -> list[MemberView] | None:
+        for n in expected:
+            if gateway.status(found[n]) != "running":  # Patroni exited: its own words say why
+                raise OperationFailed(f"the container stopped while waiting for {n} to run or stream", node=n,
+                                      step="Patroni members", logs=gateway.logs(found[n], tail=25))
         view = cluster_view(everyone)
         seen = {m.name for m in view if m.healthy}
         return view if expected <= seen and leader_of(view) else None
 
     progress(leader, f"waiting for Patroni: every member of {cluster} running or streaming")
-    view = wait_for(all_healthy, timeout=MEMBERS_TIMEOUT_S, what=f"every member of {cluster} running or streaming",
-                    step="Patroni members", node=leader, container=lc,
-                    last_seen=lambda: _describe(cluster_view(everyone)))
+    try:
+        view = wait_for(all_healthy, timeout=MEMBERS_TIMEOUT_S,
+                        what=f"every member of {cluster} running or streaming", step="Patroni members", node=leader,
+                        last_seen=lambda: _describe(cluster_view(everyone)))
+    except OperationFailed as exc:
+        if exc.logs is not None:
+            raise
+        # Timed out: the member that is not there yet, with its own last log lines.
+        view = cluster_view(everyone)
+        late = sorted(expected - {m.name for m in view if m.healthy}) or [leader]
+        raise OperationFailed(f"timed out after {MEMBERS_TIMEOUT_S} s waiting for every member of {cluster} running "
+                              f"or streaming ({_describe(view)})", node=late[0], step="Patroni members",
+                              logs=gateway.logs(found[late[0]], tail=25)) from None
     for node in expected:
         if not instance.markers(found[node]).done:
             instance.mark_done(found[node])
