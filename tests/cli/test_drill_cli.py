@@ -51,6 +51,8 @@ def test_the_shipped_drills_are_valid(runner: CliRunner, name: str) -> None:
                             "1 subscriber(s)",
         "../global-saas.yaml": "against topology 'global-saas' (global-saas.yaml), cluster main, database production, "
                                "1 subscriber(s)",
+        "../global-saas-patroni.yaml": "against topology 'global-saas-patroni' (global-saas-patroni.yaml), cluster "
+                                       "main, database production, 1 subscriber(s)",
     }[topology]
     assert expected in res.output
 
