@@ -251,10 +251,19 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
         m.failover_s, out = timed(m, "failover", "failover", str(path), "--cluster", "main", "--yes",
                                   log=directory / f"{name}-failover.log")
         m.recovery_s = recovery_seconds(name, out)
+        steps = failover_steps(out)
+        if steps:
+            m.notes.append(f"failover steps (s since the command started): {steps}")
     finally:
         if not keep:
             pgtopo("down", str(path), "--volumes")
     return m
+
+
+def failover_steps(output: str) -> str:
+    """The timings table `pgtopo failover` prints, as one line: "planned 0.12, fenced 0.13, ..."."""
+    found = re.findall(r"^[│|]\s*([a-z][a-z ]+?)\s*[│|]\s*([0-9.]+)\s*[│|]\s*$", output, flags=re.MULTILINE)
+    return ", ".join(f"{step} {secs}" for step, secs in found)
 
 
 def recovery_seconds(name: str, output: str) -> float | None:

@@ -58,3 +58,12 @@ def test_limits_beyond_thirty() -> None:
     assert fits["WAL senders"] and fits["topology model"]
     fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for(120), [])}
     assert not fits["topology model"]
+
+
+def test_failover_steps_are_read_from_the_timings_table() -> None:
+    out = ("m-1 is the primary of cluster main (timeline 2); recovery time 0.31 s\n"
+           "┃ step                     ┃ s    ┃\n"
+           "│ planned                  │ 0.12 │\n│ fenced                   │ 0.13 │\n"
+           "│ first write accepted     │ 0.31 │\n│ m-2    │ eu-west │ 0/3000 │\n")
+    assert SCALE.failover_steps(out) == "planned 0.12, fenced 0.13, first write accepted 0.31"
+    assert SCALE.failover_steps("no table") == ""
