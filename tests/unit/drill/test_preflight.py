@@ -51,3 +51,11 @@ def test_a_dead_or_fenced_node() -> None:
     assert found(nodes, rt) == ["cluster main: writable nothing, the state's primary is pg-us",
                                 "pg-us is down (container exited): `pgtopo rejoin FILE pg-us`"]
     assert found(WHOLE, rt) == ["pg-us is fenced: `pgtopo rejoin FILE pg-us`"]
+
+
+def test_a_primary_that_moved_without_pgtopo_is_the_one_given() -> None:
+    # A Patroni cluster's leader moves by itself: the drill passes the member that accepts writes.
+    moved = {**WHOLE, "pg-us": replica("pg-us", "us-east", upstream="pg-eu", timeline=2),
+             "pg-eu": primary("pg-eu", "eu-west", timeline=2)}
+    snap = snapshot(moved, topology="global-saas")
+    assert preflight.problems(SAAS, snap, RuntimeState(), TARGET, primaries={"main": "pg-eu", "billing": "pg-billing"}) == []
