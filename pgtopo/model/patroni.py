@@ -138,7 +138,10 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_co
         "nofailover": n.failover_priority == 0,  # pgtopo's 0: never promoted, as Patroni's tag says
     }
     if cl.synchronous is not None:
-        tags["nosync"] = node not in cl.synchronous.standbys
+        # The file's primary may serve as a synchronous standby once a failover has made it a
+        # replica: were it `nosync`, a second failover would find no synchronous candidate and
+        # Patroni would promote nobody (seen in the patroni-primary-crash drill run twice).
+        tags["nosync"] = node not in cl.synchronous.standbys and node != cl.primary_name
     if n.upstream is not None and n.upstream != cl.primary_name:
         tags["replicatefrom"] = n.upstream
     return {

@@ -202,11 +202,14 @@ def test_patroni_yml_of_each_node(tmp_path: Path) -> None:
     assert sorted(k for k in out if k.endswith("patroni.yml")) == [
         "pg-eu/patroni.yml", "pg-eu2/patroni.yml", "pg-us/patroni.yml", "pg-us2/patroni.yml"]
     assert "pg-ap/patroni.yml" not in out  # billing is ha: manual
-    us2, eu, eu2 = (parsed(out[f"{n}/patroni.yml"]) for n in ("pg-us2", "pg-eu", "pg-eu2"))
+    us, us2, eu, eu2 = (parsed(out[f"{n}/patroni.yml"]) for n in ("pg-us", "pg-us2", "pg-eu", "pg-eu2"))
     assert (us2["scope"], us2["name"], us2["namespace"]) == ("main", "pg-us2", "/pgtopo/lab/")
     assert us2["etcd3"] == {"hosts": ["etcd-us:2379", "etcd-eu:2379", "etcd-ap:2379"]}
     assert us2["tags"] == {"failover_priority": 0, "nofailover": True, "nosync": True}
     assert eu["tags"] == {"failover_priority": 100, "nofailover": False, "nosync": False}
+    # The file's primary is not a listed standby, yet stays eligible: after a failover it is the
+    # replica that can be synchronous for the new leader.
+    assert us["tags"]["nosync"] is False
     assert eu2["tags"]["replicatefrom"] == "pg-eu"  # a cascade keeps its upstream
     dcs = us2["bootstrap"]["dcs"]
     assert (dcs["synchronous_mode"], dcs["synchronous_node_count"]) == (True, 1)  # FIRST 1: synchronous mode
