@@ -102,6 +102,13 @@ def settled(topo: Topology, leader: str, *, ask: tuple[str, ...] = MEMBERS) -> i
     return None
 
 
+def kept(seen: list[int], timeline: int | None) -> bool:
+    """For wait_for: remember what a poll returned (the timeline), true once it is one."""
+    if timeline is not None:
+        seen.append(timeline)
+    return timeline is not None
+
+
 def received_timeline(topo: Topology, member: str) -> tuple[str | None, int | None]:
     """(status, received_tli) of ``member``'s WAL receiver."""
     try:
@@ -114,8 +121,10 @@ def received_timeline(topo: Topology, member: str) -> tuple[str | None, int | No
 
 def test_a_region_with_an_etcd_member_and_a_replica_cut_off_fails_nothing_over(lab: tuple[Topology, Path]) -> None:
     topo, path = lab
-    wait_for(lambda: settled(topo, "pg-us") is not None, timeout=90, what="pg-us leading, pg-eu and pg-ap streaming")
-    timeline = settled(topo, "pg-us")
+    seen: list[int] = []
+    wait_for(lambda: kept(seen, settled(topo, "pg-us")), timeout=90,
+             what="pg-us leading, pg-eu and pg-ap streaming")
+    timeline = seen[-1]
     sampler = Sampler(topo, MEMBERS)
     writer = LedgerWriter(topo, MEMBERS, db=DB, start_id=1_000_000)
     sampler.start()
@@ -162,9 +171,10 @@ def test_a_region_with_an_etcd_member_and_a_replica_cut_off_fails_nothing_over(l
 
 def test_the_leader_cut_off_from_the_etcd_majority_demotes_itself(lab: tuple[Topology, Path]) -> None:
     topo, path = lab
-    wait_for(lambda: settled(topo, "pg-us") is not None, timeout=90, what="pg-us leading, every member streaming")
-    old_timeline = settled(topo, "pg-us")
-    assert old_timeline is not None
+    seen: list[int] = []
+    wait_for(lambda: kept(seen, settled(topo, "pg-us")), timeout=90,
+             what="pg-us leading, every member streaming")
+    old_timeline = seen[-1]
     sampler = Sampler(topo, MEMBERS)
     writer = LedgerWriter(topo, MEMBERS, db=DB, start_id=2_000_000)
     isolated = LedgerWriter(topo, ["pg-us"], db=DB, start_id=3_000_000, synchronous_commit="local")
@@ -185,9 +195,10 @@ def test_the_leader_cut_off_from_the_etcd_majority_demotes_itself(lab: tuple[Top
                 return lead.timeline
             return None
 
-        wait_for(lambda: new_leader() is not None, timeout=120, what="Patroni to promote pg-eu in the majority")
-        new_timeline = new_leader()
-        assert new_timeline is not None
+        promoted: list[int] = []
+        wait_for(lambda: kept(promoted, new_leader()), timeout=120,
+                 what="Patroni to promote pg-eu in the majority")
+        new_timeline = promoted[-1]
         wait_for(lambda: first_read_only(sampler.samples, "pg-us", after=cut) is not None, timeout=60,
                  what="pg-us to answer read-only")
         wait_for(lambda: len(acked_between(writer.acks, start=cut, end=time.time() + 1)) > 20, timeout=60,
