@@ -41,6 +41,7 @@ from tests.support.patroni_lab import (
     first_writable,
     largest_gap,
     last_writable,
+    patroni_view,
     rows,
     split_brain,
     view_or_none,
@@ -109,6 +110,16 @@ def kept(seen: list[int], timeline: int | None) -> bool:
     return timeline is not None
 
 
+def senders_to(topo: Topology, member: str) -> set[str]:
+    """The application names ``member`` streams WAL to."""
+    try:
+        with connect.connect(topo.name, member) as conn:
+            return {str(r[0]) for r in conn.execute("SELECT application_name FROM pg_stat_replication "
+                                                    "WHERE state = 'streaming'").fetchall()}
+    except Exception:  # polling
+        return set()
+
+
 def received_timeline(topo: Topology, member: str) -> tuple[str | None, int | None]:
     """(status, received_tli) of ``member``'s WAL receiver."""
     try:
@@ -175,6 +186,10 @@ def test_the_leader_cut_off_from_the_etcd_majority_demotes_itself(lab: tuple[Top
     wait_for(lambda: kept(seen, settled(topo, "pg-us")), timeout=90,
              what="pg-us leading, every member streaming")
     old_timeline = seen[-1]
+    # pg-ap is a cascade: Patroni's replicatefrom tag, and pg-eu (not the leader) sends it WAL.
+    ap = patroni_view(topo, "main").member("pg-ap")
+    assert ap is not None and ap.tags.get("replicatefrom") == "pg-eu", ap
+    wait_for(lambda: "pg-ap" in senders_to(topo, "pg-eu"), timeout=30, what="pg-eu sending WAL to pg-ap")
     sampler = Sampler(topo, MEMBERS)
     writer = LedgerWriter(topo, MEMBERS, db=DB, start_id=2_000_000)
     isolated = LedgerWriter(topo, ["pg-us"], db=DB, start_id=3_000_000, synchronous_commit="local")
