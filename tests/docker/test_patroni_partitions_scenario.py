@@ -266,9 +266,13 @@ def test_the_leader_cut_off_from_the_etcd_majority_demotes_itself(lab: tuple[Top
     assert before_cut - rows(topo, "pg-eu", DB) == set(), "commits acknowledged before the partition lost"
     assert acked - rows(topo, "pg-eu", DB) == set(), "acknowledged commits missing on the new leader"
     wait_for(lambda: acked <= rows(topo, "pg-us", DB), timeout=60, what="pg-us to replay every acknowledged commit")
+    # The isolated leader's local commits after the cut that pg-eu never received were rewound away.
+    local_after_cut = {a.row for a in isolated.acks if a.at >= cut}
+    survived = len(local_after_cut & rows(topo, "pg-eu", DB))
     print(f"\nmeasured (us-east cut off): pg-us last writable {last_us - cut:.2f} s and first read-only "
           f"{read_only_us - cut:.2f} s after the partition (ttl {TTL} s); pg-eu writable after {first_eu - cut:.2f} s "
           f"(timeline {old_timeline} -> {new_timeline}); the isolated pg-us's last local commit acknowledged "
-          f"{last_isolated - cut:.2f} s after, {diverged} after the partition (rewound away); "
+          f"{last_isolated - cut:.2f} s after; of its {diverged} local commits after the partition, {survived} reached "
+          f"pg-eu, the rest were rewound away; "
           f"{len(acked)} synchronous commits acknowledged, {len(before_cut)} before the partition, 0 lost; "
           f"{len(writer.unknown)} with unknown outcome; {len(samples)} samples, none with two writable members")
