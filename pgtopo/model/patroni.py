@@ -110,6 +110,19 @@ def permanent_slots(topo: Topology, cluster: str) -> dict[str, dict[str, str]]:
     return slots
 
 
+def ignored_slots(topo: Topology, cluster: str) -> list[dict[str, str]]:
+    """Slots Patroni must leave alone (its ``ignore_slots``): the pgoutput logical slots of the
+    databases this cluster publishes to a subscriber. A subscription's initial copy makes a
+    slot per table (``pg_<subscription oid>_sync_<table oid>_<system id>``) on the publisher and
+    drops it when the copy ends; Patroni drops every slot it does not know by name at its next
+    loop, so without this a table added later (pgtopo's probe table) never finishes its copy.
+    Patroni matches by exact name only, hence type + plugin + database. The subscriptions' own
+    slots stay permanent slots: Patroni keeps managing those."""
+    databases = {topo.clusters[cluster].publications[sub.publication].database
+                 for cl in topo.clusters.values() for sub in cl.subscriptions.values() if sub.publisher == cluster}
+    return [{"type": "logical", "database": db, "plugin": "pgoutput"} for db in sorted(databases)]
+
+
 def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_confs: dict[str, str],
                    address: Address = production_address) -> dict[str, object]:
     """The patroni.yml of ``node`` as a mapping. ``conf`` and ``hba`` are the node's rendered
@@ -133,6 +146,9 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_co
         dcs["synchronous_node_count"] = cl.synchronous.count
     dcs["postgresql"] = {"use_pg_rewind": True, "use_slots": True, "parameters": shared}
     dcs["slots"] = permanent_slots(topo, cluster)
+    ignored = ignored_slots(topo, cluster)
+    if ignored:
+        dcs["ignore_slots"] = ignored
     tags: dict[str, object] = {
         "failover_priority": n.failover_priority,
         "nofailover": n.failover_priority == 0,  # pgtopo's 0: never promoted, as Patroni's tag says

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from pgtopo.model.topology import Topology
-from pgtopo.patroni import api
 from pgtopo.patroni.views import ClusterView
 from pgtopo.runtime import gateway, state
+from tests.support import patroni_lab
 from tests.support.docker import Writer, cli, ids, up_from_text, wait_for
 
 TOPOLOGY = """
@@ -65,7 +65,7 @@ def up(tmp_path_factory: pytest.TempPathFactory, state_env: Path) -> Iterator[tu
 
 
 def patroni_view(topo: Topology) -> ClusterView:
-    return api.first_answer(topo.name, topo.clusters["main"].nodes, password=api.rest_password(topo.name))[1]
+    return patroni_lab.patroni_view(topo, "main")
 
 
 def settled(topo: Topology, leader: str) -> bool:

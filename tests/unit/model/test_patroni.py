@@ -219,6 +219,8 @@ def test_patroni_yml_of_each_node(tmp_path: Path) -> None:
         "pg_eu2": {"type": "physical"},
         "inv_sub": {"type": "logical", "database": "shop", "plugin": "pgoutput"},
     }
+    # The initial copy's per-table slots on the publisher are Patroni's to leave alone.
+    assert dcs["ignore_slots"] == [{"type": "logical", "database": "shop", "plugin": "pgoutput"}]
     # Shared parameters go to Patroni's dynamic configuration, one node's own stay local.
     assert dcs["postgresql"]["parameters"]["wal_level"] == "logical"
     assert dcs["postgresql"]["parameters"]["hot_standby"] == "on"
@@ -231,6 +233,29 @@ def test_patroni_yml_of_each_node(tmp_path: Path) -> None:
         "superuser": {"username": "postgres"}, "replication": {"username": "replicator"},
         "rewind": {"username": "pgtopo"}}
     assert not any(key == "password" for key in keys(eu))  # passwords come from Patroni's environment
+
+
+def test_ignored_slots_one_per_published_database_with_a_subscriber(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    main(data)["databases"]["stock"] = {"schema": "CREATE TABLE items (id int PRIMARY KEY);"}
+    main(data)["publications"]["items_pub"] = {"database": "stock", "tables": ["items"]}
+    main(data)["publications"]["unread_pub"] = {"database": "stock", "tables": ["items"]}
+    billing = data["clusters"]["billing"]
+    billing["databases"]["stock"] = {"schema": "CREATE TABLE items (id int PRIMARY KEY);"}
+    billing["subscriptions"]["items_sub"] = {"publisher": "main", "publication": "items_pub", "database": "stock"}
+    billing["subscriptions"]["items_sub2"] = {"publisher": "main", "publication": "unread_pub", "database": "stock"}
+    topo = load(write(tmp_path, data))
+    assert patroni.ignored_slots(topo, "main") == [
+        {"type": "logical", "database": "shop", "plugin": "pgoutput"},
+        {"type": "logical", "database": "stock", "plugin": "pgoutput"}]
+    assert patroni.ignored_slots(topo, "billing") == []  # publishes nothing: no slot to spare
+
+
+def test_no_subscriber_no_ignored_slots(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    del data["clusters"]["billing"]["subscriptions"]
+    dcs = parsed(files(tmp_path, data)["pg-us/patroni.yml"])["bootstrap"]["dcs"]
+    assert "ignore_slots" not in dcs  # Patroni drops every slot it does not know, as by default
 
 
 def test_any_is_quorum_commit(tmp_path: Path) -> None:
