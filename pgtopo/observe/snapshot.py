@@ -217,8 +217,11 @@ LIGHT_SETTINGS = tuple(s for s in SETTINGS if s not in ("wal_sender_timeout", "w
 def _slots_sql(version: int) -> str:
     return ("SELECT slot_name, slot_type, active, wal_status, database, temporary, "
             + ("failover, synced, " if version >= 170000 else "false AS failover, false AS synced, ")
-            + "pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()"
-            " ELSE pg_current_wal_lsn() END, restart_lsn) AS retained FROM pg_replication_slots ORDER BY slot_name")
+            # On a replica the receive position can be behind replay (after a restart it restarts
+            # at a segment's start): the newer of the two, so a slot never retains "minus" bytes.
+            + "pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN GREATEST(pg_last_wal_receive_lsn(), "
+            "pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END, restart_lsn) AS retained "
+            "FROM pg_replication_slots ORDER BY slot_name")
 
 
 def _subscriptions_sql(version: int) -> str:
