@@ -340,7 +340,7 @@ def commit_ms(topo: Any, node: str, probes: int) -> float:
 def measure(config: Config, *, prefix: str, directory: Path, probes: int, rate: float, log: Path) -> Round:
     import psycopg
 
-    from pgtopo.drill import tables, verdict
+    from pgtopo.drill import primaries, tables, verdict
     from pgtopo.drill.deadline import Deadlines
     from pgtopo.drill.events import DrillLog, Recorder
     from pgtopo.drill.workloads import EndpointCache, LedgerWriter
@@ -416,8 +416,11 @@ def measure(config: Config, *, prefix: str, directory: Path, probes: int, rate: 
             return r
         switch = max(stats.switches, key=lambda s: s.seconds(end))
         r.unavailable_s, r.recovered = switch.seconds(end), stats.recovered
-        r.new_primary = next((a.node for a in sorted(attempts, key=lambda a: a.end)
-                              if a.outcome == "ok" and a.timeline == switch.new_timeline), None)
+        if config.method == "patroni":  # Patroni names its PostgreSQL after the scope: ask who accepts writes
+            r.new_primary = primaries.current(topo).get("main")
+        else:
+            r.new_primary = next((a.node for a in sorted(attempts, key=lambda a: a.end)
+                                  if a.outcome == "ok" and a.timeline == switch.new_timeline), None)
         r.notes += rec.log.notes
         return r
     finally:
@@ -432,9 +435,14 @@ def main() -> int:
     ap.add_argument("--prefix", default="pd-", help="topology names start with it")
     ap.add_argument("--probes", type=int, default=200, help="etcd puts and commits timed per round")
     ap.add_argument("--rate", type=float, default=50, help="the writer's commits per second")
-    ap.add_argument("--json", type=Path, help="also write every round's figures there")
+    ap.add_argument("--json", type=Path, help="also write every round's figures there (after each round)")
+    ap.add_argument("--from-json", type=Path, help="measure nothing: print the tables of a --json file")
     args = ap.parse_args()
     configs = select(args.only)
+    if args.from_json:
+        kept = [Round(**x) for x in json.loads(args.from_json.read_text())]
+        print(report(summarize(kept, configs)))
+        return 0
     os.environ.setdefault("PGTOPO_STATE_DIR", tempfile.mkdtemp(prefix="pgtopo-bench-patroni-"))
     directory = Path(tempfile.mkdtemp(prefix="pgtopo-bench-patroni-files-"))
     rounds: list[Round] = []
