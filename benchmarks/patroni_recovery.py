@@ -170,6 +170,7 @@ class Round:
     commits_before: int = 0
     up_s: float | None = None
     etcd_put_ms: float | None = None  # median of the probes
+    etcd_keepalive_ms: float | None = None  # median of the probes
     commit_ms: float | None = None  # median of the probes
     etcd_leader: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -183,6 +184,7 @@ class Summary:
     low: float | None
     high: float | None
     etcd_put_ms: float | None
+    etcd_keepalive_ms: float | None
     commit_ms: float | None
     new_primaries: tuple[str, ...]
     notes: tuple[str, ...]
@@ -207,6 +209,7 @@ def summarize(rounds: Sequence[Round], configs: Sequence[Config]) -> dict[str, S
         out[c.key] = Summary(
             config=c, runs=len(done), unavailable_s=median(done), low=min(done, default=None),
             high=max(done, default=None), etcd_put_ms=median([r.etcd_put_ms for r in mine]),
+            etcd_keepalive_ms=median([r.etcd_keepalive_ms for r in mine]),
             commit_ms=median([r.commit_ms for r in mine]),
             new_primaries=tuple(sorted({r.new_primary for r in mine if r.new_primary})),
             notes=tuple(f"round {i}: {n}" for i, r in enumerate(mine, 1) for n in r.notes))
@@ -278,19 +281,28 @@ def report(summaries: dict[str, Summary]) -> str:
 # -- measuring --------------------------------------------------------------------------------------
 
 PGTOPO = Path(sys.executable).parent / "pgtopo"  # the CLI a user runs, in a fresh process each time
-ETCD_PUT = """
-import base64, json, sys, time, urllib.request
+# Inside an etcd member's container, against that member (etcd's HTTP gateway, as Patroni's etcd3
+# client talks): the lease keep-alive a Patroni leader sends every loop to renew its leader lock
+# (patroni/dcs/etcd3.py: _update_leader -> lease_keepalive), and a put (a quorum write: member
+# keys, /status, a new leader key). Medians in ms, as JSON.
+ETCD_PROBE = """
+import base64, json, statistics, sys, time, urllib.request
 n = int(sys.argv[1])
-key = base64.b64encode(b"/pgtopo-bench/probe").decode()
-out = []
-for i in range(n):
-    body = json.dumps({"key": key, "value": base64.b64encode(str(i).encode()).decode()}).encode()
-    req = urllib.request.Request("http://127.0.0.1:2379/v3/kv/put", data=body,
+def call(path, body):
+    req = urllib.request.Request("http://127.0.0.1:2379" + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     t = time.perf_counter()
-    urllib.request.urlopen(req, timeout=10).read()
-    out.append(time.perf_counter() - t)
-print(json.dumps(out))
+    out = urllib.request.urlopen(req, timeout=10).read()
+    return time.perf_counter() - t, json.loads(out)
+key = base64.b64encode(b"/pgtopo-bench/probe").decode()
+puts = [call("/v3/kv/put", {"key": key, "value": base64.b64encode(str(i).encode()).decode()})[0] for i in range(n)]
+_t, lease = call("/v3/lease/grant", {"TTL": 60})
+renewals = []
+for _ in range(n):
+    took, answer = call("/v3/lease/keepalive", {"ID": lease["ID"]})
+    assert int(answer["result"]["TTL"]) > 0, answer
+    renewals.append(took)
+print(json.dumps({"put": statistics.median(puts) * 1000, "keepalive": statistics.median(renewals) * 1000}))
 """
 
 
@@ -306,21 +318,19 @@ def last_line(text: str) -> str:
     return found or (lines[-1] if lines else "")
 
 
-def etcd_put_ms(topo: Any, probes: int) -> tuple[float | None, str | None]:
-    """Median etcd put round trip from the us-east member's container, and the etcd leader."""
+def etcd_probe(topo: Any, probes: int) -> tuple[dict[str, float], str | None]:
+    """Median put and lease keep-alive round trips (ms) from the us-east member's container, and the etcd leader."""
     from pgtopo.patroni import etcd
     from pgtopo.runtime import gateway
 
     member = next(m.name for m in topo.dcs_members() if m.region == WRITER_REGION)
     c = gateway.find(topo.name, member)
     if c is None:
-        return None, None
-    res = gateway.exec_in(c, ["python3", "-c", ETCD_PUT, str(probes)], user="root")
+        raise RuntimeError(f"etcd member {member} has no container")
+    res = gateway.exec_in(c, ["python3", "-c", ETCD_PROBE, str(probes)], user="root")
     if res.rc != 0:
-        raise RuntimeError(f"etcd put probe on {member}: {res.stderr.strip()[-300:]}")
-    took = json.loads(res.stdout)
-    leader = etcd.dcs_view(topo).leader
-    return statistics.median(took) * 1000, leader
+        raise RuntimeError(f"etcd probe on {member}: {res.stderr.strip()[-300:]}")
+    return json.loads(res.stdout), etcd.dcs_view(topo).leader
 
 
 def commit_ms(topo: Any, node: str, probes: int) -> float:
@@ -362,7 +372,11 @@ def measure(config: Config, *, prefix: str, directory: Path, probes: int, rate: 
         run_all(topo, PRIMARY, tables.publisher_statements(accounts=1, balance=0, publish=False), db=DATABASE,
                 step="create the ledger")
         if config.method == "patroni":
-            r.etcd_put_ms, r.etcd_leader = etcd_put_ms(topo, probes)
+            try:
+                probe, r.etcd_leader = etcd_probe(topo, probes)
+                r.etcd_put_ms, r.etcd_keepalive_ms = probe["put"], probe["keepalive"]
+            except (RuntimeError, ValueError, KeyError) as exc:  # the recovery is still worth measuring
+                r.notes.append(f"etcd probe: {exc}")
         r.commit_ms = commit_ms(topo, PRIMARY, probes)
 
         rec = Recorder(DrillLog(drill="bench", topology=name, cluster="main",
