@@ -83,6 +83,7 @@ def test_summaries_take_recovered_rounds_only() -> None:
     assert (s["promote-0"].low, s["promote-0"].high) == (0.4, 0.6)
     tuned = s["patroni-tuned-0"]
     assert (tuned.runs, tuned.unavailable_s, tuned.etcd_put_ms, tuned.new_primaries) == (1, 22.0, 3.0, ("pg-c",))
+    assert tuned.etcd_keepalive_ms is None  # none of its rounds measured it
     assert tuned.notes == ("round 3: `up` exited with 1: boom",)
 
 
@@ -95,9 +96,9 @@ def test_report_rows_and_ratios() -> None:
                 commit_ms=1.0),
         B.Round("promote-80", unavailable_s=1.0, recovered=True, new_primary="pg-b"),
         B.Round("patroni-tuned-80", unavailable_s=25.0, recovered=True, new_primary="pg-b", etcd_put_ms=90.0,
-                commit_ms=1.2),
+                etcd_keepalive_ms=85.0, commit_ms=1.2),
         B.Round("patroni-tuned-80-local-dcs", unavailable_s=21.0, recovered=True, new_primary="pg-b",
-                etcd_put_ms=1.5, commit_ms=1.0),
+                etcd_put_ms=1.5, etcd_keepalive_ms=0.5, commit_ms=1.0),
     ]
     text = B.report(B.summarize(rounds, configs))
     lines = text.splitlines()
@@ -106,7 +107,8 @@ def test_report_rows_and_ratios() -> None:
     tuned = next(ln for ln in lines if ln.startswith("| Patroni (ttl 20"))
     assert "| 20.00 s | 40.0x | 1 | pg-c |" in tuned
     assert "| 80 ms | 25.00 s | 25.0x | 21.00 s | 21.0x | 1.00 s |" in lines
-    assert "| 80 ms | 90.0 ms | 1.5 ms | 60.0x | 1.2 ms | 1.0 ms | 1.20x |" in lines
+    assert "| 80 ms | 85.0 ms | 0.5 ms | 170.0x | 90.0 ms | 1.5 ms | 60.0x | 1.2 ms | 1.0 ms | 1.20x |" in lines
+    assert "| 0 ms | - | - | - | 1.0 ms | - | - | 1.0 ms | - | - |" in lines  # no single-region DCS at 0 ms
     assert not any(ln.startswith("| 200 ms") for ln in lines)  # nothing measured there: no row
     assert "Patroni (ttl 30" not in text  # the defaults were not run
 
