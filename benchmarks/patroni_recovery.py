@@ -187,7 +187,17 @@ class Summary:
     etcd_keepalive_ms: float | None
     commit_ms: float | None
     new_primaries: tuple[str, ...]
+    etcd_leaders: tuple[str, ...]  # the etcd leader's region in each round ("?": not known)
     notes: tuple[str, ...]
+
+
+def leader_region(config: Config, member: str | None) -> str:
+    """The region of an etcd member (``etcd-<region>`` or ``etcd-<region>-<n>``)."""
+    if member is None:
+        return "?"
+    if config.local_dcs:
+        return REGIONS[0]
+    return next((r for r in REGIONS if member == f"etcd-{r}" or member.startswith(f"etcd-{r}-")), "?")
 
 
 def median(values: Sequence[float | None]) -> float | None:
@@ -212,6 +222,7 @@ def summarize(rounds: Sequence[Round], configs: Sequence[Config]) -> dict[str, S
             etcd_keepalive_ms=median([r.etcd_keepalive_ms for r in mine]),
             commit_ms=median([r.commit_ms for r in mine]),
             new_primaries=tuple(sorted({r.new_primary for r in mine if r.new_primary})),
+            etcd_leaders=tuple(leader_region(c, r.etcd_leader) for r in mine if c.method == "patroni"),
             notes=tuple(f"round {i}: {n}" for i, r in enumerate(mine, 1) for n in r.notes))
     return out
 
@@ -262,8 +273,8 @@ def report(summaries: dict[str, Summary]) -> str:
     lines += ["", "What the etcd quorum across regions costs: round trips from us-east (medians over the rounds of "
               "each round's median), etcd members in 3 regions against all 3 in us-east:", "",
               "| round trip | leader-lock renewal (lease keep-alive): 3 regions | 1 region | ratio | etcd put: "
-              "3 regions | 1 region | ratio | commit on the leader: 3 regions | 1 region | ratio |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "3 regions | 1 region | ratio | commit on the leader: 3 regions | 1 region | ratio | etcd leader "
+              "(3 regions), by round |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for rtt in LATENCIES:
         spread, local = get(f"patroni-tuned-{rtt}"), get(f"patroni-tuned-{rtt}-local-dcs")
         if spread is None and local is None:
@@ -273,7 +284,8 @@ def report(summaries: dict[str, Summary]) -> str:
             a = getattr(spread, attr) if spread else None
             b = getattr(local, attr) if local else None
             cells.append(f"{ms(a)} | {ms(b)} | {times(ratio(a, b))}")
-        lines.append(f"| {rtt} ms | " + " | ".join(cells) + " |")
+        leaders = ", ".join(spread.etcd_leaders) if spread and spread.etcd_leaders else "-"
+        lines.append(f"| {rtt} ms | " + " | ".join(cells) + f" | {leaders} |")
     notes = [n for s in summaries.values() for n in (f"{s.config.key} {x}" for x in s.notes)]
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]

@@ -96,7 +96,7 @@ def test_report_rows_and_ratios() -> None:
                 commit_ms=1.0),
         B.Round("promote-80", unavailable_s=1.0, recovered=True, new_primary="pg-b"),
         B.Round("patroni-tuned-80", unavailable_s=25.0, recovered=True, new_primary="pg-b", etcd_put_ms=90.0,
-                etcd_keepalive_ms=85.0, commit_ms=1.2),
+                etcd_keepalive_ms=85.0, commit_ms=1.2, etcd_leader="etcd-eu-west"),
         B.Round("patroni-tuned-80-local-dcs", unavailable_s=21.0, recovered=True, new_primary="pg-b",
                 etcd_put_ms=1.5, etcd_keepalive_ms=0.5, commit_ms=1.0),
     ]
@@ -107,10 +107,18 @@ def test_report_rows_and_ratios() -> None:
     tuned = next(ln for ln in lines if ln.startswith("| Patroni (ttl 20"))
     assert "| 20.00 s | 40.0x | 1 | pg-c |" in tuned
     assert "| 80 ms | 25.00 s | 25.0x | 21.00 s | 21.0x | 1.00 s |" in lines
-    assert "| 80 ms | 85.0 ms | 0.5 ms | 170.0x | 90.0 ms | 1.5 ms | 60.0x | 1.2 ms | 1.0 ms | 1.20x |" in lines
-    assert "| 0 ms | - | - | - | 1.0 ms | - | - | 1.0 ms | - | - |" in lines  # no single-region DCS at 0 ms
+    assert "| 80 ms | 85.0 ms | 0.5 ms | 170.0x | 90.0 ms | 1.5 ms | 60.0x | 1.2 ms | 1.0 ms | 1.20x | eu-west |" in lines
+    assert "| 0 ms | - | - | - | 1.0 ms | - | - | 1.0 ms | - | - | ? |" in lines  # no single-region DCS at 0 ms
     assert not any(ln.startswith("| 200 ms") for ln in lines)  # nothing measured there: no row
     assert "Patroni (ttl 30" not in text  # the defaults were not run
+
+
+def test_leader_region() -> None:
+    (spread,) = B.select("patroni-tuned-80")
+    (local,) = B.select("patroni-tuned-80-local-dcs")
+    assert B.leader_region(spread, "etcd-ap-south") == "ap-south"
+    assert B.leader_region(local, "etcd-us-east-3") == "us-east"
+    assert B.leader_region(spread, None) == "?"
 
 
 def test_report_says_what_was_not_measured() -> None:
