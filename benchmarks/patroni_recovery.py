@@ -242,7 +242,39 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
-def report(summaries: dict[str, Summary]) -> str:
+def quorum_table(rounds: Sequence[Round]) -> str:
+    """What the etcd quorum costs, by round trip, placement of the etcd members and region of the etcd
+    leader (a renewal crosses regions only when the etcd leader is not in the Patroni leader's):
+    medians over the rounds of each group, ratios to the single-region DCS at the same round trip."""
+    by_key = {c.key: c for c in CONFIGS}
+    groups: dict[tuple[int, bool, str], list[Round]] = {}
+    for r in rounds:
+        c = by_key.get(r.key)
+        if c is None or c.method != "patroni" or c.timing != TUNED or r.etcd_put_ms is None:
+            continue
+        groups.setdefault((c.rtt_ms, c.local_dcs, leader_region(c, r.etcd_leader)), []).append(r)
+    local: dict[int, list[Round]] = {}
+    for (rtt, is_local, _leader), rs in groups.items():
+        if is_local:
+            local.setdefault(rtt, []).extend(rs)
+    lines = ["What the etcd quorum across regions costs: round trips from us-east, where the Patroni leader runs "
+             "(medians over the rounds of each round's median; ratio to all 3 etcd members in us-east at the same "
+             "round trip):", "",
+             "| round trip | etcd members | etcd leader in | rounds | leader-lock renewal (lease keep-alive) | "
+             "etcd put (quorum write) | commit on the PostgreSQL leader |", "|---:|---|---|---:|---:|---:|---:|"]
+    for (rtt, is_local, leader), rs in sorted(groups.items(), key=lambda g: (g[0][0], not g[0][1], g[0][2])):
+        base = local.get(rtt, [])
+        cells = []
+        for attr in ("etcd_keepalive_ms", "etcd_put_ms", "commit_ms"):
+            value = median([getattr(r, attr) for r in rs])
+            b = median([getattr(r, attr) for r in base])
+            cells.append(ms(value) + ("" if is_local or b is None else f" ({times(ratio(value, b))})"))
+        lines.append(f"| {rtt} ms | {'3 in us-east' if is_local else 'us-east, eu-west, ap-south'} | {leader} | "
+                     f"{len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(summaries: dict[str, Summary], rounds: Sequence[Round] = ()) -> str:
     """The three tables: recovery at 0 ms, recovery against the round trip, what the quorum costs."""
     get = summaries.get
     lines = ["Write unavailability of a writer in us-east (last commit acknowledged on the old timeline -> first "
@@ -270,22 +302,7 @@ def report(summaries: dict[str, Summary]) -> str:
         lines.append(f"| {rtt} ms | {seconds(spread)} | {times(ratio(spread.unavailable_s if spread else None, b))} | "
                      f"{seconds(local) if local else '-'} | "
                      f"{times(ratio(local.unavailable_s if local else None, b))} | {seconds(bare)} |")
-    lines += ["", "What the etcd quorum across regions costs: round trips from us-east (medians over the rounds of "
-              "each round's median), etcd members in 3 regions against all 3 in us-east:", "",
-              "| round trip | leader-lock renewal (lease keep-alive): 3 regions | 1 region | ratio | etcd put: "
-              "3 regions | 1 region | ratio | commit on the leader: 3 regions | 1 region | ratio | etcd leader "
-              "(3 regions), by round |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for rtt in LATENCIES:
-        spread, local = get(f"patroni-tuned-{rtt}"), get(f"patroni-tuned-{rtt}-local-dcs")
-        if spread is None and local is None:
-            continue
-        cells = []
-        for attr in ("etcd_keepalive_ms", "etcd_put_ms", "commit_ms"):
-            a = getattr(spread, attr) if spread else None
-            b = getattr(local, attr) if local else None
-            cells.append(f"{ms(a)} | {ms(b)} | {times(ratio(a, b))}")
-        leaders = ", ".join(spread.etcd_leaders) if spread and spread.etcd_leaders else "-"
-        lines.append(f"| {rtt} ms | " + " | ".join(cells) + f" | {leaders} |")
+    lines += ["", quorum_table(rounds)] if rounds else []
     notes = [n for s in summaries.values() for n in (f"{s.config.key} {x}" for x in s.notes)]
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
@@ -469,7 +486,7 @@ def main() -> int:
     configs = select(args.only)
     if args.from_json:
         kept = [Round(**x) for x in json.loads(args.from_json.read_text())]
-        print(report(summarize(kept, configs)))
+        print(report(summarize(kept, configs), kept))
         return 0
     os.environ.setdefault("PGTOPO_STATE_DIR", tempfile.mkdtemp(prefix="pgtopo-bench-patroni-"))
     directory = Path(tempfile.mkdtemp(prefix="pgtopo-bench-patroni-files-"))
@@ -489,7 +506,7 @@ def main() -> int:
                 args.json.write_text(json.dumps([asdict(x) for x in rounds], indent=1))
     print(f"Measured {started:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC, {args.rounds} round(s) per configuration, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end.\n")
-    print(report(summarize(rounds, configs)))
+    print(report(summarize(rounds, configs), rounds))
     return 0
 
 

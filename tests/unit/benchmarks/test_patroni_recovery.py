@@ -100,17 +100,39 @@ def test_report_rows_and_ratios() -> None:
         B.Round("patroni-tuned-80-local-dcs", unavailable_s=21.0, recovered=True, new_primary="pg-b",
                 etcd_put_ms=1.5, etcd_keepalive_ms=0.5, commit_ms=1.0),
     ]
-    text = B.report(B.summarize(rounds, configs))
+    text = B.report(B.summarize(rounds, configs), rounds)
     lines = text.splitlines()
     manual = next(ln for ln in lines if ln.startswith("| ha: manual"))
     assert "| 2.00 s | 4.00x | 1 | pg-b |" in manual
     tuned = next(ln for ln in lines if ln.startswith("| Patroni (ttl 20"))
     assert "| 20.00 s | 40.0x | 1 | pg-c |" in tuned
     assert "| 80 ms | 25.00 s | 25.0x | 21.00 s | 21.0x | 1.00 s |" in lines
-    assert "| 80 ms | 85.0 ms | 0.5 ms | 170.0x | 90.0 ms | 1.5 ms | 60.0x | 1.2 ms | 1.0 ms | 1.20x | eu-west |" in lines
-    assert "| 0 ms | - | - | - | 1.0 ms | - | - | 1.0 ms | - | - | ? |" in lines  # no single-region DCS at 0 ms
+    # The quorum's cost by where the etcd leader was, against the single-region DCS at the same round trip.
+    assert "| 80 ms | 3 in us-east | us-east | 1 | 0.5 ms | 1.5 ms | 1.0 ms |" in lines
+    assert "| 80 ms | us-east, eu-west, ap-south | eu-west | 1 | 85.0 ms (170.0x) | 90.0 ms (60.0x) | 1.2 ms (1.20x) |" in lines
+    assert "| 0 ms | us-east, eu-west, ap-south | ? | 1 | - | 1.0 ms | 1.0 ms |" in lines  # no single-region DCS at 0 ms
     assert not any(ln.startswith("| 200 ms") for ln in lines)  # nothing measured there: no row
     assert "Patroni (ttl 30" not in text  # the defaults were not run
+
+
+def test_quorum_table_groups_rounds_by_the_etcd_leader() -> None:
+    rounds = [B.Round("patroni-tuned-200", etcd_put_ms=200.0, etcd_keepalive_ms=1.0, commit_ms=0.4,
+                      etcd_leader="etcd-us-east"),
+              B.Round("patroni-tuned-200", etcd_put_ms=400.0, etcd_keepalive_ms=200.0, commit_ms=0.4,
+                      etcd_leader="etcd-ap-south"),
+              B.Round("patroni-tuned-200", etcd_put_ms=210.0, etcd_keepalive_ms=3.0, commit_ms=0.6,
+                      etcd_leader="etcd-us-east"),
+              B.Round("patroni-tuned-200-local-dcs", etcd_put_ms=2.0, etcd_keepalive_ms=1.0, commit_ms=0.5,
+                      etcd_leader="etcd-us-east-3"),
+              B.Round("patroni-defaults-0", etcd_put_ms=9.0, etcd_keepalive_ms=9.0, commit_ms=9.0),  # not tuned: left out
+              B.Round("promote-200", unavailable_s=1.0, recovered=True)]
+    rows = [ln for ln in B.quorum_table(rounds).splitlines() if ln.startswith("| 200 ms")]
+    assert rows == ["| 200 ms | 3 in us-east | us-east | 1 | 1.0 ms | 2.0 ms | 0.5 ms |",
+                    "| 200 ms | us-east, eu-west, ap-south | ap-south | 1 | 200.0 ms (200.0x) | 400.0 ms (200.0x) "
+                    "| 0.4 ms (0.80x) |",
+                    "| 200 ms | us-east, eu-west, ap-south | us-east | 2 | 2.0 ms (2.00x) | 205.0 ms (102.5x) "
+                    "| 0.5 ms (1.00x) |"]
+    assert "9.0 ms" not in B.quorum_table(rounds)
 
 
 def test_leader_region() -> None:
@@ -125,7 +147,7 @@ def test_report_says_what_was_not_measured() -> None:
     configs = B.select("promote-0,patroni-defaults-0")
     rounds = [B.Round("promote-0", unavailable_s=0.5, recovered=True),
               B.Round("patroni-defaults-0", notes=["no commit acknowledged on a new timeline within 3 x ttl + 60 s"])]
-    text = B.report(B.summarize(rounds, configs))
+    text = B.report(B.summarize(rounds, configs), rounds)
     row = next(ln for ln in text.splitlines() if ln.startswith("| Patroni (ttl 30"))
     assert "| not measured | - | 0 |" in row
     assert "- patroni-defaults-0 round 1: no commit acknowledged" in text
