@@ -98,7 +98,7 @@ def test_report_rows_and_ratios() -> None:
         B.Round("patroni-tuned-80", unavailable_s=25.0, recovered=True, new_primary="pg-b", etcd_put_ms=90.0,
                 etcd_keepalive_ms=85.0, commit_ms=1.2, etcd_leader="etcd-eu-west"),
         B.Round("patroni-tuned-80-local-dcs", unavailable_s=21.0, recovered=True, new_primary="pg-b",
-                etcd_put_ms=1.5, etcd_keepalive_ms=0.5, commit_ms=1.0),
+                etcd_put_ms=1.5, etcd_keepalive_ms=0.5, commit_ms=1.0, etcd_leader="etcd-us-east-2"),
     ]
     text = B.report(B.summarize(rounds, configs), rounds)
     lines = text.splitlines()
