@@ -7,10 +7,12 @@ pg-a in us-east, one replica in each other region (pg-b in eu-west, pg-c in ap-s
 Patroni cluster, one etcd member in each region (or, for the "etcd in one region" rows, all
 three in us-east). Each round brings the topology up from nothing (`pgtopo up`), then:
 
-- measures what the etcd quorum costs (Patroni configurations): the round trip of an etcd put
-  issued in us-east (inside the us-east etcd member's container, through etcd's HTTP gateway,
-  ``--probes`` of them: the write a leader-lock renewal is) and the commit latency of a one-row
-  INSERT on the leader from its region (``--probes`` sequential autocommit transactions);
+- measures what the etcd quorum costs (Patroni configurations), from inside the us-east etcd
+  member's container through etcd's HTTP gateway as Patroni's etcd3 client calls it: the lease
+  keep-alive that renews a Patroni leader's lock, and a put (a quorum write), ``--probes`` of
+  each; and the commit latency of a one-row INSERT on the leader from its region (``--probes``
+  sequential autocommit transactions). The quorum table groups rounds by where the etcd
+  leader was (a keep-alive crosses regions only when the etcd leader is elsewhere);
 - runs a continuous writer in us-east, the drill's ledger writer (pgtopo/drill/workloads.py)
   through the multi-host primary URL of us-east (`pgtopo env`: target_session_attrs=read-write),
   and SIGKILLs the primary with `pgtopo kill` (docker kill);
@@ -27,7 +29,7 @@ busier affects every configuration alike; the table gives medians over the round
 to the bare pg_promote() measured in the same run at the same round trip.
 
     flock /work/tools/bench.lock .venv/bin/python benchmarks/patroni_recovery.py [--rounds 3]
-        [--only KEY,KEY] [--prefix pd-] [--probes 200] [--rate 50] [--json FILE]
+        [--only KEY,KEY] [--prefix pd-] [--probes 200] [--rate 50] [--json FILE] [--from-json FILE]
 """
 
 from __future__ import annotations
