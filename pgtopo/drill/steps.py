@@ -15,7 +15,7 @@ from pgtopo.drill import primaries
 from pgtopo.drill.events import ReportedLoss
 from pgtopo.drill.spec import OLD_PRIMARY, PRIMARY, REPLICA, LatencyChange, Step, WaitUntil, format_duration, role_word
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
-from pgtopo.ha import failover, fencing, promotion, rejoin, switchover
+from pgtopo.ha import failover, fencing, manager, promotion, rejoin, switchover
 from pgtopo.ha.promotion import Outcome
 from pgtopo.logical import channel_request, channels
 from pgtopo.logical.channel_plan import AddPlan
@@ -117,6 +117,9 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         f = step.failover
         cluster = f.cluster or ctx.cluster
         started = time.monotonic()
+        if primaries.managed(ctx.topo, cluster):  # through Patroni, as `pgtopo failover` does
+            return _through_manager(ctx, "failover", cluster, to=resolve(ctx, f.to) if f.to else None, started=started,
+                                    force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
         plan = promotion.plan_live(ctx.topo, mode="failover", cluster=cluster, to=resolve(ctx, f.to) if f.to else None,
                                    force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
         ctx.old_primaries[cluster] = plan.old_primary
@@ -125,6 +128,9 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         s = step.switchover
         cluster = s.cluster or ctx.cluster
         started = time.monotonic()
+        if primaries.managed(ctx.topo, cluster):  # through Patroni, as `pgtopo switchover` does
+            return _through_manager(ctx, "switchover", cluster, to=resolve(ctx, s.to) if s.to else None,
+                                    started=started)
         to = resolve(ctx, s.to) if s.to else best_replica(ctx.topo, cluster)
         plan = promotion.plan_live(ctx.topo, mode="switchover", cluster=cluster, to=to)
         ctx.old_primaries[cluster] = plan.old_primary
@@ -198,6 +204,19 @@ def best_replica(topo: Topology, cluster: str) -> str:
     if not streaming:
         raise InputError(f"no replica of cluster {cluster} is streaming")
     return sorted(streaming, key=lambda n: (-topo.node(n.node).failover_priority, n.node))[0].node
+
+
+def _through_manager(ctx: StepContext, mode: str, cluster: str, *, to: str | None, started: float,
+                     force: bool = False, max_lag: int = failover.DEFAULT_MAX_LAG) -> StepOutcome:
+    """A failover or switchover of a Patroni cluster: Patroni's REST API makes it (pgtopo's ranking
+    picks the candidate unless the step names one), never pgtopo's own promotion behind its back."""
+    plan = manager.plan_live(ctx.topo, mode=mode, cluster=cluster, to=to, max_lag=max_lag, force=force)
+    if plan.leader:
+        ctx.old_primaries[cluster] = plan.leader
+    out = manager.execute(ctx.topo, plan, started=started, progress=ctx.progress)
+    timings = ", ".join(f"{name} {t:.1f} s" for name, t in out.steps)
+    return StepOutcome(f"{plan.leader or 'no leader'} -> {plan.candidate} through Patroni (timeline {out.timeline}) "
+                       f"in {out.recovery_s:.2f} s ({timings})")
 
 
 def _manager_rejoin(ctx: StepContext, node: str) -> StepOutcome:

@@ -30,7 +30,10 @@ SQL_FILES = ("init.sql", "slots.sql", "subscriptions.sql")
 
 
 def password_env(pw: dict[str, str]) -> dict[str, str]:
-    return {f"PGTOPO_PASSWORD_{role.upper()}": value for role, value in pw.items()}
+    """What init.sql reads with \\getenv: the generated passwords, and (these being random) the
+    few SCRAM iterations its pgtopo role's verifier may be made with (see render.init_sql)."""
+    return {**{f"PGTOPO_PASSWORD_{role.upper()}": value for role, value in pw.items()},
+            "PGTOPO_SCRAM_ITERATIONS": str(render.PGTOPO_SCRAM_ITERATIONS)}
 
 
 def upstream_of(topo: Topology, node: str, primaries: dict[str, str]) -> str | None:

@@ -16,6 +16,7 @@ second `up` changes nothing.
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from pgtopo.errors import OperationFailed
+from pgtopo.errors import OperationFailed, PgtopoError
 from pgtopo.lifecycle.node_setup import password_env
 from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
@@ -127,8 +128,11 @@ def ensure_dcs(topo: Topology, nets: dict[str, Network], *, source: str, progres
 
 def _etcd_healthy(c: Container) -> bool:
     # endpoint health reads a key with a linearizable read: it succeeds only with quorum.
-    res = gateway.exec_in(c, ["etcdctl", f"--endpoints=http://127.0.0.1:{patroni.ETCD_CLIENT_PORT}",
-                              "--command-timeout=3s", "endpoint", "health"], user="root")
+    try:
+        res = gateway.exec_in(c, ["etcdctl", f"--endpoints=http://127.0.0.1:{patroni.ETCD_CLIENT_PORT}",
+                                  "--command-timeout=3s", "endpoint", "health"], user="root")
+    except PgtopoError:  # the member is restarting: not healthy yet, asked again
+        return False
     return res.rc == 0
 
 
@@ -171,7 +175,7 @@ def rest_get(c: Container, path: str) -> tuple[int, Any] | None:
             return exc.code, json.loads(exc.read() or b"null")
         except ValueError:
             return exc.code, None
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
 
 
@@ -265,6 +269,10 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
         leader = wait_for(lambda: leader_of(cluster_view([first])), timeout=LEADER_TIMEOUT_S,
                           what="Patroni to elect a leader", step="Patroni leader", node=cl.primary_name,
                           container=first, last_seen=lambda: _describe(cluster_view([first])))
+    if leader not in found:
+        raise OperationFailed(f"Patroni's leader of cluster {cluster} is {leader}, which is not a node of the "
+                              "file (renamed or removed while etcd kept the cluster)", node=leader, step="Patroni leader",
+                              hint="put the node back in the file, or remove the topology with `pgtopo down --volumes`")
     lc = found[leader]
     instance.wait_accepting(lc, timeout=LEADER_TIMEOUT_S)
     if not instance.markers(lc).done:

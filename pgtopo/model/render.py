@@ -188,12 +188,14 @@ def init_sql(topo: Topology, *, cluster: str, topo_path: Path, source: str) -> s
     # pgtopo's own role logs in on every command, to every node it looks at: the SCRAM client's
     # PBKDF2 (4096 iterations by default) was most of a connection's CPU on the host (about 3 of 4 ms:
     # 50 connections for a `status` of 30 nodes). Iterations slow down guessing a password from its
-    # stored verifier; this password is 32 random characters (192 bits), which no guessing reaches
-    # either way, so its verifier is made with few (PostgreSQL 16 and later; the app's and the
-    # replicator's keep the default).
+    # stored verifier; the lab's password is 32 random characters (192 bits), which no guessing
+    # reaches either way, so pgtopo's `up` asks for a verifier made with few iterations by setting
+    # PGTOPO_SCRAM_ITERATIONS (PostgreSQL 16 and later). Run elsewhere, with a password someone
+    # chose, the file keeps PostgreSQL's default; the app's and the replicator's always do.
     few = topo.postgres.version >= 16
     roles = [
-        *([q(sql.SQL("SET scram_iterations = {}").format(sql.Literal(PGTOPO_SCRAM_ITERATIONS)))] if few else []),
+        *([r"\getenv pgtopo_scram_iterations PGTOPO_SCRAM_ITERATIONS", r"\if :{?pgtopo_scram_iterations}",
+           "SET scram_iterations = :pgtopo_scram_iterations", r"\endif"] if few else []),
         q(sql.SQL("ALTER ROLE {} WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password'").format(sql.Identifier("pgtopo"))),
         *([q(sql.SQL("RESET scram_iterations"))] if few else []),
         q(sql.SQL("ALTER ROLE {} WITH LOGIN REPLICATION PASSWORD :'replicator_password'").format(

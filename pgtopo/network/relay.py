@@ -548,9 +548,10 @@ class Relay:
                     try:
                         accept = functools.partial(self._accept, port)
                         self.servers[port] = await asyncio.start_server(accept, self.bind, port, limit=STREAM_LIMIT)
-                    except OSError as e:
-                        _log(f"cannot listen on {port}: {e}")
-                        return
+                    except OSError as e:  # the port is not free yet: still down, tried again
+                        _log(f"cannot listen on {port} again yet: {e}")
+                        self.down.add(port)
+                        continue
             _log(f"listener :{port} open again: its target accepts connections")
             return
 

@@ -89,6 +89,9 @@ def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress
     wanted = {f"{lst['port']}/tcp" for lst in published}
     if found and gateway.status(found[0]) == "running":
         if wanted <= set(gateway.published_ports(found[0])):
+            # Its published ports suffice, but mesh listeners (never published) may be new: a
+            # member added to the file, a cluster turned `ha: patroni`. A reload adds them.
+            update_relay(topo)
             return found[0]
         # Regions or nodes were added: Docker cannot publish ports on a running container, so
         # the relay is re-created; WAL receivers and subscriptions reconnect within seconds.

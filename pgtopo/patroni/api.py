@@ -10,6 +10,7 @@ shape become OperationFailed naming the node and the call.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -80,7 +81,8 @@ def request(ep: Endpoint, method: str, path: str, *, body: dict[str, object] | N
             return Response(resp.status, resp.read().decode(errors="replace"))
     except urllib.error.HTTPError as exc:
         return Response(exc.code, exc.read().decode(errors="replace"))
-    except (OSError, urllib.error.URLError) as exc:  # refused, reset, timed out (TimeoutError is an OSError)
+    # Refused, reset, timed out (TimeoutError is an OSError), or an answer cut short.
+    except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise OperationFailed(f"Patroni's REST API did not answer ({reason or type(exc).__name__})",
                               node=ep.node, step=f"{method} {path}") from None

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pgtopo.errors import PgtopoError
 from pgtopo.model import patroni as model
 from pgtopo.model.topology import DcsMember, Topology
 from pgtopo.runtime import gateway
@@ -150,8 +151,14 @@ def dcs_view(topo: Topology) -> DcsView:
         status = gateway.status(c) if c is not None else "missing"
         if c is None or status != "running":
             return member_health(name=m.name, region=m.region, container=status, status_out=None, health_out=None)
+        status_out: str | None
+        health_out: str | None
+        try:
+            status_out, health_out = _etcdctl(c, "endpoint", "status"), _etcdctl(c, "endpoint", "health")
+        except PgtopoError:  # stopped or paused since it was listed: a member that does not answer
+            status_out = health_out = None
         return member_health(name=m.name, region=m.region, container=status,
-                             status_out=_etcdctl(c, "endpoint", "status"), health_out=_etcdctl(c, "endpoint", "health"))
+                             status_out=status_out, health_out=health_out)
 
     if not members:
         return DcsView(members=())

@@ -144,7 +144,8 @@ def test_failover_after_the_leader_crashed_then_patroni_rejoins_it(up: tuple[Top
     rc, out = cli("rejoin", str(path), "pg-us")
     assert rc == 0, out
     assert "pg-us streams from pg-us2 on timeline 4 (rejoined by Patroni)" in out and "container was started" in out
-    assert settled(topo, "pg-us2")
+    # rejoin waits for pg-us only: pg-eu may still be catching up on the new timeline.
+    wait_for(lambda: settled(topo, "pg-us2"), what="every member streaming from pg-us2")
     rc, out = cli("status", str(path))
     assert rc == 0, out
 

@@ -165,7 +165,10 @@ def test_a_region_with_an_etcd_member_and_a_replica_cut_off_fails_nothing_over(l
             assert first_writable(window, "pg-eu", after=start) is None
             assert first_writable(window, "pg-ap", after=start) is None
             gap = largest_gap(writer.acks, start=start, end=end)
-            assert gap < 5, f"the writer had no commit acknowledged for {gap:.1f} s while ap-south was cut off"
+            # No outage of a failover's size: Patroni's leader keeps its lock (it renews it within
+            # loop_wait through the majority) and the writer keeps committing.
+            assert gap < LOOP_WAIT + RETRY_TIMEOUT, \
+                f"the writer had no commit acknowledged for {gap:.1f} s while ap-south was cut off"
             committed = len(acked_between(writer.acks, start=start, end=end))
         finally:
             code, out = cli("heal", str(path))

@@ -102,6 +102,18 @@ def test_only_pgtopo_s_random_password_gets_few_scram_iterations(tmp_path: Path,
     if version < 16:  # scram_iterations exists from PostgreSQL 16
         assert not any("scram_iterations" in line for line in lines)
         return
-    assert lines[pgtopo - 1] == f"SET scram_iterations = {render.PGTOPO_SCRAM_ITERATIONS};"
+    # Only when the environment asks for it (pgtopo's `up`, whose passwords are random): the file
+    # run by hand, with a password someone chose, keeps PostgreSQL's default.
+    assert lines[pgtopo - 4:pgtopo] == [
+        r"\getenv pgtopo_scram_iterations PGTOPO_SCRAM_ITERATIONS", r"\if :{?pgtopo_scram_iterations}",
+        "SET scram_iterations = :pgtopo_scram_iterations;", r"\endif"]
     assert lines[pgtopo + 1] == "RESET scram_iterations;"  # the replicator's and the app's keep the default
-    assert [i for i, line in enumerate(lines) if "scram_iterations" in line] == [pgtopo - 1, pgtopo + 1]
+    assert [i for i, line in enumerate(lines) if "scram_iterations" in line] == [pgtopo - 4, pgtopo - 3, pgtopo - 2,
+                                                                                 pgtopo + 1]
+
+
+def test_up_asks_for_few_iterations_for_its_random_passwords() -> None:
+    from pgtopo.lifecycle.node_setup import password_env
+
+    env = password_env({"pgtopo": "x" * 32})
+    assert env == {"PGTOPO_PASSWORD_PGTOPO": "x" * 32, "PGTOPO_SCRAM_ITERATIONS": str(render.PGTOPO_SCRAM_ITERATIONS)}

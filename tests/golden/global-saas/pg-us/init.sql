@@ -14,7 +14,10 @@
 SELECT 'CREATE ROLE "pgtopo"' WHERE NOT EXISTS (SELECT FROM pg_catalog."pg_roles" WHERE "rolname" = 'pgtopo') \gexec
 SELECT 'CREATE ROLE "replicator"' WHERE NOT EXISTS (SELECT FROM pg_catalog."pg_roles" WHERE "rolname" = 'replicator') \gexec
 SELECT 'CREATE ROLE "app"' WHERE NOT EXISTS (SELECT FROM pg_catalog."pg_roles" WHERE "rolname" = 'app') \gexec
-SET scram_iterations = 64;
+\getenv pgtopo_scram_iterations PGTOPO_SCRAM_ITERATIONS
+\if :{?pgtopo_scram_iterations}
+SET scram_iterations = :pgtopo_scram_iterations;
+\endif
 ALTER ROLE "pgtopo" WITH LOGIN SUPERUSER PASSWORD :'pgtopo_password';
 RESET scram_iterations;
 ALTER ROLE "replicator" WITH LOGIN REPLICATION PASSWORD :'replicator_password';
