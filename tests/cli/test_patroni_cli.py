@@ -57,6 +57,9 @@ def test_bad_options_of_commands_through_patroni(runner: CliRunner, args: list[s
     (["add-subscription", "--subscriber", "pg-billing", "--publisher", "pg-us", "--tables", "orders"],
      "add-subscription"),
     (["remove-subscription", "inventory_sub"], "remove-subscription"),
+    # The publisher found from the publication (no --publisher) is refused the same way.
+    (["add-subscription", "--subscriber", "pg-billing", "--publication", "inventory_pub", "--name", "more_sub"],
+     "add-subscription"),
 ])
 def test_commands_acting_around_patroni_refuse_its_cluster(runner: CliRunner, args: list[str], command: str) -> None:
     res = runner.invoke(app, [args[0], str(PATRONI), *args[1:]])
