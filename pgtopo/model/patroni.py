@@ -123,6 +123,18 @@ def ignored_slots(topo: Topology, cluster: str) -> list[dict[str, str]]:
     return [{"type": "logical", "database": db, "plugin": "pgoutput"} for db in sorted(databases)]
 
 
+def subscription_slot_change(topo: Topology, cluster: str, sub_name: str) -> dict[str, object]:
+    """The ``PATCH /config`` body that brings Patroni's dynamic configuration of ``cluster`` (a
+    publisher) in line with ``topo``, the file after add- or remove-subscription edited it, for
+    the subscription ``sub_name``: its logical slot is a permanent slot when ``topo`` has the
+    subscription, removed (``None``) when not; ``ignore_slots`` as ``topo`` derives it (``None``
+    removes the key: no database published to a subscriber any more)."""
+    slot = permanent_slots(topo, cluster).get(sub_name)
+    if slot is not None and slot.get("type") != "logical":
+        raise ValueError(f"{sub_name} names a physical slot of cluster {cluster}")
+    return {"slots": {sub_name: slot}, "ignore_slots": ignored_slots(topo, cluster) or None}
+
+
 def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_confs: dict[str, str],
                    address: Address = production_address) -> dict[str, object]:
     """The patroni.yml of ``node`` as a mapping. ``conf`` and ``hba`` are the node's rendered
