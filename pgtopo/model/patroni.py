@@ -75,6 +75,16 @@ def refuse_around(topo: Topology, clusters: list[str], command: str) -> None:
                              "Patroni: not yet (Patroni fails over by itself; `pgtopo status` shows what it did)")
 
 
+def refuse_subscriber(topo: Topology, cluster: str, command: str) -> None:
+    """add- and remove-subscription go through Patroni for a Patroni *publisher* (its permanent
+    slots, ``PATCH /config``); a Patroni *subscriber* is refused: they would create tables and the
+    subscription on its PostgreSQL directly, and ``up`` does not make such a cluster a subscriber."""
+    if cluster in topo.clusters and topo.clusters[cluster].ha == "patroni":
+        raise InputError(f"clusters.{cluster}.ha: patroni: `pgtopo {command}` does not act on Patroni cluster "
+                         f"{cluster} as a subscriber: it would change tables and the subscription on its PostgreSQL "
+                         "around Patroni (a Patroni publisher goes through Patroni)")
+
+
 def conf_parameters(conf: str) -> dict[str, str]:
     """``key = value`` lines of a rendered postgresql.conf, values unquoted."""
     out: dict[str, str] = {}
