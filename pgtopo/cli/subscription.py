@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -10,7 +11,7 @@ from pgtopo.cli import output
 from pgtopo.cli.app import Commands, NoWaitOption, TopologyFile, changing
 from pgtopo.cli.app import load_topology as _load
 from pgtopo.cli.completion import complete_node, complete_publication, complete_subscription
-from pgtopo.model.patroni import refuse_around
+from pgtopo.model.patroni import refuse_subscriber
 
 commands = Commands()
 
@@ -24,6 +25,14 @@ def _print_steps(steps: list[tuple[str, str, str, str]]) -> None:
             where = (node, db)
         output.info(f"-- {what}")
         output.info(f"{statement};")
+
+
+def _print_patroni(node: str, change: dict[str, object] | None, what: str) -> None:
+    """A Patroni publisher's configuration change, as the REST call it is."""
+    if change is None:
+        return
+    output.info(f"-- Patroni, through {node}'s REST API: {what}")
+    output.info(f"PATCH /config {json.dumps(change)}")
 
 
 @commands.command("add-subscription")
@@ -56,10 +65,9 @@ def add_subscription(
         tables=(tables,) if tables else (), row_filters=tuple(row_filter or ()), columns=tuple(columns or ()),
         database=database, name=name, copy_data=not no_copy)
     topo = _load(file)
-    # Patroni drops a slot it was not told about, and a subscriber's slot on a Patroni
-    # publisher must be one of its permanent slots: not yet done by add-subscription.
-    refuse_around(topo, [topo.cluster_of(n) for n in (subscriber, publisher) if n in topo.node_names()],
-                  "add-subscription")
+    # A Patroni publisher goes through Patroni (its permanent slots); a Patroni subscriber is refused.
+    if subscriber in topo.node_names():
+        refuse_subscriber(topo, topo.cluster_of(subscriber), "add-subscription")
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
         result = channels.add_subscription(file, req, dry_run=dry_run, progress=output.StepPrinter())
     plan = result.plan
@@ -70,7 +78,9 @@ def add_subscription(
         assert plan.subscribe is not None
         steps = [*plan.publisher_steps, *plan.subscriber_steps, plan.subscribe]
         _print_steps([(s.node, s.database, s.what + (f" (as role {s.role})" if s.role else ""), s.statement)
-                      for s in steps])
+                      for s in steps[:-1]])
+        _print_patroni(i.publisher, plan.slot_change, f"make {i.name} a permanent slot; wait until the leader has it")
+        _print_steps([(s.node, s.database, s.what, s.statement) for s in steps[-1:]])
         output.info(plan.diff.rstrip("\n"))
         output.success(f"dry run: nothing changed (subscription {i.name} on {i.subscriber} to {i.publication} "
                        f"on {i.publisher})")
@@ -95,15 +105,16 @@ def remove_subscription(
     from pgtopo.logical import channels
 
     topo = _load(file)
-    refuse_around(topo, [c for c, cl in topo.clusters.items() if name in cl.subscriptions]
-                  + [cl.subscriptions[name].publisher for cl in topo.clusters.values() if name in cl.subscriptions],
-                  "remove-subscription")
+    for cluster in [c for c, cl in topo.clusters.items() if name in cl.subscriptions]:
+        refuse_subscriber(topo, cluster, "remove-subscription")
     with changing(topo.name, no_wait=no_wait, dry_run=dry_run):
         result = channels.remove_subscription(file, name, dry_run=dry_run, progress=output.StepPrinter())
     plan = result.plan
     steps = [*plan.statements, *([plan.probe_handover] if plan.probe_handover else [])]
     if result.dry_run:
         _print_steps([(s.node, s.database, s.what, s.statement) for s in steps])
+        _print_patroni(plan.publisher or "the publisher", plan.slot_change,
+                       f"{name} is no longer a permanent slot; then the slot goes from the leader")
         if plan.diff:
             output.info(plan.diff.rstrip("\n"))
         output.success(f"dry run: nothing changed (subscription {name} on {plan.subscriber})")

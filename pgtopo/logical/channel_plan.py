@@ -93,6 +93,9 @@ class AddPlan:
     warnings: list[str] = field(default_factory=list)
     subscribe: Step | None = None
     probe: bool = True
+    # A Patroni publisher: the PATCH /config body that makes the subscription's slot permanent
+    # (sent, and the slot awaited on the leader, just before the subscription is created).
+    slot_change: dict[str, object] | None = None
 
 
 def table_ddl(table: Table, columns: tuple[str, ...] | None = None) -> sql.Composed:
@@ -278,6 +281,15 @@ def decide(topo: Topology, *, intent: Intent, snap: ChannelState, path: Path, te
 def subscription_step(topo: Topology, intent: Intent, *, probe: bool) -> Step:
     """CREATE SUBSCRIPTION as ``up`` writes it, from the subscriber's region to the live publisher."""
     i = intent
+    if topo.clusters[i.publisher_cluster].ha == "patroni":
+        # Exactly as `up` writes it: a multi-host conninfo to the members and Patroni's permanent
+        # slot (create_slot = false); ``topo`` is the edited file, which has the subscription.
+        stmt_text = render.subscription_statement(topo, cluster=i.subscriber_cluster, sub_name=i.name,
+                                                  publisher_node=i.publisher)
+        return Step(node=i.subscriber, database=i.subscriber_db, what=f"create subscription {i.name}",
+                    statement=stmt_text,
+                    undo=render.q(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(i.name))),
+                    transactional=False, subscription=i.name)
     ep = endpoint(topo, from_region=topo.node(i.subscriber).region, node=i.publisher)
     info = render.conninfo(host=ep.host, port=ep.port, user="replicator", application_name=i.name,
                            dbname=i.publisher_db)

@@ -22,10 +22,10 @@ from psycopg import sql
 from pgtopo.errors import DockerUnavailable, InputError, OperationFailed, PgtopoError
 from pgtopo.logical.channel_plan import AddPlan, ChannelState, Column, Step, Table, decide, subscription_step
 from pgtopo.logical.channel_request import AddRequest, Intent, read_intent
-from pgtopo.model import loader, render, topofile
-from pgtopo.model.patroni import refuse_around
+from pgtopo.model import loader, patroni, render, topofile
 from pgtopo.model.schema_file import read_schema
 from pgtopo.model.topology import PROBE_PUBLICATION, Topology
+from pgtopo.patroni import api
 from pgtopo.postgres import connect
 from pgtopo.postgres import sql as sql_errors
 from pgtopo.progress import Progress, quiet
@@ -42,6 +42,9 @@ SYNC_ERROR_LIMIT = 3
 # A statement timeout interrupts it (seen on 17).
 STATEMENT_TIMEOUT = "30s"
 DROP_TIMEOUT = "15s"
+# Patroni creates (or drops) a permanent slot on the leader at its next loop (loop_wait, 10 s
+# by default), once the changed configuration has reached it through the DCS.
+SLOT_TIMEOUT_S = 120.0
 
 
 # -- the live snapshot ------------------------------------------------------------------------------
@@ -246,10 +249,11 @@ def add_subscription(path: Path, req: AddRequest, *, dry_run: bool = False, prog
     topo = loader.load(path)  # first: a missing or unreadable file is bad input (exit 2)
     text = path.read_text()
     intent = read_intent(topo, req, primaries=state.current_primaries(topo), path=path)
-    # Patroni drops a slot it was not told about, and a subscriber's slot on a Patroni publisher
-    # must be one of its permanent slots: not yet done here. Checked once the publisher is known
-    # (found from the publication when not named), for the CLI and a drill's step alike.
-    refuse_around(topo, [intent.subscriber_cluster, intent.publisher_cluster], "add-subscription")
+    # A Patroni publisher: the subscription's slot becomes one of Patroni's permanent slots
+    # (PATCH /config) before the subscription uses it. A Patroni subscriber is refused. Checked
+    # once the publisher is known (found from the publication when not named), for the CLI and a
+    # drill's step alike.
+    patroni.refuse_subscriber(topo, intent.subscriber_cluster, "add-subscription")
     schema = read_schema(path, topo.clusters[intent.subscriber_cluster].databases[intent.subscriber_db])
     with _connections(topo, (intent.publisher, intent.publisher_db), (intent.subscriber, intent.subscriber_db)) as (pub, sub):
         snap = read_snapshot(pub, sub, intent=intent)
@@ -260,6 +264,8 @@ def add_subscription(path: Path, req: AddRequest, *, dry_run: bool = False, prog
             raise InputError(f"the edited file would not be valid: {exc.message}", details=exc.details) from None
         plan.probe = render.carries_probe(new_topo, cluster=intent.subscriber_cluster, sub_name=intent.name)
         plan.subscribe = subscription_step(new_topo, intent, probe=plan.probe)
+        if topo.clusters[intent.publisher_cluster].ha == "patroni":
+            plan.slot_change = patroni.subscription_slot_change(new_topo, intent.publisher_cluster, intent.name)
         rehearse(pub, sub, plan=plan)
         if dry_run:
             return AddResult(plan=plan, dry_run=True)
@@ -273,8 +279,17 @@ def _execute(topo: Topology, path: Path, *, text: str, plan: AddPlan, pub: Conn,
     conns = {i.publisher: pub, i.subscriber: sub}
     done: list[Step] = []
     current = plan.subscribe
+    patroni_ep: api.Endpoint | None = None
     try:
         for step in [*plan.publisher_steps, *plan.subscriber_steps, plan.subscribe]:
+            if step is plan.subscribe and plan.slot_change is not None:
+                current = replace(step, node=i.publisher, what=f"permanent slot {i.name} (PATCH /config)")
+                progress(i.publisher, f"Patroni: make {i.name} a permanent slot (PATCH /config)")
+                ep = api.endpoint(topo.name, i.publisher, password=api.rest_password(topo.name))
+                api.patch_config(ep, plan.slot_change)
+                patroni_ep = ep
+                progress(i.publisher, f"waiting for Patroni to create the slot {i.name} on the leader")
+                _wait_slot(pub, i.name, present=True, node=i.publisher)
             current = step
             progress(step.node, step.what)
             _run(conns[step.node], step)
@@ -293,6 +308,15 @@ def _execute(topo: Topology, path: Path, *, text: str, plan: AddPlan, pub: Conn,
     except (PgtopoError, psycopg.Error, KeyboardInterrupt) as exc:
         progress(i.subscriber, "failed: undoing what this command created")
         left = _undo(conns, done)
+        if patroni_ep is not None:
+            # Back to the file as it was: the slot is no longer permanent, then it goes.
+            undo_change = patroni.subscription_slot_change(topo, i.publisher_cluster, i.name)
+            try:
+                forget_slot(patroni_ep, pub, undo_change, slot=i.name)
+            except (PgtopoError, psycopg.Error) as undo_exc:
+                why = undo_exc.message if isinstance(undo_exc, PgtopoError) else sql_errors.message(undo_exc)
+                left.append(f"Patroni's permanent slot {i.name}: {why} (PATCH /config "
+                            f'{{"slots": {{"{i.name}": null}}}}, then drop the slot on the leader)')
         if isinstance(exc, KeyboardInterrupt):
             raise
         hint = ("undone: " + ", ".join(s.what for s in reversed(done) if s.undo)) if done else "nothing was changed"
@@ -322,6 +346,9 @@ class RemovePlan:
     probe_handover: Step | None
     new_text: str
     diff: str
+    # A Patroni publisher: the PATCH /config body that removes the slot from its permanent slots
+    # (the subscription is dropped without its slot first, then Patroni forgets it and it goes).
+    slot_change: dict[str, object] | None = None
 
 
 @dataclass
@@ -371,20 +398,34 @@ def plan_remove(topo: Topology, *, text: str, name: str, path: Path) -> RemovePl
         carried_probe = bool(row[1]) if row else False
         new_text = text
         handover = None
+        slot_change = None
         if cluster is not None:
             doc = topofile.Document(text, source=str(path))
             topofile.remove_subscription(doc, cluster=cluster, name=name)
             new_text = doc.text()
             after = topofile.validate_text(path, new_text)  # before anything is dropped
+            pub_cluster = topo.clusters[cluster].subscriptions[name].publisher
+            if topo.clusters[pub_cluster].ha == "patroni":
+                slot_change = patroni.subscription_slot_change(after, pub_cluster, name)
             if carried_probe:
                 handover = _probe_handover(conn, after, cluster=cluster, publisher=topo.clusters[cluster]
                                            .subscriptions[name].publisher, node=subscriber, db=db)
-    stmts = [Step(node=subscriber, database=db, what=f"drop subscription {name}",
-                  statement=render.q(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name))),
-                  transactional=False)] if live else []
-    return RemovePlan(name=name, subscriber=subscriber, database=db, cluster=cluster, publisher=publisher, live=live,
-                      slot=slot, oid=oid, statements=stmts, probe_handover=handover, new_text=new_text,
-                      diff=topofile.unified_diff(text, new_text, path=path))
+    ident = sql.Identifier(name)
+    drop = Step(node=subscriber, database=db, what=f"drop subscription {name}",
+                statement=render.q(sql.SQL("DROP SUBSCRIPTION {}").format(ident)), transactional=False)
+    if slot_change is not None and slot:
+        # The slot is Patroni's (a permanent slot): the subscription lets go of it, Patroni forgets it.
+        stmts = [Step(node=subscriber, database=db, what=f"disable subscription {name}", transactional=False,
+                      statement=render.q(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))),
+                 Step(node=subscriber, database=db, what=f"detach it from Patroni's permanent slot {slot}",
+                      transactional=False,
+                      statement=render.q(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))),
+                 drop]
+    else:
+        stmts = [drop]
+    return RemovePlan(name=name, subscriber=subscriber, database=db, cluster=cluster, publisher=publisher,
+                      live=live, slot=slot, oid=oid, statements=stmts if live else [], probe_handover=handover,
+                      new_text=new_text, diff=topofile.unified_diff(text, new_text, path=path), slot_change=slot_change)
 
 
 def _probe_handover(conn: Conn, after: Topology, *, cluster: str, publisher: str, node: str, db: str) -> Step | None:
@@ -424,12 +465,22 @@ def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progres
             commit()
         else:
             with _connect(topo, plan.subscriber, db=plan.database) as conn:
-                for step in plan.statements:
-                    progress(plan.subscriber, step.what)
-                    try:
-                        result.slot_left = drop_subscription(conn, name)
-                    except psycopg.Error as exc:
-                        raise OperationFailed(sql_errors.message(exc), node=plan.subscriber, step=step.what) from None
+                if plan.slot_change is not None and plan.slot:  # Patroni's permanent slot: not dropped from here
+                    for step in plan.statements:
+                        progress(plan.subscriber, step.what)
+                        try:
+                            _run(conn, step)
+                        except psycopg.Error as exc:
+                            raise OperationFailed(sql_errors.message(exc), node=plan.subscriber,
+                                                  step=step.what) from None
+                else:
+                    for step in plan.statements:
+                        progress(plan.subscriber, step.what)
+                        try:
+                            result.slot_left = drop_subscription(conn, name)
+                        except psycopg.Error as exc:
+                            raise OperationFailed(sql_errors.message(exc), node=plan.subscriber,
+                                                  step=step.what) from None
                 commit()
                 if plan.probe_handover is not None:
                     step = plan.probe_handover
@@ -440,12 +491,60 @@ def remove_subscription(path: Path, name: str, *, dry_run: bool = False, progres
                         done = f"subscription {name} was dropped" + (f" and removed from {path}" if plan.cluster else "")
                         raise OperationFailed(sql_errors.message(exc), node=plan.subscriber, step=step.what,
                                               hint=f"{done}; run this by hand: {step.statement};") from None
+    if plan.slot_change is not None and plan.publisher is not None:
+        _forget_on(topo, plan, result)
     if plan.publisher is not None and plan.slot and result.slot_left is None:
         result.slots_remaining = _slots_left(topo, plan.publisher, slot=plan.slot, oid=plan.oid)
         if result.slots_remaining:
             raise OperationFailed(f"replication slot(s) {', '.join(result.slots_remaining)} still exist after the drop",
                                   node=plan.publisher, step="check slots")
     return result
+
+
+def _wait_slot(conn: Conn, slot: str, *, present: bool, node: str) -> None:
+    query = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s"
+    wait_for(lambda: (_one(conn, query, (slot,)) == 1) == present, timeout=SLOT_TIMEOUT_S,
+             what=f"Patroni to {'create' if present else 'drop'} the permanent slot {slot}",
+             step=f"slot {slot}", node=node, interval=0.5)
+
+
+def forget_slot(ep: api.Endpoint, conn: Conn, change: dict[str, object], *, slot: str) -> None:
+    """Patroni no longer keeps ``slot`` (``change``: its PATCH /config body, the slot set to
+    null), then the slot goes from the leader (``conn``): Patroni drops a slot it does not know
+    unless ``ignore_slots`` covers it, so pgtopo drops it once it is inactive (a subscription
+    disabled or dropped lets go of it within moments)."""
+    api.patch_config(ep, change)
+
+    def gone() -> bool:
+        row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if row is None:
+            return True
+        if not row[0]:
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            except (psycopg.errors.UndefinedObject, psycopg.errors.ObjectInUse):
+                return False  # Patroni dropped it first, or a walsender still holds it: look again
+            return True
+        return False
+
+    wait_for(gone, timeout=SLOT_TIMEOUT_S, what=f"the slot {slot} to go from the leader", step=f"slot {slot}",
+             node=ep.node, interval=0.5)
+
+
+def _forget_on(topo: Topology, plan: RemovePlan, result: RemoveResult) -> None:
+    """Patroni's permanent slot of a dropped subscription: out of its configuration, off the leader."""
+    assert plan.publisher is not None and plan.slot_change is not None
+    step = f"remove the permanent slot {plan.name} (PATCH /config)"
+    try:
+        ep = api.endpoint(topo.name, plan.publisher, password=api.rest_password(topo.name))
+        with connect.connect(topo.name, plan.publisher) as conn:
+            forget_slot(ep, conn, plan.slot_change, slot=plan.slot or plan.name)
+    except PgtopoError as exc:
+        done = f"subscription {plan.name} was dropped" + (" and removed from the file" if plan.cluster else "")
+        raise OperationFailed(exc.message, node=plan.publisher, step=step,
+                              hint=f"{done}; by hand: PATCH /config {{\"slots\": {{\"{plan.name}\": null}}}} on a "
+                                   f"member of {plan.publisher}'s cluster, then SELECT pg_drop_replication_slot("
+                                   f"'{plan.slot or plan.name}') on its leader") from None
 
 
 def undo_created(topo: Topology, plan: AddPlan, *, progress: Progress = quiet) -> list[str]:

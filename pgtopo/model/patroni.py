@@ -75,6 +75,16 @@ def refuse_around(topo: Topology, clusters: list[str], command: str) -> None:
                              "Patroni: not yet (Patroni fails over by itself; `pgtopo status` shows what it did)")
 
 
+def refuse_subscriber(topo: Topology, cluster: str, command: str) -> None:
+    """add- and remove-subscription go through Patroni for a Patroni *publisher* (its permanent
+    slots, ``PATCH /config``); a Patroni *subscriber* is refused: they would create tables and the
+    subscription on its PostgreSQL directly, and ``up`` does not make such a cluster a subscriber."""
+    if cluster in topo.clusters and topo.clusters[cluster].ha == "patroni":
+        raise InputError(f"clusters.{cluster}.ha: patroni: `pgtopo {command}` does not act on Patroni cluster "
+                         f"{cluster} as a subscriber: it would change tables and the subscription on its PostgreSQL "
+                         "around Patroni (a Patroni publisher goes through Patroni)")
+
+
 def conf_parameters(conf: str) -> dict[str, str]:
     """``key = value`` lines of a rendered postgresql.conf, values unquoted."""
     out: dict[str, str] = {}
@@ -121,6 +131,18 @@ def ignored_slots(topo: Topology, cluster: str) -> list[dict[str, str]]:
     databases = {topo.clusters[cluster].publications[sub.publication].database
                  for cl in topo.clusters.values() for sub in cl.subscriptions.values() if sub.publisher == cluster}
     return [{"type": "logical", "database": db, "plugin": "pgoutput"} for db in sorted(databases)]
+
+
+def subscription_slot_change(topo: Topology, cluster: str, sub_name: str) -> dict[str, object]:
+    """The ``PATCH /config`` body that brings Patroni's dynamic configuration of ``cluster`` (a
+    publisher) in line with ``topo``, the file after add- or remove-subscription edited it, for
+    the subscription ``sub_name``: its logical slot is a permanent slot when ``topo`` has the
+    subscription, removed (``None``) when not; ``ignore_slots`` as ``topo`` derives it (``None``
+    removes the key: no database published to a subscriber any more)."""
+    slot = permanent_slots(topo, cluster).get(sub_name)
+    if slot is not None and slot.get("type") != "logical":
+        raise ValueError(f"{sub_name} names a physical slot of cluster {cluster}")
+    return {"slots": {sub_name: slot}, "ignore_slots": ignored_slots(topo, cluster) or None}
 
 
 def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_confs: dict[str, str],

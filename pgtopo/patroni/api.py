@@ -163,6 +163,33 @@ def reinitialize(ep: Endpoint, *, force: bool = False) -> str:
     return _change(ep, "/reinitialize", {"force": force}, timeout=REINIT_TIMEOUT_S)
 
 
+def patch_config(ep: Endpoint, changes: dict[str, object]) -> dict[str, object]:
+    """``PATCH /config``: merge ``changes`` into the cluster's dynamic configuration in the DCS
+    (a key set to ``None`` is removed); every member applies it on its next loop. Returns the
+    whole configuration as Patroni now holds it."""
+    resp = request(ep, "PATCH", "/config", body=changes)
+    if not resp.ok:
+        raise OperationFailed(f"Patroni refused ({resp.status}): {resp.text.strip()[:300]}",
+                              node=ep.node, step="PATCH /config")
+    config = _json(ep, "PATCH", "/config", resp)
+    if not isinstance(config, dict):
+        raise OperationFailed(f"unexpected answer: not an object: {resp.text[:120]!r}", node=ep.node,
+                              step="PATCH /config")
+    return config
+
+
+def config(ep: Endpoint) -> dict[str, object]:
+    """``GET /config``: the cluster's dynamic configuration as the DCS holds it."""
+    resp = request(ep, "GET", "/config")
+    if resp.status != 200:
+        raise OperationFailed(f"answered {resp.status}: {resp.text[:200]}", node=ep.node, step="GET /config")
+    found = _json(ep, "GET", "/config", resp)
+    if not isinstance(found, dict):
+        raise OperationFailed(f"unexpected answer: not an object: {resp.text[:120]!r}", node=ep.node,
+                              step="GET /config")
+    return found
+
+
 def first_answer(topology: str, nodes: Iterable[str], *, password: str) -> tuple[str, ClusterView]:
     """``GET /cluster`` from the first of ``nodes`` that answers (any member speaks for the whole
     cluster: the DCS holds it); fails naming every member tried when none does."""

@@ -1,6 +1,6 @@
 """ha: patroni on the command line (no Docker needed): bad input stops `up` before Docker; the
 commands that go through Patroni refuse bad options with one line, exit 2; those that would act
-around Patroni (logical channels) refuse its clusters, naming them."""
+around Patroni (a Patroni cluster as a logical subscriber) refuse it, naming it."""
 
 from __future__ import annotations
 
@@ -53,16 +53,45 @@ def test_bad_options_of_commands_through_patroni(runner: CliRunner, args: list[s
     assert (res.exit_code, res.output.splitlines()) == (2, [message])
 
 
+def _patroni_subscriber(tmp_path: Path) -> Path:
+    """The reference file where the Patroni cluster main also subscribes (to billing)."""
+    text = PATRONI.read_text()
+    anchor = "    publications:\n      inventory_pub:"
+    assert anchor in text and "    nodes:\n      pg-billing:" in text
+    text = text.replace(anchor, "    subscriptions:\n      back_sub:\n        publisher: billing\n"
+                                "        publication: billing_pub\n" + anchor, 1)
+    text = text.replace("    nodes:\n      pg-billing:", "    publications:\n      billing_pub:\n"
+                        "        database: production\n        tables: [products]\n    nodes:\n      pg-billing:", 1)
+    path = tmp_path / "patroni-subscriber.yaml"
+    path.write_text(text)
+    return path
+
+
 @pytest.mark.parametrize(("args", "command"), [
-    (["add-subscription", "--subscriber", "pg-billing", "--publisher", "pg-us", "--tables", "orders"],
+    (["add-subscription", "--subscriber", "pg-us", "--publisher", "pg-billing", "--tables", "products"],
      "add-subscription"),
-    (["remove-subscription", "inventory_sub"], "remove-subscription"),
-    # The publisher found from the publication (no --publisher) is refused the same way.
-    (["add-subscription", "--subscriber", "pg-billing", "--publication", "inventory_pub", "--name", "more_sub"],
+    (["add-subscription", "--subscriber", "pg-us", "--publication", "billing_pub", "--name", "more_sub"],
      "add-subscription"),
+    (["remove-subscription", "back_sub"], "remove-subscription"),
 ])
-def test_commands_acting_around_patroni_refuse_its_cluster(runner: CliRunner, args: list[str], command: str) -> None:
-    res = runner.invoke(app, [args[0], str(PATRONI), *args[1:]])
+def test_a_patroni_subscriber_is_refused_with_the_reason(runner: CliRunner, tmp_path: Path, args: list[str],
+                                                         command: str) -> None:
+    res = runner.invoke(app, [args[0], str(_patroni_subscriber(tmp_path)), *args[1:]])
     assert res.exit_code == 2, res.output
-    assert (f"clusters.main.ha: patroni: `pgtopo {command}` on cluster main goes through Patroni: not yet"
-            in " ".join(res.output.split()))
+    assert res.output.splitlines() == [
+        f"error: clusters.main.ha: patroni: `pgtopo {command}` does not act on Patroni cluster main as a subscriber: "
+        "it would change tables and the subscription on its PostgreSQL around Patroni (a Patroni publisher goes "
+        "through Patroni)"]
+
+
+@pytest.mark.parametrize("args", [
+    ["add-subscription", "--subscriber", "pg-billing", "--publisher", "pg-us", "--tables", "orders"],
+    ["add-subscription", "--subscriber", "pg-billing", "--publication", "inventory_pub", "--name", "more_sub"],
+    ["remove-subscription", "inventory_sub"],
+])
+def test_a_patroni_publisher_is_not_refused(runner: CliRunner, args: list[str]) -> None:
+    """A Patroni publisher goes through Patroni: with nothing running, the command gets as far as
+    connecting to the live nodes (exit 1), not the refusal (exit 2)."""
+    res = runner.invoke(app, [args[0], str(PATRONI), *args[1:]])
+    assert res.exit_code == 1, res.output
+    assert "not running" in res.output and "Patroni" not in res.output

@@ -313,3 +313,20 @@ def test_subscription_step_connects_from_the_subscribers_region() -> None:
     quiet = dataclasses.replace(i, copy_data=False, failover=None)
     assert P.subscription_step(GLOBAL, quiet, probe=False).statement.endswith(
         'PUBLICATION "orders_pub" WITH (copy_data = false)')
+
+
+def test_subscription_step_to_a_patroni_publisher_is_ups_statement() -> None:
+    """A Patroni publisher: the statement `up` writes (multi-host, read-write, Patroni's permanent
+    slot), from the edited file that has the subscription; not a second rendering of it."""
+    from tests.support.topologies import TOPOLOGIES
+
+    topo = load(TOPOLOGIES / "global-saas-patroni.yaml")
+    i = Intent(subscriber="pg-billing", subscriber_cluster="billing", publisher="pg-us", publisher_cluster="main",
+               publication="inventory_pub", mode="use", new_tables=(), publisher_db="production",
+               subscriber_db="production", name="inventory_sub", copy_data=True, failover=True)
+    step = P.subscription_step(topo, i, probe=True)
+    assert step.statement == render.subscription_statement(topo, cluster="billing", sub_name="inventory_sub",
+                                                           publisher_node="pg-us")
+    assert "create_slot = false" in step.statement and "target_session_attrs=read-write" in step.statement
+    assert (step.node, step.subscription, step.transactional) == ("pg-billing", "inventory_sub", False)
+    assert step.undo == 'DROP SUBSCRIPTION "inventory_sub"'

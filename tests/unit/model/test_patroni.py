@@ -336,3 +336,20 @@ def test_lab_addresses_change_only_the_addresses() -> None:
     assert lab["etcd3"] == {"hosts": ["lab-etcd-us-east:2380", "lab-etcd-eu-west:2380", "lab-etcd-ap-south:2380"]}
     assert {k: v for k, v in lab.items() if k not in ("restapi", "etcd3", "postgresql")} == \
         {k: v for k, v in prod.items() if k not in ("restapi", "etcd3", "postgresql")}
+
+
+def test_subscription_slot_change_follows_the_edited_file(tmp_path: Path) -> None:
+    logical = {"type": "logical", "database": "shop", "plugin": "pgoutput"}
+    with_sub = load(write(tmp_path, BASE))
+    assert patroni.subscription_slot_change(with_sub, "main", "inv_sub") == {
+        "slots": {"inv_sub": logical}, "ignore_slots": [logical]}
+    # The file after remove-subscription: the slot goes, and with the last subscription to that
+    # database, ignore_slots too.
+    data = copy.deepcopy(BASE)
+    del data["clusters"]["billing"]["subscriptions"]
+    without = load(write(tmp_path, data))
+    assert patroni.subscription_slot_change(without, "main", "inv_sub") == {"slots": {"inv_sub": None},
+                                                                            "ignore_slots": None}
+    physical = next(name for name, slot in patroni.permanent_slots(with_sub, "main").items() if slot["type"] == "physical")
+    with pytest.raises(ValueError, match="physical slot"):
+        patroni.subscription_slot_change(with_sub, "main", physical)

@@ -25,6 +25,9 @@ ANSWERS: dict[tuple[str, str], tuple[int, str]] = {
     ("POST", "/failover"): (200, (DATA / "post_failover.txt").read_text()),
     ("POST", "/restart"): (200, (DATA / "post_restart.txt").read_text()),
     ("POST", "/reinitialize"): (503, (DATA / "post_reinitialize_leader.txt").read_text()),
+    # Patroni answers PATCH /config with the whole merged configuration.
+    ("PATCH", "/config"): (200, json.dumps({"ttl": 30, "loop_wait": 10, "slots": {
+        "pg1": {"type": "physical"}, "orders_sub": {"type": "logical", "database": "shop", "plugin": "pgoutput"}}})),
 }
 
 
@@ -38,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(text.encode())
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = do_PATCH = _answer
 
     def log_message(self, *args: object) -> None:
         pass
@@ -103,3 +106,25 @@ def test_restart_and_reinitialize(ep: api.Endpoint) -> None:
                                               "can not reinitialize"):
         api.reinitialize(ep, force=True)
     assert SEEN[-1][3] == {"force": True}
+
+
+def test_patch_config_sends_the_change_and_returns_the_merged_config(ep: api.Endpoint) -> None:
+    change: dict[str, object] = {"slots": {"orders_sub": {"type": "logical", "database": "shop", "plugin": "pgoutput"}}}
+    merged = api.patch_config(ep, change)
+    assert SEEN[-1][:2] == ("PATCH", "/config") and SEEN[-1][3] == change
+    assert merged["slots"] == {"pg1": {"type": "physical"},
+                               "orders_sub": {"type": "logical", "database": "shop", "plugin": "pgoutput"}}
+
+
+def test_patch_config_refused_or_not_an_object(ep: api.Endpoint) -> None:
+    saved = ANSWERS[("PATCH", "/config")]
+    try:
+        ANSWERS[("PATCH", "/config")] = (400, "Invalid config")
+        with pytest.raises(OperationFailed, match=r"node pg2 step 'PATCH /config': Patroni refused \(400\): Invalid"):
+            api.patch_config(ep, {"slots": {"x": None}})
+        assert SEEN[-1][3] == {"slots": {"x": None}}
+        ANSWERS[("PATCH", "/config")] = (200, "[1, 2]")
+        with pytest.raises(OperationFailed, match=r"PATCH /config.*not an object"):
+            api.patch_config(ep, {"slots": {"x": None}})
+    finally:
+        ANSWERS[("PATCH", "/config")] = saved
