@@ -30,6 +30,8 @@ from pgtopo.lifecycle.node_setup import password_env
 from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
 from pgtopo.network import relay_container
+from pgtopo.patroni import views
+from pgtopo.patroni.views import Member
 from pgtopo.postgres import instance
 from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.progress import Progress
@@ -52,9 +54,6 @@ LEADER_TIMEOUT_S = 180
 MEMBERS_TIMEOUT_S = 300
 SLOT_TIMEOUT_S = 120
 REST_TIMEOUT_S = 5
-# Member states Patroni reports for a healthy member (/cluster): the leader runs, replicas stream.
-HEALTHY = {"leader": ("running",), "standby_leader": ("running", "streaming")}
-REPLICA_HEALTHY = ("streaming",)
 
 
 def lab_address(topo: Topology) -> patroni.Address:
@@ -138,28 +137,17 @@ def _etcd_healthy(c: Container) -> bool:
 
 # -- Patroni's view -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class MemberView:
-    name: str
-    role: str  # leader, replica, sync_standby, quorum_standby, standby_leader
-    state: str  # running, streaming, starting, stopped, creating replica...
-
-    @property
-    def healthy(self) -> bool:
-        return self.state in HEALTHY.get(self.role, REPLICA_HEALTHY)
-
-
-def parse_cluster(raw: object) -> list[MemberView]:
-    """The members of ``GET /cluster``'s JSON (pure)."""
-    members = raw.get("members") if isinstance(raw, dict) else None
-    if not isinstance(members, list):
+def parse_cluster(raw: object) -> list[Member]:
+    """The members of a ``GET /cluster`` answer, as status and verify read them
+    (``pgtopo.patroni.views``); an answer of another shape is no answer yet."""
+    try:
+        return list(views.parse_cluster(raw).members)
+    except views.Malformed:
         return []
-    return [MemberView(name=str(m.get("name", "")), role=str(m.get("role", "")), state=str(m.get("state", "")))
-            for m in members if isinstance(m, dict)]
 
 
-def leader_of(members: list[MemberView]) -> str | None:
-    return next((m.name for m in members if m.role in ("leader", "standby_leader") and m.healthy), None)
+def leader_of(members: list[Member]) -> str | None:
+    return next((m.name for m in members if m.is_leader and m.healthy), None)
 
 
 def rest_get(c: Container, path: str) -> tuple[int, Any] | None:
@@ -179,7 +167,7 @@ def rest_get(c: Container, path: str) -> tuple[int, Any] | None:
         return None
 
 
-def cluster_view(containers: list[Container]) -> list[MemberView]:
+def cluster_view(containers: list[Container]) -> list[Member]:
     """What the first member that answers says of its cluster (``GET /cluster``)."""
     for c in containers:
         if gateway.status(c) != "running":
@@ -190,7 +178,7 @@ def cluster_view(containers: list[Container]) -> list[MemberView]:
     return []
 
 
-def _describe(members: list[MemberView]) -> str:
+def _describe(members: list[Member]) -> str:
     return ", ".join(f"{m.name} {m.role} {m.state}" for m in members) or "no member answers"
 
 
@@ -292,7 +280,7 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
     everyone = [c for n, c in found.items() if n not in stopped]
     expected = set(cl.nodes) - set(stopped)
 
-    def all_healthy() -> list[MemberView] | None:
+    def all_healthy() -> list[Member] | None:
         for n in expected:
             if gateway.status(found[n]) != "running":  # Patroni exited: its own words say why
                 raise OperationFailed(f"the container stopped while waiting for {n} to run or stream", node=n,

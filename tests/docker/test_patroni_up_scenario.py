@@ -31,6 +31,7 @@ import pytest
 
 from pgtopo.lifecycle import deploy, patroni_up
 from pgtopo.model.topology import Topology
+from pgtopo.patroni.views import Member
 from pgtopo.postgres import connect
 from pgtopo.runtime import gateway
 from tests.support.docker import cli, up_from_text, wait_for
@@ -53,7 +54,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, state_env: Path) -> Iterator[t
         yield up
 
 
-def members(topo: Topology) -> list[patroni_up.MemberView]:
+def members(topo: Topology) -> list[Member]:
     return patroni_up.cluster_view([c for c in gateway.containers(topo.name, kind="node")
                                     if c.labels.get(gateway.LABEL_CLUSTER) == "main"])
 
