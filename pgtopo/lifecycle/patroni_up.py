@@ -16,12 +16,8 @@ second `up` changes nothing.
 from __future__ import annotations
 
 import functools
-import http.client
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -30,7 +26,7 @@ from pgtopo.lifecycle.node_setup import password_env
 from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
 from pgtopo.network import relay_container
-from pgtopo.patroni import views
+from pgtopo.patroni import api
 from pgtopo.patroni.views import Member
 from pgtopo.postgres import instance
 from pgtopo.postgres.lsn import parse_lsn
@@ -53,7 +49,6 @@ QUORUM_TIMEOUT_S = 120
 LEADER_TIMEOUT_S = 180
 MEMBERS_TIMEOUT_S = 300
 SLOT_TIMEOUT_S = 120
-REST_TIMEOUT_S = 5
 
 
 def lab_address(topo: Topology) -> patroni.Address:
@@ -137,44 +132,25 @@ def _etcd_healthy(c: Container) -> bool:
 
 # -- Patroni's view -------------------------------------------------------------------------------------
 
-def parse_cluster(raw: object) -> list[Member]:
-    """The members of a ``GET /cluster`` answer, as status and verify read them
-    (``pgtopo.patroni.views``); an answer of another shape is no answer yet."""
-    try:
-        return list(views.parse_cluster(raw).members)
-    except views.Malformed:
-        return []
-
-
 def leader_of(members: list[Member]) -> str | None:
     return next((m.name for m in members if m.is_leader and m.healthy), None)
 
 
-def rest_get(c: Container, path: str) -> tuple[int, Any] | None:
-    """``GET path`` on a member's REST API through its published port: (status, JSON) or None."""
-    port = gateway.published_port(c, REST_PORT_KEY)
-    if port is None:
-        return None
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=REST_TIMEOUT_S) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
-
-
 def cluster_view(containers: list[Container]) -> list[Member]:
-    """What the first member that answers says of its cluster (``GET /cluster``)."""
+    """What the first member that answers says of its cluster (``GET /cluster``, through the one
+    REST client, pgtopo.patroni.api); none answering yet is an empty list."""
     for c in containers:
         if gateway.status(c) != "running":
             continue
-        got = rest_get(c, "/cluster")
-        if got is not None and got[0] == 200:
-            return parse_cluster(got[1])
+        port = gateway.published_port(c, REST_PORT_KEY)
+        if port is None:
+            continue
+        ep = api.Endpoint(node=c.labels.get(gateway.LABEL_NODE, c.name), url=f"http://127.0.0.1:{port}",
+                          user=patroni.REST_API_USER, password=api.rest_password(c.labels[gateway.LABEL_TOPOLOGY]))
+        try:
+            return list(api.cluster(ep).members)
+        except OperationFailed:  # not answering yet, or an answer of another shape: ask the next
+            continue
     return []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pgtopo.lifecycle import patroni_up
 from pgtopo.model import patroni, render
 from pgtopo.model.loader import load
+from pgtopo.patroni import views
 from tests.support.topologies import TOPOLOGIES
 
 PATRONI_SAAS = TOPOLOGIES / "global-saas-patroni.yaml"
@@ -58,13 +59,12 @@ def test_parse_cluster_and_its_leader() -> None:
         {"name": "pg-us", "role": "leader", "state": "running", "timeline": 1},
         {"name": "pg-us2", "role": "quorum_standby", "state": "starting"},
     ], "scope": "main"}
-    members = patroni_up.parse_cluster(raw)
+    members = list(views.parse_cluster(raw).members)
     assert [(m.name, m.healthy) for m in members] == [("pg-eu", True), ("pg-us", True), ("pg-us2", False)]
     assert patroni_up.leader_of(members) == "pg-us"
     # A leader whose PostgreSQL is not running is not one yet.
-    assert patroni_up.leader_of(patroni_up.parse_cluster(
-        {"members": [{"name": "pg-us", "role": "leader", "state": "starting"}]})) is None
-    assert patroni_up.parse_cluster(None) == [] and patroni_up.parse_cluster({"members": "x"}) == []
+    assert patroni_up.leader_of(list(views.parse_cluster(
+        {"members": [{"name": "pg-us", "role": "leader", "state": "starting"}]}).members)) is None
 
 
 def test_patroni_environment_holds_every_secret_variable() -> None:
