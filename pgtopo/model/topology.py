@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -465,16 +465,8 @@ class Topology(_Model):
         # Derived from the names, not their order in the file: adding a region or a node must not
         # renumber the ports that running replicas and subscriptions already use. A collision
         # of two hashes (rare) goes to the next free port, in the order of the names.
-        out: dict[tuple[str, str], int] = {}
-        used: set[int] = set()
-        for key in sorted((r, n) for r in self.regions for n in self.node_names()):
-            digest = hashlib.sha256(f"{key[0]}|{key[1]}".encode()).digest()
-            port = RELAY_PORT_BASE + int.from_bytes(digest[:4], "big") % RELAY_PORT_SPAN
-            while port in used:
-                port = RELAY_PORT_BASE + (port - RELAY_PORT_BASE + 1) % RELAY_PORT_SPAN
-            used.add(port)
-            out[key] = port
-        return out
+        keys = [(r, n) for r in self.regions for n in self.node_names()]
+        return _hashed_ports(keys, lambda k: f"{k[0]}|{k[1]}", base=RELAY_PORT_BASE, span=RELAY_PORT_SPAN)
 
     @cached_property
     def _relay_keys(self) -> dict[int, tuple[str, str]]:
@@ -498,16 +490,8 @@ class Topology(_Model):
     @cached_property
     def _mesh_ports(self) -> dict[tuple[str, int], int]:
         # As for relay ports: derived from the names, so members added later renumber nothing.
-        out: dict[tuple[str, int], int] = {}
-        used: set[int] = set()
-        for key in sorted((m, s) for m, _r, services in self.mesh_members() for s in services):
-            digest = hashlib.sha256(f"mesh|{key[0]}|{key[1]}".encode()).digest()
-            port = MESH_PORT_BASE + int.from_bytes(digest[:4], "big") % MESH_PORT_SPAN
-            while port in used:
-                port = MESH_PORT_BASE + (port - MESH_PORT_BASE + 1) % MESH_PORT_SPAN
-            used.add(port)
-            out[key] = port
-        return out
+        keys = [(m, svc) for m, _r, services in self.mesh_members() for svc in services]
+        return _hashed_ports(keys, lambda k: f"mesh|{k[0]}|{k[1]}", base=MESH_PORT_BASE, span=MESH_PORT_SPAN)
 
     def uses_relay(self) -> bool:
         return len(self.regions) > 1
@@ -550,3 +534,21 @@ def endpoint(topo: Topology, *, from_region: str, node: str) -> Endpoint:
     if topo.node(node).region == from_region:
         return Endpoint(host=node, port=PG_PORT)
     return Endpoint(host=RELAY_ALIAS, port=topo.relay_port(from_region, node))
+
+
+_Key = TypeVar("_Key", tuple[str, str], tuple[str, int])
+
+
+def _hashed_ports(keys: list[_Key], text: Callable[[_Key], str], *, base: int, span: int) -> dict[_Key, int]:
+    """A port in [base, base + span) per key, from a hash of its text (in sorted key order, a
+    collision takes the next free port): adding keys later renumbers none of the others."""
+    out: dict[_Key, int] = {}
+    used: set[int] = set()
+    for key in sorted(keys):
+        digest = hashlib.sha256(text(key).encode()).digest()
+        port = base + int.from_bytes(digest[:4], "big") % span
+        while port in used:
+            port = base + (port - base + 1) % span
+        used.add(port)
+        out[key] = port
+    return out
