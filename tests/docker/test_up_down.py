@@ -154,6 +154,28 @@ def test_failure_names_node_and_step_and_down_cleans(tmp_path: Path, state_dir: 
     assert labelled(name) == (0, 0, 0)
 
 
+def test_patroni_failure_names_node_and_step_and_down_cleans(tmp_path: Path, state_dir: Path) -> None:
+    """A broken schema on a Patroni cluster: Patroni and etcd run, the leader is elected, then
+    pgtopo's init.sql fails on it; the error names the leader and the step with its logs, and
+    `down` removes the etcd members, the Patroni members and the relay with the rest."""
+    name = "t-up-fail-patroni"
+    path = copy_topology(tmp_path, "global-saas-patroni.yaml", name=name,
+                         replace={"              quantity integer NOT NULL,\n":
+                                  "              quantity integer NOT NULL,\n              broken no_such_type,\n"})
+    topo = load(path)
+    try:
+        with pytest.raises(OperationFailed) as exc:
+            deploy.up(topo, topo_path=path, progress=lambda *a: None)
+        err = exc.value
+        assert (err.node, err.step) == ("pg-us", "init.sql")
+        assert 'type "no_such_type" does not exist' in err.message
+        assert err.logs  # the leader's last log lines come with the error
+        assert gateway.containers(name, kind="dcs")  # etcd had been started: down must find it
+    finally:
+        deploy.down(name, volumes=True)
+    assert labelled(name) == (0, 0, 0)
+
+
 def test_up_after_failover_never_makes_a_second_primary(tmp_path: Path, state_dir: Path) -> None:
     """The file's primary lost with its volume after a failover: `up` re-creates it as a replica."""
     name = "t-up-after-fo"
