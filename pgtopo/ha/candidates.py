@@ -131,10 +131,13 @@ class Context:
     sync_states: dict[str, str]
     partitioned: frozenset[str] = frozenset()
     subscribers: tuple[str, ...] = ()  # the nodes holding subscriptions to the cluster's publications
+    # Cascaded replicas not asked before the promotion (``pgtopo.ha.failover.deferrable``), each with
+    # the live upstream that streams it: they stay behind it.
+    deferred: tuple[tuple[str, str], ...] = ()
 
 
 def context(topo: Topology, snap: Snapshot, cluster: str, old: str, recorded_sync: SyncConfig | None, *,
-            subscribers: tuple[str, ...] = ()) -> Context:
+            subscribers: tuple[str, ...] = (), deferred: tuple[tuple[str, str], ...] = ()) -> Context:
     nodes = snap.cluster_nodes(cluster)
     old_snap = snap.nodes.get(old)
     old_alive = bool(old_snap and old_snap.reachable and old_snap.in_recovery is False)
@@ -147,7 +150,8 @@ def context(topo: Topology, snap: Snapshot, cluster: str, old: str, recorded_syn
     return Context(topo=topo, snap=snap, cluster=cluster, old=old, old_snap=old_snap, old_alive=old_alive,
                     max_tl=max(tls) if tls else None, sysid=sysid,
                     sync=effective_sync(topo, snap, cluster, primary=old, recorded=recorded_sync),
-                    sync_states=sync_states, partitioned=snap.partitioned, subscribers=subscribers)
+                    sync_states=sync_states, partitioned=snap.partitioned, subscribers=subscribers,
+                    deferred=deferred)
 
 
 @dataclass(frozen=True)

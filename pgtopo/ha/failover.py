@@ -21,6 +21,7 @@ from pgtopo.ha.candidates import (
     context,
     cut_between,
     down_state,
+    position,
     rank_key,
     reference,
     sync_risks,
@@ -32,7 +33,7 @@ from pgtopo.ha.synchronous import SyncConfig, intended_sync
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, slot_name
 from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
-from pgtopo.postgres.lsn import fmt_bytes, format_lsn
+from pgtopo.postgres.lsn import fmt_bytes, format_lsn, parse_lsn
 
 DEFAULT_MAX_LAG = 1 << 20  # Patroni's maximum_lag_on_failover
 
@@ -160,6 +161,59 @@ def scope(topo: Topology, cluster: str, primaries: dict[str, str]) -> list[str]:
     return [*topo.clusters[cluster].nodes, *subscriber_nodes(topo, cluster, primaries)]
 
 
+def deferrable(topo: Topology, cluster: str, old: str) -> dict[str, str]:
+    """The cascaded replicas a failover's plan may leave unasked until after the first write, each
+    with the replica the file puts it behind: a replica ``X`` behind ``U``, where ``U`` is a direct
+    replica (it streams from the old primary, or from the file's primary) and ``X`` is no
+    synchronous standby. Whether ``U`` really streams ``X`` is for ``streamed_by`` to see.
+
+    A cascade gets its WAL from its upstream, so while ``U`` streams it ``X`` holds no more WAL
+    than ``U``: it cannot be the most advanced replica, and it stays behind ``U`` whoever is
+    promoted. Asking it would only make the time before ``pg_promote`` grow with the cascades.
+    """
+    cl = topo.clusters[cluster]
+    members = set(cl.nodes)
+    sync = set(cl.synchronous.standbys) if cl.synchronous is not None else set()
+
+    def direct(n: str) -> bool:
+        up = topo.node(n).upstream
+        return up is None or up in (old, cl.primary_name) or up not in members
+
+    return {n: up for n in cl.nodes
+            if n not in (old, cl.primary_name) and n not in sync and (up := topo.node(n).upstream) is not None
+            and up in members and up not in (old, cl.primary_name) and direct(up)}
+
+
+def streamed_by(snap: Snapshot, candidates: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """(the candidates whose upstream was asked and lists them as streaming from it, the others):
+    the first may stay unasked, the others must be asked before planning."""
+    deferred: dict[str, str] = {}
+    ask: list[str] = []
+    for n, up in candidates.items():
+        u = snap.nodes.get(up)
+        if u is not None and u.reachable and u.in_recovery and any(
+                d.application_name == n and d.state == "streaming" for d in u.downstream):
+            deferred[n] = up
+        else:
+            ask.append(n)
+    return deferred, ask
+
+
+def deferral_unsafe(plan: Plan, snap: Snapshot, deferred: dict[str, str]) -> list[str]:
+    """The deferred replicas that might rank above the chosen candidate: those behind an upstream
+    holding more WAL than the candidate (it was ranked lower for another reason, say a failover
+    priority of 0) or on another timeline. Empty: the plan is the one all replicas would give
+    (on a tie of received WAL the replica asked wins: the same WAL either way)."""
+    chosen = plan.chosen()
+    out = []
+    for n, up in deferred.items():
+        u = snap.nodes[up]
+        bound = max(position(u) or 0, parse_lsn(u.replay_lsn) or 0)
+        if u.timeline != chosen.timeline or chosen.receive_lsn is None or bound > chosen.receive_lsn:
+            out.append(n)
+    return out
+
+
 def choose_cluster(topo: Topology, *, cluster: str | None, to: str | None) -> str:
     if to is not None and to not in topo.node_names():
         raise InputError(f"--to {to}: unknown node (known: {', '.join(topo.node_names())})")
@@ -258,19 +312,23 @@ def _global_checks(ctx: Context) -> None:
 def plan_failover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: str | None,
                   max_lag: int = DEFAULT_MAX_LAG, force: bool = False,
                   old_primary_last_lsn: tuple[int, int | None] | None = None,
-                  primaries: dict[str, str] | None = None, recorded_sync: SyncConfig | None = None) -> Plan:
+                  primaries: dict[str, str] | None = None, recorded_sync: SyncConfig | None = None,
+                  deferred: dict[str, str] | None = None) -> Plan:
     """Choose the node to promote, or refuse (InputError) when none is safe.
 
     ``primaries`` is cluster -> current primary (the state's, after earlier failovers);
     ``old_primary_last_lsn`` is (LSN, timeline) of the old primary last time it was seen, used
-    when it is unreachable now; ``recorded_sync`` is its synchronous setting as last applied.
+    when it is unreachable now; ``recorded_sync`` is its synchronous setting as last applied;
+    ``deferred`` the cascaded replicas left out of the snapshot (``streamed_by``), each with the
+    upstream that streams it: they stay behind it.
     """
     if max_lag < 0:
         raise InputError(f"--max-lag {max_lag}: must be 0 or more bytes")
     cluster = choose_cluster(topo, cluster=cluster, to=to)
     primaries = {c: (primaries or {}).get(c, cl.primary_name) for c, cl in topo.clusters.items()}
     old = primaries[cluster]
-    ctx = context(topo, snap, cluster, old, recorded_sync, subscribers=subscriber_nodes(topo, cluster, primaries))
+    ctx = context(topo, snap, cluster, old, recorded_sync, subscribers=subscriber_nodes(topo, cluster, primaries),
+                  deferred=tuple((deferred or {}).items()))
     if to == old:
         raise InputError(f"--to {to}: it is the current primary of cluster {cluster}")
     _global_checks(ctx)

@@ -95,6 +95,11 @@ def replica_moves(ctx: Context, cand: str, *, switchover: bool) -> list[ReplicaM
         else:
             moves[n.node] = ReplicaMove(n.node, "stay", up,
                                         f"cascaded behind {up}, which is alive: follows the new timeline through it")
+    for name, up in ctx.deferred:
+        moves[name] = ReplicaMove(name, "stay", up,
+                                  (f"already streams from {cand}" if up == cand else
+                                   f"cascaded behind {up}, which streams it: follows the new timeline through it")
+                                  + f"; asked after the promotion: it holds no more WAL than {up}")
     # A cascade stays only if its upstream keeps streaming; otherwise it goes to the new primary.
     changed = True
     while changed:

@@ -11,6 +11,7 @@ command that finishes it. ``pgtopo.ha.switchover`` shares the promotion and what
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -177,6 +178,12 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     each within ``SNAPSHOT_TIMEOUT_S``: the time to decide grows neither with the rest of the
     topology nor with a node that hangs. The members are asked only what the plan needs (a light
     snapshot), the subscribers only their role and subscriptions.
+
+    A failover leaves out, too, the cascaded replicas their upstream is seen streaming
+    (``failover.deferrable``, ``failover.streamed_by``): they hold no more WAL than it and stay
+    behind it, and are asked after the first write (while re-pointing and checking the replicas).
+    Not under a partition, nor with ``--to``, nor when the plan could depend on them (a refusal,
+    or an upstream with more WAL than the chosen candidate): then they are asked before deciding.
     """
     if mode == "switchover" and to is None:
         raise InputError("switchover needs --to NODE")
@@ -184,18 +191,44 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     primaries = state.current_primaries(topo)
     members = topo.clusters[c].nodes
     subscribers = [n for n in failover.subscriber_nodes(topo, c, primaries) if n not in members]
-    snap = collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True,
-                   subscriptions_only=subscribers)
+    runtime = state.load(topo.name)
+    unhurried = mode != "failover" or to is not None or bool(runtime.partitioned)
+    later = {} if unhurried else failover.deferrable(topo, c, primaries[c])
+
+    def ask(nodes: list[str]) -> snapshot.Snapshot:
+        return collect(topo, nodes=nodes, timeout=SNAPSHOT_TIMEOUT_S, light=True,
+                       subscriptions_only=[n for n in subscribers if n in nodes])
+
+    snap = ask([n for n in failover.scope(topo, c, primaries) if n not in later])
     if all(n.container == "missing" for n in snap.nodes.values()):
         raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
     if mode == "switchover":
         assert to is not None
         return failover.plan_switchover(topo, snap, cluster=c, to=to, primaries=primaries)
-    known = state.load(topo.name).last_known.get(primaries[c])
+    known = runtime.last_known.get(primaries[c])
     last = (parse_lsn(known.lsn) or 0, known.timeline) if known else None
-    return failover.plan_failover(topo, snap, cluster=c, to=to, max_lag=max_lag, force=force,
-                                  old_primary_last_lsn=last, primaries=primaries,
-                                  recorded_sync=recorded_sync(topo, c))
+    deferred, unseen = failover.streamed_by(snap, later)
+
+    def plan_on(s: snapshot.Snapshot, left_out: dict[str, str]) -> Plan:
+        return failover.plan_failover(topo, s, cluster=c, to=to, max_lag=max_lag, force=force,
+                                      old_primary_last_lsn=last, primaries=primaries,
+                                      recorded_sync=recorded_sync(topo, c), deferred=left_out)
+
+    if unseen:
+        snap = _merged(snap, ask(unseen))
+    if deferred:
+        try:
+            plan = plan_on(snap, deferred)
+            if not failover.deferral_unsafe(plan, snap, deferred):
+                return plan
+        except InputError:
+            pass  # a refusal names every replica: asked below
+        snap = _merged(snap, ask(list(deferred)))
+    return plan_on(snap, {})
+
+
+def _merged(a: snapshot.Snapshot, b: snapshot.Snapshot) -> snapshot.Snapshot:
+    return dataclasses.replace(a, nodes={**a.nodes, **b.nodes})
 
 
 def _early(plan: Plan) -> list[ReplicaMove]:

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from pgtopo.errors import OperationFailed
+from pgtopo.errors import InputError, OperationFailed
 from pgtopo.ha import promotion
 from pgtopo.model.topology import Topology
-from pgtopo.observe.snapshot import Snapshot
+from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 from pgtopo.postgres import connect as pg_connect
+from pgtopo.runtime import state
 from tests.support.ha import saas_snap
-from tests.support.snapshots import primary, replica
+from tests.support.snapshots import BASE, MIB, downstream, primary, replica
 from tests.support.topologies import SAAS, topology_of
 
 # SAAS plus a cluster that has nothing to do with main: a failover of main must not look at it.
@@ -57,15 +58,71 @@ def full_snapshot() -> Snapshot:
     return dataclasses.replace(snap, nodes={**snap.nodes, **others})
 
 
-def test_planning_asks_only_the_cluster_and_its_subscribers_once(topo: Topology) -> None:
+ASKED_FIRST = {"nodes": ["pg-us", "pg-eu", "pg-us2", "pg-billing"], "timeout": promotion.SNAPSHOT_TIMEOUT_S,
+               "light": True, "subscriptions_only": ["pg-billing"]}
+
+
+def streaming_cascade(**nodes: NodeSnapshot) -> Snapshot:
+    """full_snapshot() where pg-eu is seen streaming its cascade pg-eu2."""
+    eu = dataclasses.replace(full_snapshot().nodes["pg-eu"], downstream=(downstream("pg-eu2"),))
+    return dataclasses.replace(full_snapshot(), nodes={**full_snapshot().nodes, "pg-eu": eu, **nodes})
+
+
+def test_planning_asks_only_the_cluster_and_its_subscribers(topo: Topology) -> None:
     collect = FakeCollector(full_snapshot())
     plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect)
     assert plan.candidate == "pg-us2"
-    assert collect.calls == [{"nodes": ["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"],
-                              "timeout": promotion.SNAPSHOT_TIMEOUT_S, "light": True,
-                              "subscriptions_only": ["pg-billing"]}]
+    # The cascade pg-eu2 is left for later only if pg-eu is seen streaming it: not here, so it is
+    # asked before deciding, alone.
+    assert collect.calls == [ASKED_FIRST, {"nodes": ["pg-eu2"], "timeout": promotion.SNAPSHOT_TIMEOUT_S,
+                                           "light": True, "subscriptions_only": []}]
+    assert "pg-eu2" in [c.node for c in plan.ranking]
     # The subscriber was planned for from what was asked.
     assert [(s.node, s.action) for s in plan.subscribers] == [("pg-billing", "resync")]
+
+
+def test_a_cascade_its_upstream_streams_is_asked_after_the_promotion(topo: Topology) -> None:
+    collect = FakeCollector(streaming_cascade())
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect)
+    assert collect.calls == [ASKED_FIRST]
+    assert plan.candidate == "pg-us2"
+    assert "pg-eu2" not in [c.node for c in plan.ranking]
+    move = next(m for m in plan.replicas if m.node == "pg-eu2")
+    assert (move.action, move.upstream) == ("stay", "pg-eu")
+    assert "asked after the promotion: it holds no more WAL than pg-eu" in move.reason
+
+
+def test_a_cascade_behind_a_replica_with_more_wal_than_the_candidate_is_asked(topo: Topology, tmp_path: Path) -> None:
+    # pg-eu has more WAL than pg-us2 but its failover priority is 0 (never promoted): pg-eu2 behind it
+    # may hold that WAL too, so it is asked before deciding, and promoted.
+    ahead = BASE + 4096
+    eu = replica("pg-eu", "eu-west", at=ahead, upstream=None, downstream=(downstream("pg-eu2"),))
+    collect = FakeCollector(streaming_cascade(**{"pg-eu": eu, "pg-eu2": replica("pg-eu2", "eu-west", at=ahead,
+                                                                                   upstream="pg-eu")}))
+    zero = topology_of(tmp_path, OTHER.replace("failover_priority: 100}\n      pg-eu2", "failover_priority: 0}\n      pg-eu2"),
+                       name="zero.yaml")
+    plan = promotion.plan_live(zero, mode="failover", cluster="main", to=None, collect=collect)
+    assert [c["nodes"] for c in collect.calls] == [ASKED_FIRST["nodes"], ["pg-eu2"]]
+    assert plan.candidate == "pg-eu2"
+
+
+def test_a_refusal_names_the_cascades_too(topo: Topology) -> None:
+    # Every replica lags: the refusal lists every one, the cascade pg-eu2 included.
+    old = primary("pg-us", "us-east", at=BASE + 10 * MIB)
+    collect = FakeCollector(streaming_cascade(**{"pg-us": old}))
+    with pytest.raises(InputError) as exc:
+        promotion.plan_live(topo, mode="failover", cluster="main", to=None, max_lag=0, collect=collect)
+    assert [c["nodes"] for c in collect.calls] == [ASKED_FIRST["nodes"], ["pg-eu2"]]
+    assert any(d.startswith("pg-eu2: unsafe: lags") for d in exc.value.details)
+
+
+@pytest.mark.parametrize("how", ["to", "partition"])
+def test_with_to_or_under_a_partition_every_member_is_asked_at_once(topo: Topology, how: str) -> None:
+    collect = FakeCollector(streaming_cascade())
+    if how == "partition":
+        state.update(topo.name, lambda rt: rt.model_copy(update={"partitioned": ("ap-south",)}))
+    promotion.plan_live(topo, mode="failover", cluster="main", to="pg-us2" if how == "to" else None, collect=collect)
+    assert [c["nodes"] for c in collect.calls] == [["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"]]
 
 
 def test_planning_a_cluster_without_subscribers_asks_its_members_only(topo: Topology) -> None:
