@@ -173,7 +173,10 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     refusal: str | None = None
     leader = view.leader
     primaries = {**state.current_primaries(topo), **({c: leader.name} if leader else {})}
-    snap = snapshot.collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True)
+    members = topo.clusters[c].nodes
+    snap = snapshot.collect(topo, nodes=failover.scope(topo, c, primaries), timeout=SNAPSHOT_TIMEOUT_S, light=True,
+                            subscriptions_only=[n for n in failover.subscriber_nodes(topo, c, primaries)
+                                                if n not in members])
     try:
         ranked = failover.plan_failover(topo, snap, cluster=c, to=to if mode == "failover" else None,
                                         max_lag=max_lag, force=force, primaries=primaries)

@@ -233,15 +233,18 @@ def _subscriptions_sql(version: int) -> str:
 
 def _queries(version: int, *, light: bool, subscriptions_only: bool) -> dict[str, tuple[str, tuple[Any, ...]]]:
     """What one node is asked, by name: everything (status, verify); less for a failover's plan
-    (``light``: no pending restarts, settings without pg_settings); only its role and subscriptions
+    (``light``: no pending restarts nor subscriptions, settings without pg_settings); only its role and subscriptions
     for a node that matters to a failover only as a subscriber (``subscriptions_only``)."""
     if subscriptions_only:
         return {"main": (_MAIN_SQL, ()), "subs": (_subscriptions_sql(version), ())}
     out: dict[str, tuple[str, tuple[Any, ...]]] = {
         "main": (_MAIN_SQL, ()), "recv": (_RECEIVER_SQL, ()), "hist": (_HISTORY_SQL, ()), "down": (_DOWNSTREAM_SQL, ()),
         "slots": (_slots_sql(version), ()),
-        "settings": (_LIGHT_SETTINGS_SQL, (list(LIGHT_SETTINGS),)) if light else (_SETTINGS_SQL, (list(SETTINGS),)),
-        "subs": (_subscriptions_sql(version), ())}
+        "settings": (_LIGHT_SETTINGS_SQL, (list(LIGHT_SETTINGS),)) if light else (_SETTINGS_SQL, (list(SETTINGS),))}
+    if not light:
+        # A failover's plan reads no member's subscriptions (the candidate's are read on their own,
+        # ``pgtopo.ha.inherited``), only its subscribers' (``subscriptions_only``).
+        out["subs"] = (_subscriptions_sql(version), ())
     return out
 
 

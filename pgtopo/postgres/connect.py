@@ -28,8 +28,11 @@ def dsn(topology: str, node: str, *, dbname: str = "postgres", user: str = "pgto
     if port is None:
         raise OperationFailed("the node is not running", node=node, step="connect")
     pw = state.passwords(topology, create=False).get(user, "")
+    # The nodes serve no TLS and no Kerberos: asking for either first would only cost each of
+    # pgtopo's connections a refused request (a failover's plan opens one per replica).
     return make_conninfo(host="127.0.0.1", port=port, dbname=dbname, user=user, password=pw,
-                         application_name="pgtopo", connect_timeout=3, **extra)
+                         application_name="pgtopo", connect_timeout=3,
+                         **{"sslmode": "disable", "gssencmode": "disable", **extra})
 
 
 def connect(topology: str, node: str, *, dbname: str = "postgres", autocommit: bool = True,
