@@ -144,6 +144,10 @@ def test_failover_after_kill(saas: tuple[Topology, Path]) -> None:
         print(out)
         assert code == 0, out
         assert "-> pg-eu" in out and "pg-eu is the primary of cluster main (timeline 2)" in out
+        # The cascade behind pg-eu was not asked before pg_promote (pg-eu streamed it), and follows
+        # the new timeline through pg-eu all the same.
+        assert "pg-eu2: stay -> pg-eu (already streams from pg-eu; asked after the promotion" in out, out
+        assert "pg-eu2: streaming on timeline 2 from pg-eu" in out, out
         n_after = len(writer.acked)
         wait_for(lambda: len(writer.acked) > n_after + 300, what="writes on the new primary")
     finally:
