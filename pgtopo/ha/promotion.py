@@ -192,8 +192,8 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     members = topo.clusters[c].nodes
     subscribers = [n for n in failover.subscriber_nodes(topo, c, primaries) if n not in members]
     runtime = state.load(topo.name)
-    unhurried = mode != "failover" or to is not None or bool(runtime.partitioned)
-    later = {} if unhurried else failover.deferrable(topo, c, primaries[c])
+    ask_all = mode != "failover" or to is not None or bool(runtime.partitioned)
+    later = {} if ask_all else failover.deferrable(topo, c, primaries[c])
 
     def ask(nodes: list[str]) -> snapshot.Snapshot:
         return collect(topo, nodes=nodes, timeout=SNAPSHOT_TIMEOUT_S, light=True,

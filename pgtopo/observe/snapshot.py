@@ -361,8 +361,8 @@ def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: floa
 
     With ``timeout``, a node that has not answered within that many seconds is recorded as
     unreachable ("no answer within N s") and not waited for: a failover must not wait on a node
-    that hangs. ``light`` leaves out what only status and verify show (subscription workers and
-    tables, the last error from the log, pending restarts, the settings with a unit); the nodes in
+    that hangs. ``light`` leaves out what only status and verify show (the nodes' subscriptions,
+    pending restarts, the settings with a unit); the nodes in
     ``subscriptions_only`` are asked only their role and subscriptions (a failover's subscribers).
     """
     wanted = None if nodes is None else set(nodes)
