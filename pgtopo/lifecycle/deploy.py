@@ -356,8 +356,6 @@ def skip_copy_possible(topo: Topology, cluster: str, sub_name: str) -> str | Non
         return "the file asks for no copy"
     if topo.clusters[sub.publisher].ha == "patroni":
         return "the slot is Patroni's"
-    if topo.postgres.version < subscription_slot.MIN_VERSION:
-        return f"PostgreSQL {topo.postgres.version}"
     return None
 
 

@@ -30,9 +30,8 @@ from pgtopo.model.render import q
 from pgtopo.postgres import connect
 from pgtopo.runtime.waiting import poll
 
-# CREATE_REPLICATION_SLOT's parenthesised options (SNAPSHOT 'use') exist from PostgreSQL 15,
-# its FAILOVER option from 17.
-MIN_VERSION = 15
+# CREATE_REPLICATION_SLOT's parenthesised options (SNAPSHOT 'use') exist from PostgreSQL 15 (the
+# oldest pgtopo runs), its FAILOVER option from 17.
 
 
 @dataclass(frozen=True)
