@@ -7,7 +7,7 @@ with its own connection, slot, COPY and catch-up over the link between the regio
 subscription's logical slot (named as the subscription) itself, from the host, over a
 replication connection to the publisher's published port, the way a table-sync worker does
 before its COPY: ``CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'use')`` as the first
-command of a REPEATABLE READ transaction, which then runs in the slot's own snapshot. In that
+command of a REPEATABLE READ, READ ONLY transaction, which then runs in the slot's own snapshot. In that
 snapshot it asks whether any table of the subscription's publications has a row.
 
 Why this is exact: the snapshot is the slot's starting point. A transaction visible in it is
@@ -113,7 +113,7 @@ def start(topology: str, node: str, *, database: str, slot: str, publications: l
                     return SlotStart(kept=False, why=f"a slot named {slot} exists on {node} ({seen})")
                 conn.execute(_drop_command(slot))
                 leftover = True
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             conn.execute(create_slot_command(slot, failover=failover))
             created = True
             tables = [(str(s), str(t)) for s, t in conn.execute(tables_query(publications)).fetchall()]
