@@ -90,7 +90,8 @@ def start(topology: str, node: str, *, database: str, slot: str, publications: l
           failover: bool | None) -> SlotStart:
     """Create ``slot`` on ``node`` (the publisher) and keep it only if every table of
     ``publications`` is empty in its snapshot. Never raises for what it finds: anything it cannot
-    do ends in ``kept=False`` with no slot of its own left, and `up` does what it did before.
+    do ends in ``kept=False`` with its slot dropped, and `up` does what it did before (a slot it
+    could not drop, its connection lost, is unused: the next `up` drops it, as below).
 
     Only for a subscription that does not exist yet: a slot of that name that nobody uses
     (``up`` interrupted between this and its CREATE SUBSCRIPTION) is dropped first; one in use
