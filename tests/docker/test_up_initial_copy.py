@@ -1,5 +1,6 @@
 """A new subscription's initial copy: skipped by `up` when every table is empty in its slot's
-snapshot, run as the file says when a table has rows (and after an interrupted `up` left the slot).
+snapshot, run as the file says when a table has rows (and after an interrupted `up` left the slot);
+a CREATE SUBSCRIPTION that fails after pgtopo made the slot leaves no slot behind.
 
 How each path is told apart: a table the initial copy synchronised has the LSN where its
 table-sync worker handed over in ``pg_subscription_rel.srsublsn``, and the subscriber logs that
@@ -10,12 +11,19 @@ both, on the path it expects and on the other.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from pgtopo.errors import OperationFailed
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load
-from pgtopo.postgres import connect
+from pgtopo.postgres import connect, instance
 from pgtopo.runtime import gateway
 from tests.support.docker import up_from_text, wait_for
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 TOPOLOGY = """\
 name: {name}
@@ -131,3 +139,38 @@ def test_rows_on_the_publisher_are_copied_before_up_returns(tmp_path: Path, stat
         with connect.connect(name, "pg-us", dbname="production") as conn:
             conn.execute("INSERT INTO products VALUES (1000, 'after')")
         wait_for(lambda: 1000 in billing_ids(name), what="the row written after `up` on pg-billing")
+
+
+def test_a_failed_create_subscription_leaves_no_slot(tmp_path: Path, state_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "sf-copy-fail"
+    path = tmp_path / "topology.yaml"
+    path.write_text(TOPOLOGY.format(name=name, seed="", replica=""))
+    topo = load(path)
+    deploy.down(name, volumes=True)
+    real = instance.psql
+
+    def refusing(c: Container, query: str, **kw: Any) -> str:
+        if query.startswith("CREATE SUBSCRIPTION"):
+            # What pgtopo ran: the statement on its own slot (the fast path was taken).
+            assert "create_slot = false, slot_name = 'inventory_sub'" in query, query
+            assert slot(name) == (False, False, False, "pgoutput")  # pgtopo's, unused so far
+            raise OperationFailed("refused for the test", node="pg-billing", step=kw.get("step", ""))
+        return real(c, query, **kw)
+
+    try:
+        with monkeypatch.context() as mp:
+            mp.setattr(instance, "psql", refusing)
+            with pytest.raises(OperationFailed, match="refused for the test"):
+                deploy.up(topo, topo_path=path, progress=lambda s, m: None)
+        # The subscription does not exist, so its slot would only keep WAL: pgtopo dropped it.
+        assert slot(name) is None
+        # The next `up` creates the subscription (on a new slot of pgtopo's) and it streams.
+        deploy.up(topo, topo_path=path, progress=lambda s, m: None)
+        assert rels(name) == [("pgtopo.probe", "r", False), ("products", "r", False)]
+        assert slot(name) == (True, False, False, "pgoutput")
+        with connect.connect(name, "pg-us", dbname="production") as conn:
+            conn.execute("INSERT INTO products VALUES (7, 'after')")
+        wait_for(lambda: billing_ids(name) == {7}, what="the row on pg-billing")
+    finally:
+        deploy.down(name, volumes=True)
