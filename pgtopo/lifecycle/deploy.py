@@ -26,7 +26,7 @@ from pgtopo.lifecycle.up_steps import UpSteps
 from pgtopo.model import render
 from pgtopo.model.topology import Topology
 from pgtopo.network import relay_container
-from pgtopo.postgres import instance
+from pgtopo.postgres import instance, subscription_slot
 from pgtopo.postgres.reload import reload
 from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, image, interrupt, state
@@ -319,21 +319,64 @@ def create_subscriptions(topo: Topology, nodes: dict[str, Container], primaries:
                     instance.wait_subscription_ready(c, sname, db=db)
                     created = True
                 continue
-            _require_publication(topo, nodes, publisher=primaries[sub.publisher], publication=sub.publication,
+            publisher_node = primaries[sub.publisher]
+            _require_publication(topo, nodes, publisher=publisher_node, publication=sub.publication,
                                  db=pub.database, subscription=sname)
-            if topo.clusters[sub.publisher].ha == "patroni":
-                publisher = nodes.get(primaries[sub.publisher]) or gateway.find(topo.name, primaries[sub.publisher])
-                if publisher is not None:
-                    progress(primaries[sub.publisher], f"waiting for Patroni to create the permanent slot {sname}")
-                    patroni_up.wait_permanent_slot(publisher, sname)
-            progress(subscriber, f"subscription {sname} to {sub.publication} on {primaries[sub.publisher]}")
-            stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname,
-                                                 publisher_node=primaries[sub.publisher])
-            instance.psql(c, stmt, db=db, step=f"create subscription {sname}")
+            publisher = nodes.get(publisher_node) or gateway.find(topo.name, publisher_node)
+            if topo.clusters[sub.publisher].ha == "patroni" and publisher is not None:
+                progress(publisher_node, f"waiting for Patroni to create the permanent slot {sname}")
+                patroni_up.wait_permanent_slot(publisher, sname)
+            progress(subscriber, f"subscription {sname} to {sub.publication} on {publisher_node}")
+            slot = _start_slot(topo, cname, sname, publisher_node=publisher_node, progress=progress)
+            stmt = render.subscription_statement(topo, cluster=cname, sub_name=sname, publisher_node=publisher_node,
+                                                 slot_ready=slot.kept)
+            try:
+                instance.psql(c, stmt, db=db, step=f"create subscription {sname}")
+            except OperationFailed:
+                if slot.kept:  # the subscription does not exist: its slot would only keep WAL
+                    subscription_slot.drop(topo.name, publisher_node, database=pub.database, slot=sname)
+                raise
             created = True
-            progress(subscriber, f"initial copy of {sname}")
-            instance.wait_subscription_ready(c, sname, db=db)
+            if slot.kept:
+                progress(subscriber, f"{sname}: nothing to copy (every table empty when its slot began); "
+                                     "waiting for its apply worker")
+            else:
+                progress(subscriber, f"initial copy of {sname}")
+                instance.wait_subscription_ready(c, sname, db=db)
+            if publisher is not None:
+                instance.wait_slot_active(publisher, sname, subscriber=c, sub=sname)
     return created
+
+
+def skip_copy_possible(topo: Topology, cluster: str, sub_name: str) -> str | None:
+    """Why `up` does not try to skip a new subscription's initial copy (None: it tries; see
+    ``pgtopo.postgres.subscription_slot``)."""
+    sub = topo.clusters[cluster].subscriptions[sub_name]
+    if not sub.copy_data:
+        return "the file asks for no copy"
+    if topo.clusters[sub.publisher].ha == "patroni":
+        return "the slot is Patroni's"
+    return None
+
+
+def _start_slot(topo: Topology, cluster: str, sub_name: str, *, publisher_node: str,
+                progress: Progress) -> subscription_slot.SlotStart:
+    """The subscription's slot created by pgtopo when every table it would copy is empty."""
+    why_not = skip_copy_possible(topo, cluster, sub_name)
+    if why_not is not None:
+        return subscription_slot.SlotStart(kept=False, why=why_not)
+    sub = topo.clusters[cluster].subscriptions[sub_name]
+    pub = topo.clusters[sub.publisher].publications[sub.publication]
+    failover = render.subscription_failover(topo, cluster, sub_name) if topo.postgres.version >= 17 else None
+    got = subscription_slot.start(topo.name, publisher_node, database=pub.database, slot=sub_name,
+                                  publications=render.subscription_publications(topo, cluster=cluster,
+                                                                                sub_name=sub_name),
+                                  failover=failover)
+    if got.leftover:
+        progress(publisher_node, f"dropped slot {sub_name}, left unused by an interrupted `up`")
+    if not got.kept:
+        progress(publisher_node, f"slot {sub_name} not kept, the initial copy runs: {got.why}")
+    return got
 
 
 def _require_publication(topo: Topology, nodes: dict[str, Container], *, publisher: str, publication: str, db: str,

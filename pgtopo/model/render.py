@@ -309,7 +309,24 @@ def slots_sql(topo: Topology, *, cluster: str, node: str, source: str) -> str | 
     return _env().get_template("slots.sql.j2").render(**_common(topo, source, cluster, node), slots=stmts)
 
 
-def subscription_statement(topo: Topology, *, cluster: str, sub_name: str, publisher_node: str) -> str:
+def subscription_publications(topo: Topology, *, cluster: str, sub_name: str) -> list[str]:
+    """The publications a subscription subscribes to: its own, and pgtopo's probe publication
+    when ``carries_probe`` says so. Its initial copy copies every table of these."""
+    pubs = [topo.clusters[cluster].subscriptions[sub_name].publication]
+    if carries_probe(topo, cluster=cluster, sub_name=sub_name):
+        pubs.append(PROBE_PUBLICATION)
+    return pubs
+
+
+def subscription_statement(topo: Topology, *, cluster: str, sub_name: str, publisher_node: str,
+                           slot_ready: bool = False) -> str:
+    """The subscription's CREATE SUBSCRIPTION, as the file describes it.
+
+    ``slot_ready``: not what the file renders, but what `up` runs when it created the
+    subscription's slot (named as the subscription) on the publisher itself and found every
+    table of its publications empty in that slot's snapshot: nothing to copy, so
+    ``copy_data = false`` and the subscription uses that slot (``create_slot = false``).
+    """
     cl = topo.clusters[cluster]
     sub = cl.subscriptions[sub_name]
     pub = topo.clusters[sub.publisher].publications[sub.publication]
@@ -321,17 +338,18 @@ def subscription_statement(topo: Topology, *, cluster: str, sub_name: str, publi
         ep = endpoint(topo, from_region=subscriber_region, node=publisher_node)
         info = conninfo(host=ep.host, port=ep.port, user="replicator", application_name=sub_name,
                         dbname=pub.database)
-    opts = [sql.SQL("copy_data = {}").format(sql.SQL("true" if sub.copy_data else "false"))]
-    if topo.clusters[sub.publisher].ha == "patroni":
-        # The slot is one of Patroni's permanent slots (kept on every member through a failover):
-        # Patroni creates it on the leader, the subscription uses it.
+    copy_data = sub.copy_data and not slot_ready
+    opts = [sql.SQL("copy_data = {}").format(sql.SQL("true" if copy_data else "false"))]
+    if topo.clusters[sub.publisher].ha == "patroni" or slot_ready:
+        # Patroni's: the slot is one of Patroni's permanent slots (kept on every member through
+        # a failover): Patroni creates it on the leader, the subscription uses it.
         opts.append(sql.Composed([sql.SQL("create_slot = false")]))
+    if slot_ready:
+        opts.append(sql.SQL("slot_name = {}").format(sql.Literal(sub_name)))
     if topo.postgres.version >= 17:
         failover = subscription_failover(topo, cluster, sub_name)
         opts.append(sql.SQL("failover = {}").format(sql.SQL("true" if failover else "false")))
-    pubs = [sql.Identifier(sub.publication)]
-    if carries_probe(topo, cluster=cluster, sub_name=sub_name):
-        pubs.append(sql.Identifier(PROBE_PUBLICATION))
+    pubs = [sql.Identifier(p) for p in subscription_publications(topo, cluster=cluster, sub_name=sub_name)]
     return q(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
         sql.Identifier(sub_name), sql.Literal(info), sql.SQL(", ").join(pubs), sql.SQL(", ").join(opts)))
 

@@ -155,3 +155,26 @@ def wait_subscription_ready(c: Container, sub: str, *, db: str, timeout: float =
 
     wait_for(ready, timeout=timeout, what=f"every table of {sub} to be ready", step=f"initial copy of {sub}",
              node=node_of(c), container=c)
+
+
+def slot_state(publisher: Container, slot: str, *, step: str) -> str:
+    """``slot`` on the publisher: 'active' (a walsender streams from it), 'inactive' or 'missing'."""
+    query = q(sql.SQL("SELECT CASE WHEN active THEN 'active' ELSE 'inactive' END FROM pg_replication_slots "
+                      "WHERE slot_name = {}").format(sql.Literal(slot)))
+    return psql(publisher, query, step=step) or "missing"
+
+
+def wait_slot_active(publisher: Container, slot: str, *, subscriber: Container, sub: str,
+                     timeout: float = 300) -> None:
+    """The apply worker of subscription ``sub`` (on ``subscriber``) is connected to the publisher
+    and replicates from its slot (START_REPLICATION made the slot active)."""
+    step = f"start of {sub}"
+    seen = ["missing"]
+
+    def active() -> bool:
+        seen[0] = slot_state(publisher, slot, step=step)
+        return seen[0] == "active"
+
+    wait_for(active, timeout=timeout, step=step, node=node_of(subscriber), container=subscriber,
+             what=f"the apply worker of {sub} to replicate from slot {slot} on {node_of(publisher)}",
+             last_seen=lambda: f"slot {slot} on {node_of(publisher)}: {seen[0]}")

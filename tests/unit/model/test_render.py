@@ -117,3 +117,27 @@ def test_up_asks_for_few_iterations_for_its_random_passwords() -> None:
 
     env = password_env({"pgtopo": "x" * 32})
     assert env == {"PGTOPO_PASSWORD_PGTOPO": "x" * 32, "PGTOPO_SCRAM_ITERATIONS": str(render.PGTOPO_SCRAM_ITERATIONS)}
+
+
+def test_up_s_statement_on_its_own_slot_copies_nothing_and_uses_that_slot() -> None:
+    topo = load(GLOBAL_SAAS)
+    as_rendered = render.subscription_statement(topo, cluster="billing", sub_name="inventory_sub",
+                                                publisher_node="pg-us")
+    assert as_rendered.endswith('PUBLICATION "inventory_pub", "pgtopo_probe" WITH (copy_data = true, failover = true)')
+    assert render.subscription_statement(topo, cluster="billing", sub_name="inventory_sub", publisher_node="pg-us",
+                                         slot_ready=False) == as_rendered
+    fast = render.subscription_statement(topo, cluster="billing", sub_name="inventory_sub", publisher_node="pg-us",
+                                         slot_ready=True)
+    assert fast == as_rendered.replace(
+        "WITH (copy_data = true, failover = true)",
+        "WITH (copy_data = false, create_slot = false, slot_name = 'inventory_sub', failover = true)")
+    assert render.subscription_publications(topo, cluster="billing", sub_name="inventory_sub") == [
+        "inventory_pub", "pgtopo_probe"]
+
+
+def test_a_patroni_publisher_s_statement_on_its_slot_names_it_once() -> None:
+    topo = load(REPO / "topologies" / "global-saas-patroni.yaml")
+    cluster, sname = next((c, s) for c, cl in topo.clusters.items() for s in cl.subscriptions)
+    fast = render.subscription_statement(topo, cluster=cluster, sub_name=sname, publisher_node="x", slot_ready=True)
+    assert fast.count("create_slot = false") == 1
+    assert f"copy_data = false, create_slot = false, slot_name = '{sname}'" in fast
