@@ -202,9 +202,14 @@ def streamed_by(snap: Snapshot, candidates: dict[str, str]) -> tuple[dict[str, s
 def deferral_unsafe(plan: Plan, snap: Snapshot, deferred: dict[str, str]) -> list[str]:
     """The deferred replicas that might rank above the chosen candidate: those behind an upstream
     holding more WAL than the candidate (it was ranked lower for another reason, say a failover
-    priority of 0) or on another timeline. Empty: the plan is the one all replicas would give
-    (on a tie of received WAL the replica asked wins: the same WAL either way)."""
+    priority of 0) or on another timeline, and all of them when the candidate is forced (at
+    risk). Empty: the plan is the one all replicas would give (on a tie of received WAL the
+    replica asked wins: the same WAL either way)."""
     chosen = plan.chosen()
+    if chosen.risks:
+        # Forced: a replica not asked might be promotable without force (a cascade with a failover
+        # priority behind an upstream with none): only all of them tell.
+        return list(deferred)
     out = []
     for n, up in deferred.items():
         u = snap.nodes[up]

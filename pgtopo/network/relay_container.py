@@ -91,6 +91,9 @@ def ensure_relay(topo: Topology, nets: dict[str, Network], *, progress: Progress
         if wanted <= set(gateway.published_ports(found[0])):
             # Its published ports suffice, but mesh listeners (never published) may be new: a
             # member added to the file, a cluster turned `ha: patroni`. A reload adds them.
+            # A start interrupted before it joined every region's network joins them now.
+            for r in topo.regions:
+                gateway.connect_network(found[0], nets[r], aliases=[RELAY_ALIAS])
             update_relay(topo)
             return found[0]
         # Regions or nodes were added: Docker cannot publish ports on a running container, so

@@ -16,7 +16,7 @@ from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 from pgtopo.postgres import connect as pg_connect
 from pgtopo.runtime import state
 from tests.support.ha import saas_snap
-from tests.support.snapshots import BASE, MIB, downstream, primary, replica
+from tests.support.snapshots import BASE, MIB, down, downstream, primary, replica
 from tests.support.topologies import SAAS, topology_of
 
 # SAAS plus a cluster that has nothing to do with main: a failover of main must not look at it.
@@ -104,6 +104,17 @@ def test_a_cascade_behind_a_replica_with_more_wal_than_the_candidate_is_asked(to
     plan = promotion.plan_live(zero, mode="failover", cluster="main", to=None, collect=collect)
     assert [c["nodes"] for c in collect.calls] == [ASKED_FIRST["nodes"], ["pg-eu2"]]
     assert plan.candidate == "pg-eu2"
+
+
+def test_a_forced_plan_asks_the_cascades_first(topo: Topology, tmp_path: Path) -> None:
+    # pg-us2 is down and pg-eu has failover priority 0: only --force could promote pg-eu, but the
+    # cascade behind it (priority 50, the same WAL) needs no force: it is asked, and chosen.
+    collect = FakeCollector(streaming_cascade(**{"pg-us2": down("pg-us2", "us-east")}))
+    zero = topology_of(tmp_path, OTHER.replace("failover_priority: 100}\n      pg-eu2", "failover_priority: 0}\n      pg-eu2"),
+                       name="zero.yaml")
+    plan = promotion.plan_live(zero, mode="failover", cluster="main", to=None, force=True, collect=collect)
+    assert [c["nodes"] for c in collect.calls] == [ASKED_FIRST["nodes"], ["pg-eu2"]]
+    assert plan.candidate == "pg-eu2" and not plan.forced
 
 
 def test_a_refusal_names_the_cascades_too(topo: Topology) -> None:
