@@ -51,7 +51,7 @@ def test_validate_lists_every_problem(runner: CliRunner, tmp_path: Path) -> None
 @pytest.mark.parametrize(("text", "message"), [
     ("", "the file is empty"),
     ("[1, 2]\n", "the top level must be a mapping, not list"),
-    ("name: x\n  bad: indent\n", "YAML syntax error at line 2, column 6: mapping values are not allowed in this context"),
+    ("name: x\n  bad: indent\n", "YAML syntax error at line 2, column 6: mapping values are not allowed here"),
 ])
 def test_unreadable_file_is_one_line_exit_2(runner: CliRunner, tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "t.yaml"

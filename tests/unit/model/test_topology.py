@@ -11,7 +11,7 @@ from pgtopo.errors import InputError, ValidationFailed
 from pgtopo.model.loader import load
 from pgtopo.model.schema_file import schema_tables
 from pgtopo.model.topology import endpoint, slot_name
-from tests.support.topologies import EXAMPLES, LAB, lab
+from tests.support.topologies import EXAMPLES, LAB, SAAS, lab
 from tests.support.topologies import write_yaml as write
 
 
@@ -141,10 +141,18 @@ def test_every_problem_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
+def test_a_colon_in_a_flow_mapping_value_is_yaml_1_2(tmp_path: Path) -> None:
+    # libyaml (YAML 1.1) refuses `{image: name:tag}`; YAML 1.2, which topology files are, allows it.
+    p = tmp_path / "t.yaml"
+    p.write_text(SAAS.replace("name: t-unit\n", "name: t-unit\npostgres: {version: 17, image: pgtopo-official:17}\n", 1))
+    assert "image: pgtopo-official:17}" in p.read_text()
+    assert load(p).image == "pgtopo-official:17"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("", "the file is empty"),
     ("- a\n- b\n", "the top level must be a mapping, not list"),
-    ("name: [unclosed\n", "YAML syntax error at line 2, column 1: did not find expected ',' or ']'"),
+    ("name: [unclosed\n", "YAML syntax error at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
 ])
 def test_unreadable_files(tmp_path: Path, text: str, message: str) -> None:
     p = tmp_path / "t.yaml"
