@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from pgtopo.errors import OperationFailed
+from pgtopo.errors import OperationFailed, first_line
 from pgtopo.model.render import q
 from pgtopo.postgres import connect
 from pgtopo.runtime.waiting import poll
@@ -101,7 +101,7 @@ def start(topology: str, node: str, *, database: str, slot: str, publications: l
         info = connect.dsn(topology, node, dbname=database, replication="database")
         conn = psycopg.connect(info, autocommit=True)
     except (psycopg.Error, OperationFailed) as exc:
-        return SlotStart(kept=False, why=f"cannot connect to {node}: {_first_line(exc)}")
+        return SlotStart(kept=False, why=f"cannot connect to {node}: {first_line(exc)}")
     created = False
     leftover = False
     try:
@@ -128,7 +128,7 @@ def start(topology: str, node: str, *, database: str, slot: str, publications: l
     except psycopg.Error as exc:
         if created:
             drop(topology, node, database=database, slot=slot)
-        return SlotStart(kept=False, why=f"{node}: {_first_line(exc)}", leftover=leftover)
+        return SlotStart(kept=False, why=f"{node}: {first_line(exc)}", leftover=leftover)
 
 
 def drop(topology: str, node: str, *, database: str, slot: str, timeout: float = 5) -> bool:
@@ -147,8 +147,3 @@ def drop(topology: str, node: str, *, database: str, slot: str, timeout: float =
         return poll(dropped, timeout=timeout, interval=0.1) is not None
     except (psycopg.Error, OperationFailed):
         return False
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
