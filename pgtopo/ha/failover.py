@@ -65,6 +65,8 @@ class Plan:
     slot_sync_standbys: tuple[str, ...]
     stale_slots: tuple[str, ...]  # physical slots on the new primary nobody will use
     warnings: tuple[str, ...] = field(default=())
+    # The cascades not asked before deciding (``streamed_by``): (node, region, upstream streaming it).
+    not_asked: tuple[tuple[str, str, str], ...] = field(default=())
 
     def chosen(self) -> Candidate:
         return next(c for c in self.ranking if c.node == self.candidate)
@@ -137,6 +139,9 @@ def ranking_rows(plan: Plan) -> list[list[str]]:
             "-" if c.timeline is None else str(c.timeline), format_lsn(c.receive_lsn), format_lsn(c.replay_lsn),
             fmt_bytes(c.lag_bytes), c.sync or "-", str(c.priority), c.upstream or "-", c.verdict,
         ])
+    for node, region, up in plan.not_asked:
+        rows.append([node, region, "not asked", "-", "-", "-", "-", "-", "-", up,
+                     f"ranks below {up}: streamed by it, so holds no more WAL (asked after the promotion)"])
     return rows
 
 
@@ -301,6 +306,7 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
         replicas=tuple(replicas), subscribers=tuple(subs), sync_before=ctx.sync, sync_after=sync_after,
         synchronized_standby_slots=standby_slots, slot_sync_standbys=tuple(direct) if publishing else (),
         stale_slots=stale, warnings=tuple(warnings),
+        not_asked=tuple((n, topo.node(n).region, up) for n, up in ctx.deferred),
     )
 
 

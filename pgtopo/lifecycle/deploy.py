@@ -363,10 +363,13 @@ def _start_slot(topo: Topology, cluster: str, sub_name: str, *, publisher_node: 
                 progress: Progress) -> subscription_slot.SlotStart:
     """The subscription's slot created by pgtopo when every table it would copy is empty."""
     why_not = skip_copy_possible(topo, cluster, sub_name)
-    if why_not is not None:
-        return subscription_slot.SlotStart(kept=False, why=why_not)
     sub = topo.clusters[cluster].subscriptions[sub_name]
     pub = topo.clusters[sub.publisher].publications[sub.publication]
+    if why_not is not None:
+        if topo.clusters[sub.publisher].ha != "patroni" and subscription_slot.drop_leftover(
+                topo.name, publisher_node, database=pub.database, slot=sub_name):
+            progress(publisher_node, f"dropped slot {sub_name}, left unused by an interrupted `up`")
+        return subscription_slot.SlotStart(kept=False, why=why_not)
     failover = render.subscription_failover(topo, cluster, sub_name) if topo.postgres.version >= 17 else None
     got = subscription_slot.start(topo.name, publisher_node, database=pub.database, slot=sub_name,
                                   publications=render.subscription_publications(topo, cluster=cluster,

@@ -86,6 +86,36 @@ def _drop_command(slot: str) -> str:
     return q(sql.SQL("DROP_REPLICATION_SLOT {}").format(sql.Identifier(slot)))
 
 
+def _drop_unused(conn: psycopg.Connection[tuple[object, ...]], *, node: str, database: str,
+                 slot: str) -> tuple[bool, str | None]:
+    """Drop ``slot`` if it is an unused logical pgoutput slot of ``database``, the kind a new
+    subscription's slot is (left by an `up` interrupted before its CREATE SUBSCRIPTION).
+    Returns whether it dropped one, and why not when a slot of that name is something else."""
+    found = conn.execute(_slot_query(slot)).fetchone()
+    if found is None:
+        return False, None
+    active, kind, plugin, db = found
+    if active or kind != "logical" or plugin != "pgoutput" or db != database:
+        seen = "in use" if active else f"{kind}, plugin {plugin or '-'}, database {db or '-'}"
+        return False, f"a slot named {slot} exists on {node} ({seen})"
+    conn.execute(_drop_command(slot))
+    return True, None
+
+
+def drop_leftover(topology: str, node: str, *, database: str, slot: str) -> bool:
+    """Before a CREATE SUBSCRIPTION that creates its own slot (the file asks for no copy): drop an
+    unused slot of that name on ``node`` (an `up` interrupted between ``start`` and its CREATE
+    SUBSCRIPTION, the file changed since), which would make it fail with "already exists". True
+    if one was dropped; best effort: a slot in use or of another kind is left, as is a publisher
+    that does not answer (CREATE SUBSCRIPTION then says what is wrong)."""
+    try:
+        info = connect.dsn(topology, node, dbname=database, replication="database")
+        with psycopg.connect(info, autocommit=True) as conn:
+            return _drop_unused(conn, node=node, database=database, slot=slot)[0]
+    except (psycopg.Error, OperationFailed):
+        return False
+
+
 def start(topology: str, node: str, *, database: str, slot: str, publications: list[str],
           failover: bool | None) -> SlotStart:
     """Create ``slot`` on ``node`` (the publisher) and keep it only if every table of
@@ -106,14 +136,9 @@ def start(topology: str, node: str, *, database: str, slot: str, publications: l
     leftover = False
     try:
         with conn:
-            found = conn.execute(_slot_query(slot)).fetchone()
-            if found is not None:
-                active, kind, plugin, db = found
-                if active or kind != "logical" or plugin != "pgoutput" or db != database:
-                    seen = "in use" if active else f"{kind}, plugin {plugin or '-'}, database {db or '-'}"
-                    return SlotStart(kept=False, why=f"a slot named {slot} exists on {node} ({seen})")
-                conn.execute(_drop_command(slot))
-                leftover = True
+            leftover, other = _drop_unused(conn, node=node, database=database, slot=slot)
+            if other is not None:
+                return SlotStart(kept=False, why=other)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             conn.execute(create_slot_command(slot, failover=failover))
             created = True

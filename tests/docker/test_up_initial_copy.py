@@ -1,5 +1,6 @@
 """A new subscription's initial copy: skipped by `up` when every table is empty in its slot's
-snapshot, run as the file says when a table has rows (and after an interrupted `up` left the slot);
+snapshot, run as the file says when a table has rows (and after an interrupted `up` left the slot,
+whether the file asks for a copy or not);
 a CREATE SUBSCRIPTION that fails after pgtopo made the slot leaves no slot behind.
 
 How each path is told apart: a table the initial copy synchronised has the LSN where its
@@ -129,7 +130,7 @@ def test_rows_on_the_publisher_are_copied_before_up_returns(tmp_path: Path, stat
     name = "sf-copy-rows"
     rows = 3
     seed = f"INSERT INTO products SELECT g, 'seed-' || g FROM generate_series(1, {rows}) g;"
-    with up_from_text(tmp_path, TOPOLOGY.format(name=name, seed=seed, replica="")):
+    with up_from_text(tmp_path, TOPOLOGY.format(name=name, seed=seed, replica="")) as (_topo, path):
         # The fallback: every seeded row is on the subscriber when `up` returns, copied by a
         # table-sync worker (its LSN recorded, its start logged); the probe table, empty, too.
         assert billing_ids(name) == set(range(1, rows + 1))
@@ -139,6 +140,26 @@ def test_rows_on_the_publisher_are_copied_before_up_returns(tmp_path: Path, stat
         with connect.connect(name, "pg-us", dbname="production") as conn:
             conn.execute("INSERT INTO products VALUES (1000, 'after')")
         wait_for(lambda: 1000 in billing_ids(name), what="the row written after `up` on pg-billing")
+
+        # A slot left unused by an interrupted `up`, and the file changed meanwhile to ask for no
+        # copy: CREATE SUBSCRIPTION would make its own slot and fail on the name; `up` drops the
+        # unused one first, and the subscription (no copy, no table-sync) streams.
+        with connect.connect(name, "pg-billing", dbname="production") as conn:
+            conn.execute("ALTER SUBSCRIPTION inventory_sub DISABLE")
+            conn.execute("ALTER SUBSCRIPTION inventory_sub SET (slot_name = NONE)")
+            conn.execute("DROP SUBSCRIPTION inventory_sub")
+        wait_for(lambda: slot(name) is not None and slot(name)[0] is False,  # type: ignore[index]
+                 what="the slot left inactive")
+        path.write_text(path.read_text().replace("publication: inventory_pub}",
+                                                 "publication: inventory_pub, copy_data: false}"))
+        said: list[str] = []
+        deploy.up(load(path), topo_path=path, progress=lambda s, m: said.append(f"{s}: {m}"))
+        assert "pg-us: dropped slot inventory_sub, left unused by an interrupted `up`" in said
+        assert [(t, s, lsn) for t, s, lsn in rels(name) if t == "products"] == [("products", "r", False)]
+        assert slot(name) == (True, False, False, "pgoutput")
+        with connect.connect(name, "pg-us", dbname="production") as conn:
+            conn.execute("INSERT INTO products VALUES (2000, 'after the change')")
+        wait_for(lambda: 2000 in billing_ids(name), what="the row written after the second `up` on pg-billing")
 
 
 def test_a_failed_create_subscription_leaves_no_slot(tmp_path: Path, state_dir: Path,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pgtopo.errors import InputError, OperationFailed
-from pgtopo.ha import promotion
+from pgtopo.ha import failover, promotion
 from pgtopo.model.topology import Topology
 from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 from pgtopo.postgres import connect as pg_connect
@@ -90,6 +90,13 @@ def test_a_cascade_its_upstream_streams_is_asked_after_the_promotion(topo: Topol
     move = next(m for m in plan.replicas if m.node == "pg-eu2")
     assert (move.action, move.upstream) == ("stay", "pg-eu")
     assert "asked after the promotion: it holds no more WAL than pg-eu" in move.reason
+    # The ranking table (what --dry-run prints) lists it too, below the nodes asked, with its upstream.
+    assert plan.not_asked == (("pg-eu2", "eu-west", "pg-eu"),)
+    rows = failover.ranking_rows(plan)
+    assert [r[0] for r in rows] == [*(("-> " if c.node == "pg-us2" else "") + c.node for c in plan.ranking), "pg-eu2"]
+    assert rows[-1][2] == "not asked" and rows[-1][9] == "pg-eu"
+    assert rows[-1][10].startswith("ranks below pg-eu: streamed by it")
+    assert len(rows[-1]) == len(failover.RANKING_COLUMNS)
 
 
 def test_a_cascade_behind_a_replica_with_more_wal_than_the_candidate_is_asked(topo: Topology, tmp_path: Path) -> None:
