@@ -6,11 +6,13 @@ Everything it creates carries the labels ``pgtopo.topology`` and ``pgtopo.kind``
 
 from __future__ import annotations
 
+import functools
 import io
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -515,27 +517,59 @@ def volume_names(container: Container) -> list[str]:
     return [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
 
 
+REMOVE_WORKERS = 6  # containers removed at once by `down` (each a SIGKILL, an unmount, a veth)
+
+
+def _remove(c: Container, *, v: bool) -> None:
+    """Remove a container. One with published ports that is on several networks (the relay) first
+    leaves every network but the one whose name sorts first, which holds its ports (see
+    ``relay_container.ensure_relay``): Docker releases the published ports once per network a
+    container is on when it removes it (the 210 ports of a relay on 8 networks: 121 s, against
+    12.5 s after leaving the 7 others, which takes 0.3 s)."""
+    nets = sorted((c.attrs.get("NetworkSettings") or {}).get("Networks") or {})
+    published = (c.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    if published and len(nets) > 1:
+        for name in reversed(nets[1:]):
+            with suppress(docker.errors.APIError):  # removed below all the same, only more slowly
+                client().networks.get(name).disconnect(c, force=True)
+    with docker_errors(node=c.labels.get(LABEL_NODE), step=f"remove container {c.name}"):
+        c.remove(force=True, v=v)
+
+
 def remove_topology(topology: str, *, volumes: bool) -> dict[str, int]:
-    """Remove everything labelled for ``topology`` (and nothing else)."""
-    removed = {"containers": 0, "networks": 0, "volumes": 0}
-    for c in containers(topology):
+    """Remove everything labelled for ``topology`` (and nothing else): its containers a few at a
+    time (a removal mostly waits on the daemon), then its networks and volumes, a few at a time."""
+
+    def container(c: Container) -> None:
         # v: also the anonymous volumes an image's VOLUME line made; they carry no label to find
         # them later. They hold nothing of pgtopo's unless an earlier pgtopo mounted the node's
         # volume elsewhere (then the official image's anonymous volume holds PGDATA).
         anonymous = volumes or PG_DATA_MOUNT in volume_mounts(c).values() or c.labels.get(LABEL_KIND) != "node"
-        with docker_errors(step=f"remove container {c.name}"):
-            c.remove(force=True, v=anonymous)
-        removed["containers"] += 1
-    for net in networks(topology):
+        _remove(c, v=anonymous)
+
+    def network(net: Network) -> None:
         with docker_errors(step=f"remove network {net.name}"):
             net.remove()
-        removed["networks"] += 1
-    if volumes:
-        for vol in client().volumes.list(filters={"label": f"{LABEL_TOPOLOGY}={topology}"}):
-            with docker_errors(step=f"remove volume {vol.name}"):
-                vol.remove(force=True)
-            removed["volumes"] += 1
-    return removed
+
+    def volume(vol: Any) -> None:
+        with docker_errors(step=f"remove volume {vol.name}"):
+            vol.remove(force=True)
+
+    # The relay first: its removal (its published ports released) takes longest.
+    found = sorted(containers(topology), key=lambda c: c.labels.get(LABEL_KIND) != "relay")
+    _at_once([functools.partial(container, c) for c in found])
+    nets = networks(topology)
+    vols = client().volumes.list(filters={"label": f"{LABEL_TOPOLOGY}={topology}"}) if volumes else []
+    _at_once([functools.partial(network, n) for n in nets] + [functools.partial(volume, v) for v in vols])
+    return {"containers": len(found), "networks": len(nets), "volumes": len(vols)}
+
+
+def _at_once(jobs: Sequence[Callable[[], None]]) -> None:
+    """Run ``jobs`` a few at a time; every one is tried, then the first failure is raised."""
+    with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for f in futures:
+        f.result()
 
 
 def volumes(topology: str) -> list[str]:
@@ -552,9 +586,9 @@ def volumes_by_topology() -> dict[str, list[str]]:
 
 def remove_container(container: Container, *, volume: bool) -> None:
     vols = [m["Name"] for m in container.attrs.get("Mounts", []) if m.get("Type") == "volume"]
-    with docker_errors(step=f"remove container {container.name}"):
-        container.remove(force=True, v=volume)
-        if volume:
+    _remove(container, v=volume)
+    if volume:
+        with docker_errors(step=f"remove the volumes of {container.name}"):
             for v in vols:
                 client().volumes.get(v).remove(force=True)
 
