@@ -11,7 +11,8 @@ for each, as a user would run the commands (the ``pgtopo`` CLI in a fresh proces
 - failover recovery: from the command start to the first write accepted on the new primary,
   as ``pgtopo failover`` reports it (and records in the run-time state), after ``pgtopo kill``
   of the main cluster's primary;
-- the whole failover: wall time of ``pgtopo failover --yes``.
+- the whole failover: wall time of ``pgtopo failover --yes``;
+- ``down --volumes``: wall time of removing the topology (containers, networks, volumes).
 
 The table gives each figure and its ratio to the 3-node one. Sizes beyond 30 are tried only
 when asked (``--sizes 3,12,30,45``): before each, the script estimates what the machine has
@@ -166,10 +167,12 @@ class Measured:
     checks: str = "-"
     recovery_s: float | None = None
     failover_s: float | None = None
+    down_s: float | None = None  # `down --volumes`: every container, network and volume removed
     memory_mib: float | None = None  # the topology's containers after `up`
     proxies: int | None = None  # docker-proxy processes `up` added on the host (one per published port)
     proxies_mib: float | None = None  # and their resident memory
     load: float | None = None
+    failover_load: float | None = None  # load average when the failover started
     notes: list[str] = field(default_factory=list)
 
 
@@ -248,6 +251,7 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
         if rc != 0:
             m.notes.append(f"`kill` exited with {rc}: {error_line(out)}")
             return m
+        m.failover_load = os.getloadavg()[0]
         m.failover_s, out = timed(m, "failover", "failover", str(path), "--cluster", "main", "--yes",
                                   log=directory / f"{name}-failover.log")
         m.recovery_s = recovery_seconds(name, out)
@@ -256,7 +260,7 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
             m.notes.append(f"failover steps (s since the command started): {steps}")
     finally:
         if not keep:
-            pgtopo("down", str(path), "--volumes")
+            m.down_s, _ = timed(m, "down", "down", str(path), "--volumes", log=directory / f"{name}-down.log")
     return m
 
 
@@ -362,11 +366,12 @@ def report(rows: list[Measured]) -> str:
         return getattr(base, attr) if base else None
 
     lines = ["| nodes | regions | clusters | `up` | `status` | `verify` (checks) | failover recovery: command to "
-             "first write | whole `failover` |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "first write | whole `failover` | `down --volumes` |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.shape.nodes} | {r.shape.regions} | {r.shape.clusters} | {cell(r.up_s, b('up_s'))} | "
                      f"{cell(r.status_s, b('status_s'))} | {cell(r.verify_s, b('verify_s'))} ({r.checks}) | "
-                     f"{cell(r.recovery_s, b('recovery_s'))} | {cell(r.failover_s, b('failover_s'))} |")
+                     f"{cell(r.recovery_s, b('recovery_s'))} | {cell(r.failover_s, b('failover_s'))} | "
+                     f"{cell(r.down_s, b('down_s'))} |")
     lines.append("")
     lines.append("Ratios are to the 3-node figure. Times are wall times of the `pgtopo` command in a fresh process "
                  "(Python's imports included, the package byte-compiled as pip installs it), medians where repeated.")
@@ -374,7 +379,8 @@ def report(rows: list[Measured]) -> str:
         seen = [f"{r.memory_mib:.0f} MiB in its containers" if r.memory_mib else None,
                 f"{r.proxies} more docker-proxy processes on the host ({r.proxies_mib or 0:.0f} MiB)"
                 if r.proxies is not None else None,
-                f"load average {r.load:.1f}" if r.load is not None else None]
+                f"load average {r.load:.1f}" if r.load is not None else None,
+                f"{r.failover_load:.1f} when the failover started" if r.failover_load is not None else None]
         lines.append(f"- {r.shape.nodes} nodes after `up`: " + ", ".join(x for x in seen if x)
                      + "".join(f"; {n}" for n in r.notes))
     return "\n".join(lines)

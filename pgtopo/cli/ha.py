@@ -290,7 +290,8 @@ def rejoin(
             output.success(f"{node} already streams from {got.leader} (timeline {got.timeline}): nothing to do")
             return
         started = "; its container was started" if got.started_container else ""
-        output.success(f"{node} streams from {got.leader} on timeline {got.timeline} ({got.method}) in "
+        role = f" as Patroni's {got.role}" if got.role != "replica" else ""
+        output.success(f"{node} streams from {got.leader} on timeline {got.timeline}{role} ({got.method}) in "
                        f"{got.seconds:.1f} s{started}")
         return
     if reinit:

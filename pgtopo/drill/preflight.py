@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pgtopo.drill.targets import Target
+from pgtopo.model.patroni import synchronous_count
 from pgtopo.model.topology import Topology
 from pgtopo.observe.snapshot import Snapshot
 from pgtopo.runtime.state import RuntimeState
@@ -28,6 +29,9 @@ def problems(topo: Topology, snap: Snapshot, rt: RuntimeState, t: Target,
         if writable != [primaries[cluster]]:
             out.append(f"cluster {cluster}: writable {', '.join(writable) or 'nothing'}, the state's primary is "
                        f"{primaries[cluster]}")
+        lacking = _synchronous_lacking(topo, snap, cluster, primaries[cluster])
+        if lacking:
+            out.append(lacking)
         for n in snap.cluster_nodes(cluster):
             if not n.reachable:
                 out.append(f"{n.node} is down ({n.error or n.container}): `pgtopo rejoin FILE {n.node}`")
@@ -49,3 +53,22 @@ def problems(topo: Topology, snap: Snapshot, rt: RuntimeState, t: Target,
         if not any(fenced in p for p in out):
             out.append(f"{fenced} is fenced: `pgtopo rejoin FILE {fenced}`")
     return out
+
+
+def _synchronous_lacking(topo: Topology, snap: Snapshot, cluster: str, primary: str) -> str | None:
+    """A Patroni cluster in synchronous mode whose leader does not yet count as many synchronous
+    standbys as it could (a member rejoined moments ago; Patroni adds it on a later loop): a crash
+    now would find no synchronous candidate and Patroni would promote nobody."""
+    cl = topo.clusters[cluster]
+    host = snap.nodes.get(primary)
+    if cl.ha != "patroni" or cl.synchronous is None or host is None or not host.reachable:
+        return None
+    streaming = [d for d in host.downstream if d.state == "streaming" and d.application_name in cl.nodes]
+    eligible = [d for d in streaming if synchronous_count(topo, d.application_name) is not None]
+    counted = [d.application_name for d in streaming if d.sync_state in ("sync", "quorum")]
+    wanted = min(cl.synchronous.count, len(eligible))
+    if len(counted) >= wanted:
+        return None
+    return (f"cluster {cluster}: Patroni counts {len(counted)} synchronous standby(s) of {primary}, "
+            f"{wanted} could be ({', '.join(d.application_name for d in eligible)}): it adds a rejoined member on "
+            "a later loop; wait a loop (loop_wait) and run the drill again")

@@ -29,8 +29,6 @@ from pgtopo.progress import Progress
 from pgtopo.runtime import gateway, state
 from pgtopo.runtime.waiting import wait_for
 
-MANAGER_REJOIN_S = 120.0  # Patroni starts a member, rewinds or re-clones it, and lets it stream
-
 
 @dataclass
 class Faults:
@@ -220,29 +218,14 @@ def _through_manager(ctx: StepContext, mode: str, cluster: str, *, to: str | Non
 
 
 def _manager_rejoin(ctx: StepContext, node: str) -> StepOutcome:
-    """A member of a Patroni cluster rejoins by itself once it runs: start its container if it is
-    stopped, and wait until it streams from the leader."""
-    c = gateway.find(ctx.topo.name, node)
-    if c is None:
-        raise InputError(f"{node} has no container")
-    started = time.monotonic()
-    if gateway.status(c) != "running":
-        gateway.start(c)
-    seen = "not answering yet"
-
-    def streaming() -> bool:
-        nonlocal seen
-        try:
-            rows = query(ctx.topo, node, "SELECT status FROM pg_stat_wal_receiver", step="wait until streaming")
-        except PgtopoError as exc:
-            seen = exc.message
-            return False
-        seen = str(rows[0][0]) if rows else "no WAL receiver"
-        return seen == "streaming"
-
-    wait_for(streaming, timeout=MANAGER_REJOIN_S, what=f"Patroni to rejoin {node}", step="rejoin", node=node,
-             interval=0.5, last_seen=lambda: seen)
-    return StepOutcome(f"{node} started; Patroni rejoined it: streaming after {time.monotonic() - started:.1f} s")
+    """A member of a Patroni cluster rejoins by itself once it runs: `pgtopo rejoin` starts its
+    container if it is stopped and waits until Patroni shows it streaming (and, when it may be a
+    synchronous standby, counted as one: a next fault then finds a synchronous candidate)."""
+    res = manager.rejoin(ctx.topo, node, reinit=False, progress=ctx.progress)
+    role = f" as its {res.role}" if res.role != "replica" else ""
+    started = "started; " if res.started_container else ""
+    return StepOutcome(f"{node} {started}Patroni rejoined it: streaming from {res.leader}{role} after "
+                       f"{res.seconds:.1f} s")
 
 
 def _add_subscription(ctx: StepContext, step: Step) -> StepOutcome:

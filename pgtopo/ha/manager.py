@@ -18,10 +18,11 @@ import psycopg
 from pgtopo.errors import InputError, OperationFailed, PgtopoError, first_line
 from pgtopo.ha import failover
 from pgtopo.ha.candidates import Candidate
+from pgtopo.model.patroni import synchronous_count
 from pgtopo.model.topology import Topology
 from pgtopo.observe import snapshot
 from pgtopo.patroni import api
-from pgtopo.patroni.views import ClusterView, Member
+from pgtopo.patroni.views import ClusterView, Member, counted_synchronous
 from pgtopo.postgres import connect
 from pgtopo.postgres.lsn import fmt_bytes, format_lsn
 from pgtopo.progress import Progress
@@ -288,14 +289,20 @@ class ManagedRejoin:
     timeline: int | None
     seconds: float
     started_container: bool
+    role: str = "replica"  # Patroni's: replica | sync_standby | quorum_standby
 
 
-def rejoined(view: ClusterView, node: str) -> Member | None:
-    """``node`` once Patroni shows it streaming on its leader's timeline."""
+def rejoined(view: ClusterView, node: str, *, sync_count: int | None = None) -> Member | None:
+    """``node`` once Patroni shows it streaming on its leader's timeline and, when it may be a
+    synchronous standby (``sync_count``: how many the cluster keeps), once Patroni counts it as one
+    or already has that many others. Until then a crash of the leader finds no synchronous
+    candidate and Patroni promotes nobody: the leader adds a rejoined member on a later loop."""
     m, leader = view.member(node), view.leader
-    if m is None or leader is None or m.is_leader or m.state != "streaming":
+    if m is None or leader is None or m.is_leader or m.state != "streaming" or m.timeline != leader.timeline:
         return None
-    return m if m.timeline == leader.timeline else None
+    if sync_count is not None and not counted_synchronous(view.members, node, count=sync_count):
+        return None
+    return m
 
 
 def rejoin(topo: Topology, node: str, *, reinit: bool, progress: Progress) -> ManagedRejoin:
@@ -316,10 +323,12 @@ def rejoin(topo: Topology, node: str, *, reinit: bool, progress: Progress) -> Ma
     view = _view(topo, cluster, password)
     if view.leader is not None and view.leader.name == node and view.leader.healthy:
         raise InputError(f"{node} is the leader of cluster {cluster}: nothing to rejoin")
-    if not reinit and not restarted and rejoined(view, node) is not None:
+    sync_count = synchronous_count(topo, node)
+    if not reinit and not restarted and rejoined(view, node, sync_count=sync_count) is not None:
+        me = view.member(node)
         return ManagedRejoin(node=node, leader=view.leader.name if view.leader else "-", method="already streaming",
                              timeline=view.leader.timeline if view.leader else None, seconds=0.0,
-                             started_container=False)
+                             started_container=False, role=me.role if me else "replica")
     ep = wait_for(lambda: _answering(topo.name, node, password), timeout=60, what="Patroni's REST API",
                   step="rejoin", node=node, container=c)
     before: str | None = None
@@ -340,15 +349,17 @@ def rejoin(topo: Topology, node: str, *, reinit: bool, progress: Progress) -> Ma
             return None
         me = v.member(node)
         seen = f"{node}: {me.role} {me.state} TL {me.timeline}" if me else f"{node} not registered"
-        return rejoined(v, node) if again else None
+        return rejoined(v, node, sync_count=sync_count) if again else None
 
-    progress(node, "waiting for Patroni to show it streaming from the leader")
-    m = wait_for(back, timeout=REJOIN_TIMEOUT_S, what="Patroni to rejoin it as a streaming replica", step="rejoin",
+    progress(node, "waiting for Patroni to show it streaming from the leader"
+             + (" and counted as a synchronous standby" if sync_count else ""))
+    what = "Patroni to rejoin it as a streaming replica" + (" and a synchronous standby" if sync_count else "")
+    m = wait_for(back, timeout=REJOIN_TIMEOUT_S, what=what, step="rejoin",
                  node=node, container=c, interval=0.5, last_seen=lambda: seen)
     final = _view(topo, cluster, password)
     return ManagedRejoin(node=node, leader=final.leader.name if final.leader else "-",
                          method="reinitialised by Patroni" if reinit else "rejoined by Patroni",
-                         timeline=m.timeline, seconds=time.monotonic() - started, started_container=restarted)
+                         timeline=m.timeline, role=m.role, seconds=time.monotonic() - started, started_container=restarted)
 
 
 def _answering(topology: str, node: str, password: str) -> api.Endpoint | None:

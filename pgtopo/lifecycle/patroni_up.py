@@ -27,7 +27,7 @@ from pgtopo.model import patroni, render
 from pgtopo.model.topology import PG_PORT, DcsMember, Topology
 from pgtopo.network import relay_container
 from pgtopo.patroni import api
-from pgtopo.patroni.views import Member
+from pgtopo.patroni.views import Member, counted_synchronous
 from pgtopo.postgres import instance
 from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.progress import Progress
@@ -263,12 +263,21 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
                                       step="Patroni members", logs=gateway.logs(found[n], tail=25))
         view = cluster_view(everyone)
         seen = {m.name for m in view if m.healthy}
-        return view if expected <= seen and leader_of(view) else None
+        if not (expected <= seen and leader_of(view)):
+            return None
+        # A member that may be a synchronous standby counts as one (or enough others do): until
+        # then a crash of the leader would leave Patroni no synchronous candidate to promote.
+        for m in view:
+            wanted = patroni.synchronous_count(topo, m.name) if m.name in cl.nodes and not m.is_leader else None
+            if wanted is not None and not counted_synchronous(view, m.name, count=wanted):
+                return None
+        return view
 
-    progress(leader, f"waiting for Patroni: every member of {cluster} running or streaming")
+    what = "running or streaming" + (", its synchronous standbys counted" if cl.synchronous else "")
+    progress(leader, f"waiting for Patroni: every member of {cluster} {what}")
     try:
         view = wait_for(all_healthy, timeout=MEMBERS_TIMEOUT_S,
-                        what=f"every member of {cluster} running or streaming", step="Patroni members", node=leader,
+                        what=f"every member of {cluster} {what}", step="Patroni members", node=leader,
                         last_seen=lambda: _describe(cluster_view(everyone)))
     except OperationFailed as exc:
         if exc.logs is not None:
@@ -276,8 +285,8 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
         # Timed out: the member that is not there yet, with its own last log lines.
         view = cluster_view(everyone)
         late = sorted(expected - {m.name for m in view if m.healthy}) or [leader]
-        raise OperationFailed(f"timed out after {MEMBERS_TIMEOUT_S} s waiting for every member of {cluster} running "
-                              f"or streaming ({_describe(view)})", node=late[0], step="Patroni members",
+        raise OperationFailed(f"timed out after {MEMBERS_TIMEOUT_S} s waiting for every member of {cluster} {what} "
+                              f"({_describe(view)})", node=late[0], step="Patroni members",
                               logs=gateway.logs(found[late[0]], tail=25)) from None
     for node in expected:
         if not instance.markers(found[node]).done:

@@ -145,6 +145,19 @@ def subscription_slot_change(topo: Topology, cluster: str, sub_name: str) -> dic
     return {"slots": {sub_name: slot}, "ignore_slots": ignored_slots(topo, cluster) or None}
 
 
+def synchronous_count(topo: Topology, node: str) -> int | None:
+    """How many synchronous standbys Patroni keeps in ``node``'s cluster when ``node`` may be one
+    of them (its rendered tags do not say ``nosync``); None when it never is one.
+
+    The file's primary may serve as a synchronous standby once a failover has made it a replica:
+    were it `nosync`, a second failover would find no synchronous candidate and Patroni would
+    promote nobody (seen in the patroni-primary-crash drill run twice)."""
+    cl = topo.clusters[topo.cluster_of(node)]
+    if cl.synchronous is None or (node not in cl.synchronous.standbys and node != cl.primary_name):
+        return None
+    return cl.synchronous.count
+
+
 def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_confs: dict[str, str],
                    address: Address = production_address) -> dict[str, object]:
     """The patroni.yml of ``node`` as a mapping. ``conf`` and ``hba`` are the node's rendered
@@ -176,10 +189,7 @@ def patroni_config(topo: Topology, *, node: str, conf: str, hba: str, cluster_co
         "nofailover": n.failover_priority == 0,  # pgtopo's 0: never promoted, as Patroni's tag says
     }
     if cl.synchronous is not None:
-        # The file's primary may serve as a synchronous standby once a failover has made it a
-        # replica: were it `nosync`, a second failover would find no synchronous candidate and
-        # Patroni would promote nobody (seen in the patroni-primary-crash drill run twice).
-        tags["nosync"] = node not in cl.synchronous.standbys and node != cl.primary_name
+        tags["nosync"] = synchronous_count(topo, node) is None
     if n.upstream is not None and n.upstream != cl.primary_name:
         tags["replicatefrom"] = n.upstream
     return {

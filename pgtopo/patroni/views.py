@@ -8,6 +8,7 @@ member about itself, from its own PostgreSQL): `MemberStatus`. Anything of the w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 LEADER_ROLES = frozenset({"leader", "standby_leader"})
@@ -15,6 +16,7 @@ LEADER_ROLES = frozenset({"leader", "standby_leader"})
 # "running" while it replays from the archive or has not connected yet).
 REPLICA_OK_STATES = frozenset({"streaming"})
 LEADER_OK_STATES = frozenset({"running"})
+SYNC_ROLES = frozenset({"sync_standby", "quorum_standby"})
 
 
 class Malformed(ValueError):
@@ -50,6 +52,18 @@ class Member:
 
 def _tag(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def counted_synchronous(members: Sequence[Member], node: str, *, count: int) -> bool:
+    """Whether Patroni counts ``node`` as a synchronous standby, or already counts ``count`` others.
+
+    A replica that may be synchronous (no ``nosync`` tag) streams before the leader adds it, on a
+    later loop (loop_wait): until then a crash of the leader finds no synchronous candidate and
+    Patroni promotes nobody."""
+    m = next((x for x in members if x.name == node), None)
+    if m is not None and m.role in SYNC_ROLES:
+        return True
+    return sum(1 for x in members if x.role in SYNC_ROLES) >= count
 
 
 @dataclass(frozen=True)

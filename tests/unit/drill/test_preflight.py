@@ -5,8 +5,8 @@ from __future__ import annotations
 from pgtopo.drill import preflight, spec, targets
 from pgtopo.model.loader import load
 from pgtopo.runtime.state import FenceRecord, LinkOverride, RuntimeState
-from tests.support.snapshots import change, down, primary, replica, snapshot, subscription
-from tests.support.topologies import GLOBAL_SAAS
+from tests.support.snapshots import change, down, downstream, primary, replica, snapshot, subscription
+from tests.support.topologies import GLOBAL_SAAS, TOPOLOGIES
 
 SAAS = load(GLOBAL_SAAS)
 TARGET = targets.check(spec.parse({"drill": "t", "topology": "x", "duration": 20, "expect": {"split_brain": False}}),
@@ -59,3 +59,28 @@ def test_a_primary_that_moved_without_pgtopo_is_the_one_given() -> None:
              "pg-eu": primary("pg-eu", "eu-west", timeline=2)}
     snap = snapshot(moved, topology="global-saas")
     assert preflight.problems(SAAS, snap, RuntimeState(), TARGET, primaries={"main": "pg-eu", "billing": "pg-billing"}) == []
+
+
+def test_a_patroni_leader_that_does_not_count_its_rejoined_member_yet() -> None:
+    # After pg-us2 took over, the file's primary pg-us rejoined and streams, but Patroni adds it to
+    # the synchronous standbys on a later loop: a crash now would find no synchronous candidate.
+    topo = load(TOPOLOGIES / "global-saas-patroni.yaml")
+    target = targets.check(spec.parse({"drill": "t", "topology": "x", "duration": 20,
+                                       "expect": {"split_brain": False}}), topo)
+
+    def nodes(us_sync: str) -> dict:  # type: ignore[type-arg]
+        return {
+            "pg-us2": primary("pg-us2", "us-east", timeline=2,
+                              downstream=(downstream("pg-us", sync=us_sync), downstream("pg-eu"))),
+            "pg-us": replica("pg-us", "us-east", upstream="pg-us2", timeline=2),
+            "pg-eu": replica("pg-eu", "eu-west", upstream="pg-us2", timeline=2),
+            "pg-billing": primary("pg-billing", "ap-south", cluster="billing", subscriptions=(subscription(),)),
+        }
+
+    where = {"main": "pg-us2", "billing": "pg-billing"}
+    snap = snapshot(nodes("async"), topology=topo.name)
+    assert preflight.problems(topo, snap, RuntimeState(), target, primaries=where) == [
+        "cluster main: Patroni counts 0 synchronous standby(s) of pg-us2, 1 could be (pg-us): it adds a rejoined "
+        "member on a later loop; wait a loop (loop_wait) and run the drill again"]
+    snap = snapshot(nodes("quorum"), topology=topo.name)
+    assert preflight.problems(topo, snap, RuntimeState(), target, primaries=where) == []

@@ -98,6 +98,22 @@ def test_rejoined() -> None:
     assert rejoined(view("cluster_after_crash.json"), "pg1") is None  # not registered
 
 
+def test_a_synchronous_candidate_has_rejoined_once_patroni_counts_it() -> None:
+    mesh = view("cluster_quorum_mesh.json")  # pg-us leader, pg-us2 quorum_standby, pg-eu replica (nosync)
+    us2 = mesh.member("pg-us2")
+    assert us2 is not None
+    m = rejoined(mesh, "pg-us2", sync_count=1)
+    assert m is not None and m.role == "quorum_standby"
+    # Streaming, but the leader has not added it yet: a crash now would find no candidate.
+    fresh = replace(mesh, members=tuple(replace(x, role="replica") if x.name == "pg-us2" else x
+                                        for x in mesh.members))
+    assert rejoined(fresh, "pg-us2", sync_count=1) is None
+    assert rejoined(fresh, "pg-us2") is not None  # a member that is never synchronous: streaming is enough
+    # ANY 1 already met by another member: streaming is enough; ANY 2 is not met without it.
+    assert rejoined(mesh, "pg-eu", sync_count=1) is not None
+    assert rejoined(mesh, "pg-eu", sync_count=2) is None
+
+
 def test_a_crashed_leader_still_listed_is_no_running_leader_to_demote() -> None:
     crashed = view("cluster_leader_crashed.json")  # pg1 SIGKILLed, its key not expired yet
     plan = decide(mode="failover", cluster="main", view=crashed, to="pg2", ranked=None, refusal=None,
