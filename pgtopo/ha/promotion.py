@@ -79,8 +79,10 @@ PROMOTE_TIMEOUT_S = 60.0
 PROMOTE_POLL_S = 0.005
 
 
-def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None) -> None:
-    """Promote ``node`` and return once it is out of recovery.
+def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None,
+            connected: Callable[[], None] | None = None) -> None:
+    """Promote ``node`` and return once it is out of recovery (``connected`` is called once the
+    connection is open, so that a failover's timings tell the connection from the promotion).
 
     ``pg_promote(wait => true)`` looks whether recovery ended every 100 ms (PostgreSQL's
     WAITS_PER_SECOND), so it returned after 0.1 s however quickly the promotion ended (tens of
@@ -88,6 +90,8 @@ def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, po
     its end watched on the same connection every 5 ms instead.
     """
     with translated(node=node, step="pg_promote"), connect.connect(topo.name, node, port=port) as conn:
+        if connected is not None:
+            connected()
         row = conn.execute("SELECT pg_promote(wait => false)").fetchone()
         if not row or row[0] is not True:
             raise OperationFailed("pg_promote could not signal the promotion", node=node, step="pg_promote")
@@ -272,7 +276,8 @@ def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: floa
                       port: int | None = None) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
-    promote(topo, plan.candidate, port=port)
+    promote(topo, plan.candidate, port=port,
+            connected=lambda: out.steps.append(("connected to the candidate", time.monotonic() - started)))
     out.promote_s = time.monotonic() - t
     out.steps.append(("promoted", time.monotonic() - started))
     if first_write(topo, plan.candidate, port=port):
