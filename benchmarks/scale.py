@@ -10,7 +10,10 @@ for each, as a user would run the commands (the ``pgtopo`` CLI in a fresh proces
 - ``status`` and ``verify``: wall time of the command (median of ``--repeat`` runs);
 - failover recovery: from the command start to the first write accepted on the new primary,
   as ``pgtopo failover`` reports it (and records in the run-time state), after ``pgtopo kill``
-  of the main cluster's primary;
+  of the main cluster's primary, once the machine has settled (at most a quarter of the CPUs busy
+  over 2 s and at most 5 % I/O pressure over 10 s, waited for at most 3 minutes: on 2 CPUs and
+  one disk the work a 30-node `up` and `verify` leave behind would otherwise be measured as the
+  failover's);
 - the whole failover: wall time of ``pgtopo failover --yes``;
 - ``down --volumes``: wall time of removing the topology (containers, networks, volumes).
 
@@ -173,6 +176,7 @@ class Measured:
     proxies_mib: float | None = None  # and their resident memory
     load: float | None = None
     failover_load: float | None = None  # load average when the failover started
+    settled: str = ""  # how long the failover waited for a quiet machine, and how busy it was then
     notes: list[str] = field(default_factory=list)
 
 
@@ -246,7 +250,8 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
         m.verify_s, out = timed(m, "verify", "verify", str(path), repeat=repeat, log=directory / f"{name}-verify.log")
         found = re.search(r"all (\d+) checks passed", out)
         m.checks = found.group(1) if found else "-"
-        print(f"{name}: kill m-0, failover ...", file=sys.stderr)
+        print(f"{name}: waiting for the machine to settle, kill m-0, failover ...", file=sys.stderr)
+        _waited, m.settled = settle()
         _took, out, rc = pgtopo("kill", str(path), "m-0")
         if rc != 0:
             m.notes.append(f"`kill` exited with {rc}: {error_line(out)}")
@@ -262,6 +267,48 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
         if not keep:
             m.down_s, _ = timed(m, "down", "down", str(path), "--volumes", log=directory / f"{name}-down.log")
     return m
+
+
+SETTLE_BUSY = 0.25  # the failover starts once the CPUs are at most this busy (over SETTLE_SAMPLE_S)
+SETTLE_IO = 5.0  # and tasks waited on I/O at most this % of the last 10 s (pressure stall information)
+SETTLE_SAMPLE_S = 2.0
+SETTLE_MAX_S = 180.0  # or after this long
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot (/proc/stat); iowait counts as idle."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def io_pressure() -> float | None:
+    """``some avg10`` of /proc/pressure/io: the % of the last 10 s some task waited on I/O (None
+    without PSI)."""
+    try:
+        first = Path("/proc/pressure/io").read_text().splitlines()[0]
+    except OSError:
+        return None
+    found = re.search(r"avg10=([0-9.]+)", first)
+    return float(found.group(1)) if found else None
+
+
+def settle() -> tuple[float, str]:
+    """Wait until the machine is quiet: `up`, `status` and `verify` of 30 nodes on 2 CPUs and one
+    disk leave tens of seconds of work behind (checkpoints, autovacuum, the relay: a load average
+    of 11 with the CPUs nearly idle, the rest waiting on the disk), which would be measured as the
+    failover's if it started at once. Returns (seconds waited, how busy the machine was then)."""
+    started = time.monotonic()
+    while True:
+        b0, t0 = cpu_times()
+        time.sleep(SETTLE_SAMPLE_S)
+        b1, t1 = cpu_times()
+        busy, io = (b1 - b0) / max(t1 - t0, 1), io_pressure()
+        waited = time.monotonic() - started
+        quiet = busy <= SETTLE_BUSY and (io is None or io <= SETTLE_IO)
+        if quiet or waited >= SETTLE_MAX_S:
+            pressure = f", I/O pressure {io:.1f} %" if io is not None else ""
+            return waited, f"{busy:.0%} of the CPUs busy{pressure} after {waited:.0f} s"
 
 
 def failover_steps(output: str) -> str:
@@ -380,7 +427,8 @@ def report(rows: list[Measured]) -> str:
                 f"{r.proxies} more docker-proxy processes on the host ({r.proxies_mib or 0:.0f} MiB)"
                 if r.proxies is not None else None,
                 f"load average {r.load:.1f}" if r.load is not None else None,
-                f"{r.failover_load:.1f} when the failover started" if r.failover_load is not None else None]
+                f"{r.failover_load:.1f} when the failover started ({r.settled})" if r.failover_load is not None
+                else None]
         lines.append(f"- {r.shape.nodes} nodes after `up`: " + ", ".join(x for x in seen if x)
                      + "".join(f"; {n}" for n in r.notes))
     return "\n".join(lines)
