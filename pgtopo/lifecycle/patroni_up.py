@@ -154,6 +154,19 @@ def cluster_view(containers: list[Container]) -> list[Member]:
     return []
 
 
+def members_ready(topo: Topology, view: list[Member], expected: set[str]) -> bool:
+    """Patroni shows a leader and every ``expected`` member running or streaming, and counts each
+    of them that may be a synchronous standby as one (or enough others): until then a crash of the
+    leader would leave Patroni no synchronous candidate to promote."""
+    if not (expected <= {m.name for m in view if m.healthy} and leader_of(view)):
+        return False
+    for m in view:
+        wanted = patroni.synchronous_count(topo, m.name) if m.name in expected and not m.is_leader else None
+        if wanted is not None and not counted_synchronous(view, m.name, count=wanted):
+            return False
+    return True
+
+
 def _describe(members: list[Member]) -> str:
     return ", ".join(f"{m.name} {m.role} {m.state}" for m in members) or "no member answers"
 
@@ -262,16 +275,7 @@ def up_cluster(topo: Topology, cluster: str, *, files: dict[str, render.NodeFile
                 raise OperationFailed(f"the container stopped while waiting for {n} to run or stream", node=n,
                                       step="Patroni members", logs=gateway.logs(found[n], tail=25))
         view = cluster_view(everyone)
-        seen = {m.name for m in view if m.healthy}
-        if not (expected <= seen and leader_of(view)):
-            return None
-        # A member that may be a synchronous standby counts as one (or enough others do): until
-        # then a crash of the leader would leave Patroni no synchronous candidate to promote.
-        for m in view:
-            wanted = patroni.synchronous_count(topo, m.name) if m.name in cl.nodes and not m.is_leader else None
-            if wanted is not None and not counted_synchronous(view, m.name, count=wanted):
-                return None
-        return view
+        return view if members_ready(topo, view, expected) else None
 
     what = "running or streaming" + (", its synchronous standbys counted" if cl.synchronous else "")
     progress(leader, f"waiting for Patroni: every member of {cluster} {what}")

@@ -74,3 +74,23 @@ def test_patroni_environment_holds_every_secret_variable() -> None:
     assert env["PATRONI_REPLICATION_PASSWORD"] == "r1" and env["PATRONI_REWIND_PASSWORD"] == "p1"
     assert env["PATRONI_RESTAPI_PASSWORD"] == "rest1" and env["PATRONI_SUPERUSER_PASSWORD"] == "s1"
     assert env["PGDATA"] == patroni.DATA_DIR
+
+
+def _member(name: str, role: str, state: str) -> views.Member:
+    return views.Member(name=name, role=role, state=state, host="pgtopo-relay", port=1, api_url="-", timeline=1,
+                        lag=0 if role != "leader" else None)
+
+
+def test_up_waits_until_patroni_counts_the_synchronous_candidate() -> None:
+    topo = load(PATRONI_SAAS)  # ANY 1 (pg-us2); pg-eu nosync
+    every = {"pg-us", "pg-us2", "pg-eu"}
+    streaming = [_member("pg-us", "leader", "running"), _member("pg-us2", "replica", "streaming"),
+                 _member("pg-eu", "replica", "streaming")]
+    assert not patroni_up.members_ready(topo, streaming, every)  # pg-us2 streams, not counted yet
+    counted = [streaming[0], _member("pg-us2", "quorum_standby", "streaming"), streaming[2]]
+    assert patroni_up.members_ready(topo, counted, every)
+    # After a failover to pg-us2, the file's primary is the candidate; stopped, it is not waited for.
+    moved = [_member("pg-us2", "leader", "running"), _member("pg-us", "replica", "stopped"),
+             _member("pg-eu", "replica", "streaming")]
+    assert patroni_up.members_ready(topo, moved, {"pg-us2", "pg-eu"})
+    assert not patroni_up.members_ready(topo, moved, every)  # pg-us expected, not streaming
