@@ -268,7 +268,7 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
     ready = set(plan.direct_standbys()) - failed
     sync = synchronous.intended_sync(topo, plan.cluster, primary=cand, available=ready)
     slots = tuple(slot_name(n) for n in plan.direct_standbys() if n in ready) if pub else ()
-    set_primary_settings(topo, cand, sync=sync, standby_slots=slots, port=port)
+    set_primary_settings(topo, cand, sync=sync, standby_slots=slots, port=port, promoting=True)
     return failed
 
 

@@ -63,11 +63,23 @@ def setting(topo: Topology, node: str, name: str, value: str) -> sql.Composed:
 RELOAD: Query = "SELECT pg_reload_conf()"
 
 
+# A standby whose upstream is gone retries it every wal_retrieve_retry_interval (1 s as rendered),
+# and a promotion requested while it does can wait out one of those sleeps: PostgreSQL's startup
+# process, woken by the request while it waited for a walreceiver that then failed, sleeps the
+# retry interval before it looks at the request (seen at 30 nodes: "waiting for WAL to become
+# available" 23 ms after pg_promote, "received promote request" 977 ms later). The candidate of a
+# failover or switchover retries this often from its preparation until it is promoted.
+PROMOTING_RETRY = "20ms"
+RESET_RETRY: Query = sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier("wal_retrieve_retry_interval"))
+
+
 def primary_settings(topo: Topology, node: str) -> list[Query]:
     """A standby's own settings mean nothing on a primary. RESET would bring back the rendered file's
-    values, which for a replica of the file name its upstream (maybe the old primary): empty them."""
+    values, which for a replica of the file name its upstream (maybe the old primary): empty them.
+    The retry interval the candidate used until its promotion goes back to the file's."""
     return [setting(topo, node, "primary_conninfo", ""), setting(topo, node, "primary_slot_name", ""),
-            *([setting(topo, node, "sync_replication_slots", "off")] if topo.postgres.version >= 17 else [])]
+            *([setting(topo, node, "sync_replication_slots", "off")] if topo.postgres.version >= 17 else []),
+            RESET_RETRY]
 
 
 def publishing(topo: Topology, cluster: str) -> bool:
@@ -124,10 +136,13 @@ def set_slot_sync(topo: Topology, node: str) -> None:
 # -- the primary's synchronous settings --------------------------------------------------------------
 
 def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str],
-                         port: int | None = None) -> None:
+                         port: int | None = None, promoting: bool = False) -> None:
+    """``promoting``: the node is a candidate about to be promoted (``PROMOTING_RETRY``)."""
     stmts: list[Query] = [setting(topo, node, "synchronous_standby_names", sync.text() if sync else "")]
     if topo.postgres.version >= 17:
         stmts.append(setting(topo, node, "synchronized_standby_slots", ", ".join(standby_slots)))
+    if promoting:
+        stmts.append(alter_system("wal_retrieve_retry_interval", PROMOTING_RETRY))
     stmts.append(RELOAD)
     run_all(topo, node, stmts, step="synchronous settings", port=port)
 

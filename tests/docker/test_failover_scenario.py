@@ -159,6 +159,18 @@ def test_failover_after_kill(saas: tuple[Topology, Path]) -> None:
     assert snap.nodes["pg-us"].container == "exited"
     assert snap.nodes["pg-eu2"].upstream == "pg-eu" and snap.nodes["pg-eu2"].timeline == 2
     assert state.load(topo.name).fenced["pg-us"].method == "already down"
+    # The candidate retried its gone upstream every 20 ms until promoted (a promotion request could
+    # otherwise wait out a 1 s retry sleep); the new primary is back on the file's interval.
+    with connect.connect(topo.name, "pg-eu") as conn:
+        rows = conn.execute("SELECT setting, (SELECT count(*) FROM pg_file_settings WHERE name = "
+                            "'wal_retrieve_retry_interval' AND sourcefile LIKE '%auto.conf') FROM pg_settings "
+                            "WHERE name = 'wal_retrieve_retry_interval'").fetchall()
+    assert rows == [("1000", 0)], rows
+    c = gateway.find(topo.name, "pg-eu")
+    assert c is not None
+    log = gateway.logs(c, tail=2000)
+    assert 'parameter "wal_retrieve_retry_interval" changed to "20ms"' in log, log[-3000:]
+    assert log.index('changed to "20ms"') < log.index("received promote request")
 
     # The recovery time is reported (benchmarks/failover.py measures it); tests check behaviour only.
     recovery = float(re.search(r"recovery time ([\d.]+) s", out).group(1))  # type: ignore[union-attr]
