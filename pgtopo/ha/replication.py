@@ -64,11 +64,12 @@ RELOAD: Query = "SELECT pg_reload_conf()"
 
 
 # A standby whose upstream is gone retries it every wal_retrieve_retry_interval (1 s as rendered),
-# and a promotion requested while it does can wait out one of those sleeps: PostgreSQL's startup
-# process, woken by the request while it waited for a walreceiver that then failed, sleeps the
-# retry interval before it looks at the request (seen at 30 nodes: "waiting for WAL to become
-# available" 23 ms after pg_promote, "received promote request" 977 ms later). The candidate of a
-# failover or switchover retries this often from its preparation until it is promoted.
+# and a promotion requested meanwhile can wait out one of those sleeps: PostgreSQL's startup
+# process leaves the streaming state through the retry sleep, before or even after it noticed the
+# request (seen at 30 nodes: "waiting for WAL to become available" just after pg_promote,
+# "received promote request" 977 ms later; with 20 ms, "received promote request", "waiting for
+# WAL..." and ready 31 ms later). The candidate of a failover or switchover retries this often
+# from its preparation until it is promoted.
 PROMOTING_RETRY = "20ms"
 RESET_RETRY: Query = sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier("wal_retrieve_retry_interval"))
 
