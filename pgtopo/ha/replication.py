@@ -120,7 +120,7 @@ def repoint(topo: Topology, *, node: str, upstream: str, slot_sync: bool | None)
     ]
     if slot_sync is not None and topo.postgres.version >= 17:
         stmts.append(setting(topo, node, "sync_replication_slots", "on" if slot_sync else "off"))
-    stmts.append(RELOAD)
+    stmts.extend([RESET_RETRY, RELOAD])
     run_all(topo, node, stmts, step=f"re-point to {upstream}")
 
 

@@ -95,6 +95,8 @@ def standby_settings(topo: Topology, *, node: str, upstream: str, primary: str) 
         # The source's (or its own former) primary settings mean nothing on a standby.
         "synchronous_standby_names": None,
         "synchronized_standby_slots": None,
+        # A failover's candidate retried its upstream faster until promoted (replication.PROMOTING_RETRY).
+        "wal_retrieve_retry_interval": None,
     }
 
 
