@@ -251,7 +251,7 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
         found = re.search(r"all (\d+) checks passed", out)
         m.checks = found.group(1) if found else "-"
         print(f"{name}: waiting for the machine to settle, kill m-0, failover ...", file=sys.stderr)
-        _waited, m.settled = settle()
+        m.settled = settle()
         _took, out, rc = pgtopo("kill", str(path), "m-0")
         if rc != 0:
             m.notes.append(f"`kill` exited with {rc}: {error_line(out)}")
@@ -293,11 +293,11 @@ def io_pressure() -> float | None:
     return float(found.group(1)) if found else None
 
 
-def settle() -> tuple[float, str]:
+def settle() -> str:
     """Wait until the machine is quiet: `up`, `status` and `verify` of 30 nodes on 2 CPUs and one
     disk leave tens of seconds of work behind (checkpoints, autovacuum, the relay: a load average
     of 11 with the CPUs nearly idle, the rest waiting on the disk), which would be measured as the
-    failover's if it started at once. Returns (seconds waited, how busy the machine was then)."""
+    failover's if it started at once. Returns how long it waited and how busy the machine was then."""
     started = time.monotonic()
     while True:
         b0, t0 = cpu_times()
@@ -308,7 +308,7 @@ def settle() -> tuple[float, str]:
         quiet = busy <= SETTLE_BUSY and (io is None or io <= SETTLE_IO)
         if quiet or waited >= SETTLE_MAX_S:
             pressure = f", I/O pressure {io:.1f} %" if io is not None else ""
-            return waited, f"{busy:.0%} of the CPUs busy{pressure} after {waited:.0f} s"
+            return f"{busy:.0%} of the CPUs busy{pressure} after {waited:.0f} s"
 
 
 def failover_steps(output: str) -> str:

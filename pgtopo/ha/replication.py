@@ -37,6 +37,11 @@ def alter_system(name: str, value: str) -> sql.Composed:
     return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
 
 
+def alter_system_reset(name: str) -> sql.Composed:
+    """Back to the configuration files' value (postgresql.auto.conf forgets the setting)."""
+    return sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name))
+
+
 def rendered_settings(topo: Topology, node: str) -> dict[str, str]:
     """The replication settings the file renders into the node's postgresql.conf."""
     spec = topo.node(node)
@@ -56,7 +61,7 @@ def setting(topo: Topology, node: str, name: str, value: str) -> sql.Composed:
     """ALTER SYSTEM SET, or RESET when the file renders that very value: a layout back to the
     file's is back to the rendered configuration, with nothing left in postgresql.auto.conf."""
     if rendered_settings(topo, node).get(name) == value:
-        return sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name))
+        return alter_system_reset(name)
     return alter_system(name, value)
 
 
@@ -71,7 +76,7 @@ RELOAD: Query = "SELECT pg_reload_conf()"
 # WAL..." and ready 31 ms later). The candidate of a failover or switchover retries this often
 # from its preparation until it is promoted.
 PROMOTING_RETRY = "20ms"
-RESET_RETRY: Query = sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier("wal_retrieve_retry_interval"))
+RESET_RETRY: Query = alter_system_reset("wal_retrieve_retry_interval")
 
 
 def primary_settings(topo: Topology, node: str) -> list[Query]:
