@@ -122,16 +122,33 @@ def _confirm(question: str) -> float:
 
 
 def _carry_out(plan: Plan, *, file: Path, dry_run: bool, yes: bool, question: str,
-               execute: Callable[[float], Outcome]) -> None:
+               execute: Callable[[float, Callable[[], None]], Outcome], plan_when_writable: bool = False) -> None:
     """Show the plan; stop on --dry-run; confirm unless --yes (time spent waiting for the answer is
     not counted in the recovery time); execute and show the outcome; fail (exit 1) when part of the
-    plan is not done, the last line saying what and the command that finishes it."""
-    output.show(plan_screen(plan))
+    plan is not done, the last line saying what and the command that finishes it.
+
+    ``plan_when_writable`` (a failover with --yes): nobody reads the plan before it runs, so it is
+    shown once the new primary accepts writes (``execute`` calls its second argument then), or when
+    the run stops before that: rendering it would otherwise add to the outage (tens of ms at 30 nodes).
+    """
+    shown = False
+
+    def show_plan() -> None:
+        nonlocal shown
+        if not shown:
+            shown = True
+            output.show(plan_screen(plan))
+
+    if not (plan_when_writable and yes) or dry_run:
+        show_plan()
     if dry_run:
         output.info("dry run: nothing changed")
         return
     waited = 0.0 if yes else _confirm(question)
-    out = execute(waited)
+    try:
+        out = execute(waited, show_plan)
+    finally:
+        show_plan()
     output.show(outcome_screen(out))
     _fail_if_unfinished(f"the {plan.mode} of cluster {plan.cluster} to {plan.candidate}", out.unfinished, file=file)
 
@@ -224,11 +241,12 @@ def failover(
                     pending.finished(topo, done)
                 return
             to = to or rec.to
-        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force)
+        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force,
+                                   unattended=yes and not dry_run)
         _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
-                   question=f"fence {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: promotion.execute_failover(topo, plan, started=started + waited,
-                                                                     progress=output.StepPrinter()))
+                   question=f"fence {plan.old_primary} and promote {plan.candidate}?", plan_when_writable=True,
+                   execute=lambda waited, writable: promotion.execute_failover(
+                       topo, plan, started=started + waited, progress=output.StepPrinter(), on_writable=writable))
 
 
 @commands.command()
@@ -259,8 +277,8 @@ def switchover(
         plan = promotion.plan_live(topo, mode="switchover", cluster=cluster, to=to)
         _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
                    question=f"stop {plan.old_primary} and promote {plan.candidate}?",
-                   execute=lambda waited: planned.execute_switchover(topo, plan, started=started + waited,
-                                                                     progress=output.StepPrinter()))
+                   execute=lambda waited, _writable: planned.execute_switchover(topo, plan, started=started + waited,
+                                                                                progress=output.StepPrinter()))
 
 
 @commands.command()

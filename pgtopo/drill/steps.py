@@ -119,7 +119,8 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
             return _through_manager(ctx, "failover", cluster, to=resolve(ctx, f.to) if f.to else None, started=started,
                                     force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
         plan = promotion.plan_live(ctx.topo, mode="failover", cluster=cluster, to=resolve(ctx, f.to) if f.to else None,
-                                   force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
+                                   force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag,
+                                   unattended=True)
         ctx.old_primaries[cluster] = plan.old_primary
         return _outcome(promotion.execute_failover(ctx.topo, plan, started=started, progress=ctx.progress))
     if a == "switchover" and step.switchover is not None:

@@ -10,6 +10,7 @@ plan out; what it cannot finish is ``Unfinished``, with the command that finishe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pgtopo.errors import InputError
@@ -31,8 +32,8 @@ from pgtopo.ha.candidates import (
 from pgtopo.ha.moves import ReplicaMove, SubscriberMove, replica_moves, subscriber_moves
 from pgtopo.ha.synchronous import SyncConfig, intended_sync
 from pgtopo.model import render
-from pgtopo.model.topology import Topology, slot_name
-from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
+from pgtopo.model.topology import HOLD_SLOT, Topology, slot_name
+from pgtopo.observe.snapshot import NodeSnapshot, Slot, Snapshot
 from pgtopo.postgres.lsn import fmt_bytes, format_lsn, parse_lsn
 
 DEFAULT_MAX_LAG = 1 << 20  # Patroni's maximum_lag_on_failover
@@ -67,6 +68,10 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
     # The cascades not asked before deciding (``streamed_by``): (node, region, upstream streaming it).
     not_asked: tuple[tuple[str, str, str], ...] = field(default=())
+    # A failover run unattended asks its subscribers after the first write: (cluster, its primary) of
+    # each subscribing cluster, and the candidate's slots before the promotion (``later_subscriber_moves``).
+    subscribers_later: tuple[tuple[str, str], ...] = field(default=())
+    candidate_slots: tuple[Slot, ...] = field(default=())
 
     def chosen(self) -> Candidate:
         return next(c for c in self.ranking if c.node == self.candidate)
@@ -89,6 +94,9 @@ class Plan:
                  "none": f"none needed: {self.old_primary} is {self.old_state}"}[self.fence]
         out.append(f"  fence: {fence}")
         out.extend(f"  {m.text()}" for m in self.replicas)
+        if self.subscribers_later:
+            out.append(f"  subscribers {', '.join(n for _c, n in self.subscribers_later)}: asked after the first write, "
+                       "then moved onto their failover slots (or re-synchronised)")
         for s in self.subscribers:
             loud = "RE-SYNCHRONISE (truncate + full copy)" if s.action == "resync" else s.action
             out.append(f"  subscription {s.subscription} on {s.node}: {loud} ({s.reason})"
@@ -259,7 +267,8 @@ def _old_primary_state(n: NodeSnapshot | None) -> tuple[str, str, str]:
 
 
 def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate], why: list[str], ref: Reference,
-            max_lag: int, forced: bool, primaries: dict[str, str], warnings: list[str]) -> Plan:
+            max_lag: int, forced: bool, primaries: dict[str, str], warnings: list[str],
+            subscribers_later: bool = False) -> Plan:
     topo, snap = ctx.topo, ctx.snap
     old_state, old_container, fence = _old_primary_state(ctx.old_snap)
     if fence == "stop" and mode == "failover" and cut_between(topo, ctx.partitioned, ctx.old, cand.node):
@@ -283,21 +292,21 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
     keep |= {slot_name(m.node) for m in replicas if m.action == "down"
              and upstream_of(topo, snap.nodes[m.node]) == cand.node}
     stale = tuple(s.name for s in snap.nodes[cand.node].slots
-                  if s.slot_type == "physical" and not s.active and s.name not in keep)
+                  if s.slot_type == "physical" and not s.active and s.name not in keep and s.name != HOLD_SLOT)
     for m in replicas:
         if m.action == "rejoin":
             warnings.append(f"{m.node} {m.reason}")
         elif m.waits:
             warnings.append(f"{m.node}: {m.waits}")
-    subs = subscriber_moves(ctx, cand.node, primaries, switchover=mode == "switchover")
-    for s in subs:
-        if s.waits:
-            warnings.append(f"subscription {s.subscription}: {s.waits}")
-        if s.action == "resync":
-            warnings.append(f"subscription {s.subscription} on {s.node} will be RE-SYNCHRONISED: {s.reason}; its tables "
-                            "are truncated and copied again")
-        elif s.action == "unreachable":
-            warnings.append(f"subscription {s.subscription}: {s.reason}")
+    later: tuple[tuple[str, str], ...] = ()
+    if subscribers_later:
+        subs: list[SubscriberMove] = []
+        later = tuple((c, primaries[c]) for c, cl in topo.clusters.items()
+                      if any(sub.publisher == ctx.cluster for sub in cl.subscriptions.values()))
+    else:
+        subs = subscriber_moves(topo, ctx.cluster, cand.node, cand_slots=snap.nodes[cand.node].slots, nodes=snap.nodes,
+                                partitioned=ctx.partitioned, primaries=primaries, switchover=mode == "switchover")
+    warnings.extend(subscriber_warnings(subs))
     at_risk = max(0, ref.lsn - (cand.receive_lsn or 0)) if ref.lsn is not None else 0
     return Plan(
         mode=mode, cluster=ctx.cluster, old_primary=ctx.old, old_state=old_state, old_container=old_container,
@@ -307,7 +316,28 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
         synchronized_standby_slots=standby_slots, slot_sync_standbys=tuple(direct) if publishing else (),
         stale_slots=stale, warnings=tuple(warnings),
         not_asked=tuple((n, topo.node(n).region, up) for n, up in ctx.deferred),
+        subscribers_later=later, candidate_slots=snap.nodes[cand.node].slots if later else (),
     )
+
+
+def subscriber_warnings(subs: Iterable[SubscriberMove]) -> list[str]:
+    out = []
+    for s in subs:
+        if s.waits:
+            out.append(f"subscription {s.subscription}: {s.waits}")
+        if s.action == "resync":
+            out.append(f"subscription {s.subscription} on {s.node} will be RE-SYNCHRONISED: {s.reason}; its tables "
+                       "are truncated and copied again")
+        elif s.action == "unreachable":
+            out.append(f"subscription {s.subscription}: {s.reason}")
+    return out
+
+
+def later_subscriber_moves(topo: Topology, plan: Plan, snap: Snapshot) -> list[SubscriberMove]:
+    """The subscriber moves of a plan that left its subscribers unasked (``Plan.subscribers_later``), from
+    their snapshot taken after the first write and the candidate's slots as they were before it."""
+    return subscriber_moves(topo, plan.cluster, plan.candidate, cand_slots=plan.candidate_slots, nodes=snap.nodes,
+                            partitioned=snap.partitioned, primaries=dict(plan.subscribers_later), switchover=False)
 
 
 def _global_checks(ctx: Context) -> None:
@@ -324,7 +354,7 @@ def plan_failover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: st
                   max_lag: int = DEFAULT_MAX_LAG, force: bool = False,
                   old_primary_last_lsn: tuple[int, int | None] | None = None,
                   primaries: dict[str, str] | None = None, recorded_sync: SyncConfig | None = None,
-                  deferred: dict[str, str] | None = None) -> Plan:
+                  deferred: dict[str, str] | None = None, subscribers_later: bool = False) -> Plan:
     """Choose the node to promote, or refuse (InputError) when none is safe.
 
     ``primaries`` is cluster -> current primary (the state's, after earlier failovers);
@@ -384,7 +414,8 @@ def plan_failover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: st
         warnings.insert(0, f"--force: promoting {chosen.node} although {'; '.join(chosen.risks)}; data at risk: "
                            f"{fmt_bytes(at_risk)} ({at_risk} bytes) of WAL behind {ref.who}")
     return _finish(ctx, mode="failover", cand=chosen, ranking=ranking, why=why, ref=ref,
-                   max_lag=max_lag, forced=bool(chosen.risks), primaries=primaries, warnings=warnings)
+                   max_lag=max_lag, forced=bool(chosen.risks), primaries=primaries, warnings=warnings,
+                   subscribers_later=subscribers_later)
 
 
 def plan_switchover(topo: Topology, snap: Snapshot, *, cluster: str | None, to: str,

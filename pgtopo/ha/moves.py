@@ -11,6 +11,7 @@ once the partition heals, and nothing waits for it meanwhile.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pgtopo.ha.candidates import (
@@ -22,7 +23,8 @@ from pgtopo.ha.candidates import (
     position,
     upstream_of,
 )
-from pgtopo.observe.snapshot import NodeSnapshot
+from pgtopo.model.topology import Topology
+from pgtopo.observe.snapshot import NodeSnapshot, Slot
 from pgtopo.postgres.lsn import fmt_bytes
 
 
@@ -165,20 +167,25 @@ def _partitioned_moves(ctx: Context, cand: str, moves: dict[str, ReplicaMove], *
             changed = True
 
 
-def subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, switchover: bool) -> list[SubscriberMove]:
-    """For every subscription to the cluster's publications: moved onto the synced failover slot, or
-    re-synchronised; a subscriber that is down or lacks the subscription is left alone."""
-    topo, snap = ctx.topo, ctx.snap
-    cand_slots = {s.name: s for s in snap.nodes[cand].slots}
+def subscriber_moves(topo: Topology, cluster: str, cand: str, *, cand_slots: Iterable[Slot],
+                     nodes: Mapping[str, NodeSnapshot], partitioned: frozenset[str], primaries: Mapping[str, str],
+                     switchover: bool) -> list[SubscriberMove]:
+    """For every subscription to ``cluster``'s publications: moved onto the synced failover slot, or
+    re-synchronised; a subscriber that is down or lacks the subscription is left alone.
+
+    ``cand_slots`` are the candidate's slots before its promotion; ``nodes`` holds the subscribers'
+    snapshots (a failover run unattended asks them after the first write: ``Plan.subscribers_later``).
+    """
+    by_name = {s.name: s for s in cand_slots}
     out = []
     for cname, cl in topo.clusters.items():
         for sname, sub in cl.subscriptions.items():
-            if sub.publisher != ctx.cluster:
+            if sub.publisher != cluster:
                 continue
             pub = topo.clusters[sub.publisher].publications[sub.publication]
             db = sub.database or pub.database
             node = primaries.get(cname, cl.primary_name)
-            ns = snap.nodes.get(node)
+            ns = nodes.get(node)
             state = next((s for s in ns.subscriptions if s.name == sname), None) if ns else None
             slot = (state.slot_name if state and state.slot_name else sname)
             if ns is None or not ns.reachable:
@@ -190,11 +197,11 @@ def subscriber_moves(ctx: Context, cand: str, primaries: dict[str, str], *, swit
                                           f"no subscription {sname} on {node}: `pgtopo up` creates it"))
                 continue
             waits = ""
-            apart = cut_between(topo, ctx.partitioned, node, cand)
+            apart = cut_between(topo, partitioned, node, cand)
             if apart:
                 waits = (f"{node} is cut off from {cand} by {partition_text(topo, apart)}: "
                          "the subscription connects once that heals")
-            s = cand_slots.get(slot)
+            s = by_name.get(slot)
             synced = s is not None and s.slot_type == "logical" and s.synced and s.failover
             if synced and s is not None and not s.temporary:
                 out.append(SubscriberMove(sname, cname, node, db, slot, "move",

@@ -11,6 +11,7 @@ command that finishes it. ``pgtopo.ha.switchover`` shares the promotion and what
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import threading
@@ -27,7 +28,7 @@ from pgtopo.ha import failover, inherited, pending, synchronous
 from pgtopo.ha.dataloss import Loss, fork_point, measure_loss
 from pgtopo.ha.failover import Plan, Unfinished, heal_text, resume_command
 from pgtopo.ha.fencing import FENCE_STOP_TIMEOUT, Fence, fence
-from pgtopo.ha.moves import ReplicaMove
+from pgtopo.ha.moves import ReplicaMove, SubscriberMove
 from pgtopo.ha.replication import (
     RELOAD,
     alter_system,
@@ -35,20 +36,20 @@ from pgtopo.ha.replication import (
     drop_slot,
     now,
     primary_settings,
+    primary_settings_sql,
     publishing,
     recorded_sync,
     repoint,
-    set_primary_settings,
     set_slot_sync,
 )
 from pgtopo.ha.subscribers import SubscriberResult, move_all
 from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model import render
-from pgtopo.model.topology import Topology, slot_name
+from pgtopo.model.topology import HOLD_SLOT, Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.postgres.lsn import parse_lsn
-from pgtopo.postgres.sql import run_all, translated
+from pgtopo.postgres.sql import Query, run_all, translated
 from pgtopo.postgres.streaming import wait_streaming
 from pgtopo.progress import Progress
 from pgtopo.runtime import state
@@ -175,7 +176,7 @@ Collector = Callable[..., snapshot.Snapshot]
 
 
 def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None, max_lag: int = failover.DEFAULT_MAX_LAG,
-              force: bool = False, collect: Collector = snapshot.collect) -> Plan:
+              force: bool = False, collect: Collector = snapshot.collect, unattended: bool = False) -> Plan:
     """Snapshot the nodes the decision needs and plan (InputError when refused: nothing changed).
 
     Only the cluster's members and its subscribers are asked (``failover.scope``), all at once,
@@ -188,6 +189,11 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     behind it, and are asked after the first write (while re-pointing and checking the replicas).
     Not under a partition, nor with ``--to``, nor when the plan could depend on them (a refusal,
     or an upstream with more WAL than the chosen candidate): then they are asked before deciding.
+
+    An ``unattended`` failover (``--yes``, a drill: nobody reads the plan before it runs) asks its
+    subscribers after the first write as well (``Plan.subscribers_later``): the choice of candidate
+    does not depend on them, only what becomes of their subscriptions. Not under a partition: the
+    plan then says which subscribers could not reach each candidate.
     """
     if mode == "switchover" and to is None:
         raise InputError("switchover needs --to NODE")
@@ -198,12 +204,14 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     runtime = state.load(topo.name)
     ask_all = mode != "failover" or to is not None or bool(runtime.partitioned)
     later = {} if ask_all else failover.deferrable(topo, c, primaries[c])
+    subscribers_later = unattended and mode == "failover" and not runtime.partitioned
 
     def ask(nodes: list[str]) -> snapshot.Snapshot:
         return collect(topo, nodes=nodes, timeout=SNAPSHOT_TIMEOUT_S, light=True,
                        subscriptions_only=[n for n in subscribers if n in nodes])
 
-    snap = ask([n for n in failover.scope(topo, c, primaries) if n not in later])
+    snap = ask([n for n in failover.scope(topo, c, primaries)
+                if n not in later and not (subscribers_later and n in subscribers)])
     if all(n.container == "missing" for n in snap.nodes.values()):
         raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
     if mode == "switchover":
@@ -216,7 +224,8 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     def plan_on(s: snapshot.Snapshot, left_out: dict[str, str]) -> Plan:
         return failover.plan_failover(topo, s, cluster=c, to=to, max_lag=max_lag, force=force,
                                       old_primary_last_lsn=last, primaries=primaries,
-                                      recorded_sync=recorded_sync(topo, c), deferred=left_out)
+                                      recorded_sync=recorded_sync(topo, c), deferred=left_out,
+                                      subscribers_later=subscribers_later)
 
     if unseen:
         snap = _merged(snap, ask(unseen))
@@ -242,18 +251,42 @@ def _early(plan: Plan) -> list[ReplicaMove]:
     return [m for m in plan.replicas if m.action == "repoint" and m.node in needed and not m.waits]
 
 
+def _held(plan: Plan) -> list[str]:
+    """The replicas re-pointed after the first write: until then the candidate keeps their WAL with
+    ``HOLD_SLOT``, and their own slots are copied from it (same restart position) after it."""
+    early = {m.node for m in _early(plan)}
+    return [m.node for m in plan.replicas if m.action == "repoint" and m.node not in early]
+
+
+def slots_from_hold(plan: Plan) -> list[Query]:
+    """After the first write: the held replicas' own slots, copied from ``HOLD_SLOT`` (so they keep
+    WAL from where it did, before the promotion), then ``HOLD_SLOT`` dropped."""
+    held = _held(plan)
+    if not held:
+        return []
+    return [*(render.copy_physical_slot(slot_name(n), source=HOLD_SLOT) for n in held), render.drop_idle_slot(HOLD_SLOT)]
+
+
 def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress, *, port: int | None = None) -> set[str]:
-    """Before promotion: the candidate holds a slot for every replica that will stream from it, its
-    synchronous standbys stream from it, and it holds the synchronous settings it needs as primary.
-    Returns the replicas whose re-pointing failed."""
+    """Before promotion: the candidate keeps the WAL of every replica that will stream from it (the
+    synchronous standbys re-pointed now get their own slots, the others share ``HOLD_SLOT``: one
+    slot's writes and fsyncs before the promotion, not one per replica), its synchronous standbys
+    stream from it, and it holds the synchronous settings it needs as primary. Returns the replicas
+    whose re-pointing failed."""
     cand = plan.candidate
     pub = publishing(topo, plan.cluster)
-    repoints = [m for m in plan.replicas if m.action == "repoint"]
-    if repoints:
-        run_all(topo, cand, [render.create_physical_slot(slot_name(m.node), reserve_wal=True) for m in repoints],
-                step="create slots", port=port)
+    early = _early(plan)
+    own = [slot_name(m.node) for m in early] + ([HOLD_SLOT] if _held(plan) else [])
+    slots: list[Query] = [render.create_physical_slot(s, reserve_wal=True) for s in own]
+    if not early:
+        # Nobody to re-point first: the slots and the settings in one connection.
+        run_all(topo, cand, [*slots, *_candidate_settings(topo, plan, failed=set(), pub=pub)],
+                step="create slots, synchronous settings", port=port)
+        return set()
+    if slots:
+        run_all(topo, cand, slots, step="create slots", port=port)
     jobs: dict[str, Callable[[], Any]] = {}
-    for m in _early(plan):
+    for m in early:
         progress(m.node, f"re-pointing to {cand} ({m.reason})")
         jobs[m.node] = functools.partial(repoint, topo, node=m.node, upstream=cand, slot_sync=pub)
     errors = _parallel(jobs)
@@ -263,13 +296,18 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
             out.warnings.append(f"{node}: {err.message}")
             out.unfinished.append(Unfinished(f"{node} not re-pointed to {cand} ({err.message})",
                                              f"pgtopo rejoin {{file}} {node}"))
-    # Every standby that will stream from the candidate now, whether re-pointed before or after the
-    # promotion; a partition's prisoners are no synchronous standbys and hold no failover slot back.
-    ready = set(plan.direct_standbys()) - failed
-    sync = synchronous.intended_sync(topo, plan.cluster, primary=cand, available=ready)
-    slots = tuple(slot_name(n) for n in plan.direct_standbys() if n in ready) if pub else ()
-    set_primary_settings(topo, cand, sync=sync, standby_slots=slots, port=port, promoting=True)
+    run_all(topo, cand, _candidate_settings(topo, plan, failed=failed, pub=pub), step="synchronous settings", port=port)
     return failed
+
+
+def _candidate_settings(topo: Topology, plan: Plan, *, failed: set[str], pub: bool) -> list[Query]:
+    """The synchronous settings the candidate needs as primary: every standby that will stream from it
+    now, whether re-pointed before or after the promotion (not ``failed``); a partition's prisoners
+    are no synchronous standbys and hold no failover slot back."""
+    ready = set(plan.direct_standbys()) - failed
+    sync = synchronous.intended_sync(topo, plan.cluster, primary=plan.candidate, available=ready)
+    slots = tuple(slot_name(n) for n in plan.direct_standbys() if n in ready) if pub else ()
+    return primary_settings_sql(topo, plan.candidate, sync=sync, standby_slots=slots, promoting=True)
 
 
 def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
@@ -295,7 +333,7 @@ def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float,
     the subscribers moved; then stale slots dropped and the loss measured; then the subscriptions
     the new primary inherited (``own``, read before the promotion) carried on or re-synchronised."""
     cand = plan.candidate
-    run_all(topo, cand, [*primary_settings(topo, cand), RELOAD], step="reset standby settings")
+    run_all(topo, cand, [*slots_from_hold(plan), *primary_settings(topo, cand), RELOAD], step="reset standby settings")
     parent, fork, tli = fork_point(topo, cand)
     out.timeline = tli
     pub = publishing(topo, plan.cluster)
@@ -313,12 +351,29 @@ def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float,
 
     jobs: dict[str, Callable[[], Any]] = {m.node: functools.partial(follow, m) for m in followers}
     subs: list[SubscriberResult] = []
-    if plan.subscribers:
-        jobs["subscribers"] = lambda: subs.extend(move_all(topo, plan.subscribers, new_primary=cand,
-                                                           progress=progress))
+    moves: list[SubscriberMove] = list(plan.subscribers)
+
+    def subscribers() -> None:
+        if plan.subscribers_later:
+            nodes = [n for _c, n in plan.subscribers_later]
+            progress(cand, f"asking the subscribers {', '.join(nodes)}")
+            try:
+                asked = snapshot.collect(topo, nodes=nodes, timeout=SNAPSHOT_TIMEOUT_S, light=True,
+                                         subscriptions_only=nodes)
+            except PgtopoError as exc:
+                out.warnings.append(f"the subscribers could not be asked: {exc.message}")
+                out.unfinished.append(Unfinished(f"the subscriptions to cluster {plan.cluster} not moved "
+                                                 f"({exc.message})", resume_command(plan.cluster)))
+                return
+            moves.extend(failover.later_subscriber_moves(topo, plan, asked))
+            out.warnings.extend(failover.subscriber_warnings(moves))
+        subs.extend(move_all(topo, moves, new_primary=cand, progress=progress))
+
+    if plan.subscribers or plan.subscribers_later:
+        jobs["subscribers"] = subscribers
     errors = _parallel(jobs)
     _report_replicas(plan, out, errors, tli=tli)
-    _report_subscribers(plan, out, subs)
+    _report_subscribers(plan.cluster, moves, out, subs)
     out.steps.append(("replicas and subscribers", time.monotonic() - started))
     for slot in plan.stale_slots:
         try:
@@ -372,8 +427,9 @@ def _report_replicas(plan: Plan, out: Outcome, errors: dict[str, PgtopoError | N
             out.replicas.append(f"{m.node}: streaming on timeline {tli} from {m.upstream} ({m.action}: {m.reason})")
 
 
-def _report_subscribers(plan: Plan, out: Outcome, results: list[SubscriberResult]) -> None:
-    by_name = {m.subscription: m for m in plan.subscribers}
+def _report_subscribers(cluster: str, moves: Sequence[SubscriberMove], out: Outcome,
+                        results: list[SubscriberResult]) -> None:
+    by_name = {m.subscription: m for m in moves}
     for res in results:
         out.subscribers.append(res)
         m = by_name[res.subscription]
@@ -382,13 +438,13 @@ def _report_subscribers(plan: Plan, out: Outcome, results: list[SubscriberResult
         elif res.action == "failed":
             out.warnings.append(f"subscription {res.subscription} on {res.node}: {res.detail}")
             out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})",
-                                             resume_command(plan.cluster)))
+                                             resume_command(cluster)))
         elif res.action == "pending":
             out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({m.waits})",
-                                             resume_command(plan.cluster), after=heal_text(m.cut_by)))
+                                             resume_command(cluster), after=heal_text(m.cut_by)))
         elif m.action == "unreachable":
             out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})",
-                                             resume_command(plan.cluster), after=f"{res.node} is back"))
+                                             resume_command(cluster), after=f"{res.node} is back"))
         elif m.action == "missing":
             out.unfinished.append(Unfinished(f"subscription {res.subscription} ({res.detail})", "pgtopo up {file}"))
 
@@ -401,11 +457,13 @@ def finish(topo: Topology, plan: Plan, out: Outcome) -> None:
     state.update(topo.name, lambda rt: rt.model_copy(update={"last_change": rec}))
 
 
-def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Progress) -> Outcome:
+def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Progress,
+                     on_writable: Callable[[], None] | None = None) -> Outcome:
     """Fence the old primary, prepare the candidate (slots, synchronous standbys), promote and accept
     the first write; then everything else at once: re-point and check the replicas, move the
     subscribers; drop stale slots and measure the loss. ``Outcome.unfinished`` lists what could not
-    be done, each with the command that finishes it.
+    be done, each with the command that finishes it. ``on_writable`` is called once the first write
+    is accepted (an unattended run shows its plan then: nothing before the first write waits for it).
 
     Each step done is recorded (``pgtopo.ha.pending``): Ctrl-C stops the failover with
     ``Interrupted`` saying what is done, what is not and the command that finishes it.
@@ -428,10 +486,24 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
             progress(plan.candidate, "reading the subscriptions it inherits (origin and slot positions)")
             own = inherited.read(topo, cluster=plan.cluster, candidate=plan.candidate)
             out.steps.append(("subscriptions read", time.monotonic() - started))
-        promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
+        try:
+            promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
+        except BaseException:
+            _release_hold(topo, plan.candidate)
+            raise
         done("promoted", recovery_s=out.recovery_s)
+        if on_writable is not None:
+            on_writable()
         _after_promotion_or_unfinished(topo, plan, out, started=started, progress=progress, failed=failed, own=own)
     return out
+
+
+def _release_hold(topo: Topology, node: str) -> None:
+    """A candidate that is still a standby after a failed promotion keeps no WAL for replicas that
+    will not follow it (best effort: a node that does not answer keeps it until a failover drops it
+    as stale)."""
+    with contextlib.suppress(PgtopoError):
+        run_all(topo, node, [render.drop_idle_slot(HOLD_SLOT, standby_only=True)], step="drop the hold slot")
 
 
 def _after_promotion_or_unfinished(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,

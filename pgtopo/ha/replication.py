@@ -141,16 +141,23 @@ def set_slot_sync(topo: Topology, node: str) -> None:
 
 # -- the primary's synchronous settings --------------------------------------------------------------
 
-def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str],
-                         port: int | None = None, promoting: bool = False) -> None:
-    """``promoting``: the node is a candidate about to be promoted (``PROMOTING_RETRY``)."""
+def primary_settings_sql(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str],
+                         promoting: bool = False) -> list[Query]:
+    """The statements that set a primary's synchronous settings and reload; ``promoting``: the node
+    is a candidate about to be promoted (``PROMOTING_RETRY``)."""
     stmts: list[Query] = [setting(topo, node, "synchronous_standby_names", sync.text() if sync else "")]
     if topo.postgres.version >= 17:
         stmts.append(setting(topo, node, "synchronized_standby_slots", ", ".join(standby_slots)))
     if promoting:
         stmts.append(alter_system("wal_retrieve_retry_interval", PROMOTING_RETRY))
     stmts.append(RELOAD)
-    run_all(topo, node, stmts, step="synchronous settings", port=port)
+    return stmts
+
+
+def set_primary_settings(topo: Topology, node: str, *, sync: SyncConfig | None, standby_slots: Sequence[str],
+                         port: int | None = None, promoting: bool = False) -> None:
+    run_all(topo, node, primary_settings_sql(topo, node, sync=sync, standby_slots=standby_slots, promoting=promoting),
+            step="synchronous settings", port=port)
 
 
 

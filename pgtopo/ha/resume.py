@@ -21,7 +21,8 @@ from pgtopo.ha.rejoin import rejoin
 from pgtopo.ha.replication import RELOAD, converge_primary, primary_settings
 from pgtopo.ha.subscribers import SubscriberResult, move_all
 from pgtopo.ha.synchronous import SyncConfig
-from pgtopo.model.topology import Topology
+from pgtopo.model import render
+from pgtopo.model.topology import HOLD_SLOT, Topology
 from pgtopo.observe import snapshot
 from pgtopo.observe.expectations import conninfo_target
 from pgtopo.observe.snapshot import Snapshot
@@ -179,6 +180,9 @@ def resume(topo: Topology, plan: ResumePlan, *, progress: Progress) -> ResumeOut
             out.unfinished.append(Unfinished(f"subscription {res.subscription} on {res.node} ({res.detail})", again))
         elif m.action == "missing":
             out.unfinished.append(Unfinished(f"subscription {res.subscription} ({res.detail})", "pgtopo up {file}"))
-    run_all(topo, plan.primary, [*primary_settings(topo, plan.primary), RELOAD], step="reset standby settings")
+    # A failover stopped after the promotion may have left the slot that held the WAL of the replicas
+    # it had yet to re-point: they are rejoined above (each with its own slot).
+    run_all(topo, plan.primary, [render.drop_idle_slot(HOLD_SLOT), *primary_settings(topo, plan.primary), RELOAD],
+            step="reset standby settings")
     out.sync_after, out.standby_slots = converge_primary(topo, plan.cluster, plan.primary)
     return out

@@ -301,6 +301,21 @@ def create_physical_slot(slot: str, *, reserve_wal: bool = False) -> sql.Compose
                    "(SELECT 1 FROM pg_replication_slots WHERE slot_name = {})").format(args, sql.Literal(slot))
 
 
+def copy_physical_slot(slot: str, *, source: str) -> sql.Composed:
+    """Create ``slot`` keeping WAL from where ``source`` keeps it (``reserve_wal`` from now if there is
+    no ``source``); does nothing if ``slot`` exists."""
+    return sql.SQL("SELECT (CASE WHEN EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {src}) "
+                   "THEN pg_copy_physical_replication_slot({src}, {dst}) ELSE pg_create_physical_replication_slot("
+                   "{dst}, true) END) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {dst})"
+                   ).format(src=sql.Literal(source), dst=sql.Literal(slot))
+
+
+def drop_idle_slot(slot: str, *, standby_only: bool = False) -> sql.Composed:
+    """Drop ``slot`` if it exists and nothing streams from it (``standby_only``: only on a standby)."""
+    return sql.SQL("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {} "
+                   "AND NOT active" + (" AND pg_is_in_recovery()" if standby_only else "")).format(sql.Literal(slot))
+
+
 def slots_sql(topo: Topology, *, cluster: str, node: str, source: str) -> str | None:
     downstream = [n for n, nd in topo.clusters[cluster].nodes.items() if nd.upstream == node]
     if not downstream:

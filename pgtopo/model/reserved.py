@@ -9,6 +9,7 @@ one named like a replica's physical slot takes that slot's place on the publishe
 from __future__ import annotations
 
 from pgtopo.model.topology import (
+    HOLD_SLOT,
     PROBE_PUBLICATION,
     RESERVED_DATABASES,
     RESERVED_NODE_NAMES,
@@ -36,6 +37,9 @@ def cluster_problems(topo: Topology, cname: str, cluster: Cluster) -> list[str]:
         if nname in RESERVED_NODE_NAMES:
             out.append(f"{base}.nodes.{nname}: '{nname}' is {RESERVED_NODE_NAMES[nname]} in every topology; "
                        "choose another name")
+        elif slot_name(nname) == HOLD_SLOT:
+            out.append(f"{base}.nodes.{nname}: its slot would be '{HOLD_SLOT}', the slot a failover holds WAL with; "
+                       "choose another name")
     for dname in cluster.databases:
         if dname in RESERVED_DATABASES:
             out.append(f"{base}.databases.{dname}: '{dname}' exists in every PostgreSQL cluster; choose another name")
@@ -47,4 +51,7 @@ def cluster_problems(topo: Topology, cname: str, cluster: Cluster) -> list[str]:
         owner = slot_owner(topo, sname)
         if owner is not None:
             out.append(f"{base}.subscriptions.{sname}: {slot_clash(sname, owner)}")
+        elif sname == HOLD_SLOT:
+            out.append(f"{base}.subscriptions.{sname}: '{sname}' is the slot a failover holds WAL with (a "
+                       "subscription's slot takes its name); choose another name")
     return out

@@ -40,6 +40,9 @@ RELAY_ALIAS = "pgtopo-relay"  # the relay's network alias on every region networ
 RELAY_NODE = "relay"  # the relay container's name (after the topology's) and its pgtopo.node label
 PROBE_SCHEMA = "pgtopo"  # pgtopo's schema in every database: the probe table of `verify`
 PROBE_PUBLICATION = "pgtopo_probe"
+# The physical slot a failover's candidate holds the WAL of its re-pointed replicas with, from
+# before its promotion until their own slots are copied from it (``pgtopo.ha.promotion``).
+HOLD_SLOT = "pgtopo_failover_hold"
 # Names that pgtopo gives its own things, with what takes them: the file cannot use them.
 RESERVED_NODE_NAMES = {RELAY_NODE: "the relay container's name", RELAY_ALIAS: "the relay's network alias"}
 RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})

@@ -104,6 +104,15 @@ CASES: list[tuple[str, Mutation, str]] = [
     *[(f"database {db}", add_database(db),
        f"clusters.main.databases.{db}: '{db}' exists in every PostgreSQL cluster; choose another name")
       for db in ("postgres", "template0", "template1")],
+    ("node whose slot is the failover's hold slot",
+     lambda d: main(d)["nodes"].update({"pgtopo-failover-hold": {"region": "eu", "upstream": "pg-us"}}),
+     "clusters.main.nodes.pgtopo-failover-hold: its slot would be 'pgtopo_failover_hold', the slot a failover holds "
+     "WAL with; choose another name"),
+    ("subscription named like the failover's hold slot",
+     lambda d: d["clusters"]["svc"].update(
+         subscriptions={"pgtopo_failover_hold": {"publisher": "main", "publication": "eu_pub"}}),
+     "clusters.svc.subscriptions.pgtopo_failover_hold: 'pgtopo_failover_hold' is the slot a failover holds WAL with "
+     "(a subscription's slot takes its name); choose another name"),
     ("subscription named like a replica's slot",
      lambda d: d["clusters"]["svc"].update(subscriptions={"pg_eu": {"publisher": "main", "publication": "eu_pub"}}),
      "clusters.svc.subscriptions.pg_eu: 'pg_eu' is the physical replication slot of node 'pg-eu' "

@@ -14,6 +14,7 @@ from pgtopo.errors import Interrupted
 from pgtopo.ha import promotion
 from pgtopo.lifecycle import deploy
 from pgtopo.model.loader import load
+from pgtopo.model.topology import HOLD_SLOT
 from pgtopo.observe import snapshot
 from pgtopo.postgres import instance
 from pgtopo.runtime import gateway, state
@@ -159,6 +160,10 @@ def test_ctrl_c_during_a_failover_then_failover_again_finishes_it(tmp_path: Path
         wait_for(lambda: snapshot.collect(topo).nodes["pg-c"].receiver_status == "streaming", what="pg-c streaming")
         rc, out = pgtopo("status", str(path))
         assert "did not finish" not in out
+        # The slot that held pg-c's WAL through the promotion is gone, whether the interrupted run or
+        # this one dropped it; pg-c streams through its own.
+        on_b = {s.name: s.active for s in snapshot.collect(topo, nodes=["pg-b"]).nodes["pg-b"].slots}
+        assert HOLD_SLOT not in on_b and on_b.get("pg_c") is True, on_b
 
         # Stopped between fencing and promotion (Ctrl-C as the fence is reported): nothing is
         # writable, it says so, and `failover` again promotes the node that was chosen.

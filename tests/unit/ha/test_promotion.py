@@ -11,13 +11,13 @@ import pytest
 
 from pgtopo.errors import InputError, OperationFailed
 from pgtopo.ha import failover, promotion
-from pgtopo.model.topology import Topology
+from pgtopo.model.topology import HOLD_SLOT, Topology
 from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 from pgtopo.postgres import connect as pg_connect
 from pgtopo.runtime import state
-from tests.support.ha import saas_snap
+from tests.support.ha import saas_snap, sync_snap
 from tests.support.snapshots import BASE, MIB, down, downstream, primary, replica
-from tests.support.topologies import SAAS, topology_of
+from tests.support.topologies import SAAS, SYNC, topology_of
 
 # SAAS plus a cluster that has nothing to do with main: a failover of main must not look at it.
 OTHER = SAAS + """
@@ -143,6 +143,32 @@ def test_with_to_or_under_a_partition_every_member_is_asked_at_once(topo: Topolo
     assert [c["nodes"] for c in collect.calls] == [["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"]]
 
 
+def test_an_unattended_failover_asks_its_subscribers_after_the_first_write(topo: Topology) -> None:
+    collect = FakeCollector(streaming_cascade())
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True)
+    assert [c["nodes"] for c in collect.calls] == [["pg-us", "pg-eu", "pg-us2"]]
+    assert plan.candidate == "pg-us2"
+    assert plan.subscribers == () and plan.subscribers_later == (("billing", "pg-billing"),)
+    assert "asked after the first write" in "\n".join(plan.lines())
+    # What is decided after the first write from the subscriber's snapshot is what the attended
+    # plan decides before it, warnings included.
+    attended = promotion.plan_live(topo, mode="failover", cluster="main", to=None,
+                                   collect=FakeCollector(streaming_cascade()))
+    later = failover.later_subscriber_moves(topo, plan, streaming_cascade())
+    assert later == list(attended.subscribers) and [m.action for m in later] == ["resync"]
+    assert failover.subscriber_warnings(later) == [w for w in attended.warnings if "subscription" in w]
+    assert [w for w in plan.warnings if "subscription" in w] == []
+
+
+def test_an_unattended_failover_under_a_partition_asks_its_subscribers_first(topo: Topology) -> None:
+    # The plan then says which subscribers could not reach each candidate.
+    collect = FakeCollector(streaming_cascade())
+    state.update(topo.name, lambda rt: rt.model_copy(update={"partitioned": ("ap-south",)}))
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True)
+    assert "pg-billing" in collect.calls[0]["nodes"]
+    assert plan.subscribers_later == () and [s.node for s in plan.subscribers] == ["pg-billing"]
+
+
 def test_planning_a_cluster_without_subscribers_asks_its_members_only(topo: Topology) -> None:
     full = full_snapshot()
     full = dataclasses.replace(full, nodes={**full.nodes, "pg-o1": dataclasses.replace(
@@ -227,3 +253,66 @@ def test_first_write_tries_the_known_port_first_and_looks_it_up_again_after_a_fa
     monkeypatch.setattr(pg_connect, "connect", connect)
     assert promotion.first_write(topo, "pg-us2", port=54321) is False  # no synchronous wait had to be released
     assert ports == [54321, None]
+
+
+def text(stmt: Any) -> str:
+    return stmt if isinstance(stmt, str) else str(stmt.as_string(None))
+
+
+class Recorder:
+    """Stands in for ``run_all`` and ``repoint``: records each call's node and statements, as text."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def run_all(self, _topo: Topology, node: str, stmts: Iterable[Any], **_kw: Any) -> None:
+        self.calls.append((node, [text(s) for s in stmts]))
+
+    def repoint(self, _topo: Topology, *, node: str, upstream: str, slot_sync: bool | None) -> None:
+        self.calls.append((node, [f"re-point to {upstream}"]))
+
+
+def creates(stmts: list[str]) -> list[str]:
+    return [s.split("pg_create_physical_replication_slot(")[1].split("'")[1] for s in stmts
+            if s.startswith("SELECT pg_create_physical_replication_slot(")]
+
+
+def test_the_candidate_holds_the_wal_of_the_replicas_re_pointed_after_the_first_write_with_one_slot(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=FakeCollector(streaming_cascade()))
+    assert plan.candidate == "pg-us2" and [(m.node, m.action) for m in plan.replicas if m.action == "repoint"] == [
+        ("pg-eu", "repoint")]
+    rec = Recorder()
+    monkeypatch.setattr(promotion, "run_all", rec.run_all)
+    out = promotion.Outcome(plan=plan)
+    assert promotion.prepare_candidate(topo, plan, out, lambda *_a: None) == set()
+    # No synchronous standby to re-point first: one connection creates the hold slot and sets what
+    # the candidate needs as primary; pg-eu's own slot is not created before the promotion.
+    [(node, stmts)] = rec.calls
+    assert node == "pg-us2" and creates(stmts) == [HOLD_SLOT]
+    assert any("wal_retrieve_retry_interval" in s for s in stmts) and stmts[-1] == "SELECT pg_reload_conf()"
+    # After the first write pg-eu's slot is copied from it (its restart position), then it goes.
+    after = [text(s) for s in promotion.slots_from_hold(plan)]
+    assert len(after) == 2
+    assert "pg_copy_physical_replication_slot('pgtopo_failover_hold', 'pg_eu')" in after[0]
+    assert "ELSE pg_create_physical_replication_slot('pg_eu', true)" in after[0]
+    assert after[1].startswith("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE "
+                               "slot_name = 'pgtopo_failover_hold' AND NOT active")
+
+
+def test_a_synchronous_standby_re_pointed_before_the_promotion_gets_its_own_slot_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    topo = topology_of(tmp_path, SYNC)
+    snap = sync_snap(pg_d=replica("pg-d", "dc1", upstream=None))  # no further than the synchronous standbys
+    plan = failover.plan_failover(topo, snap, cluster="main", to="pg-b")
+    assert [(m.node, m.action) for m in plan.replicas] == [("pg-c", "repoint"), ("pg-d", "repoint")]
+    rec = Recorder()
+    monkeypatch.setattr(promotion, "run_all", rec.run_all)
+    monkeypatch.setattr(promotion, "repoint", rec.repoint)
+    promotion.prepare_candidate(topo, plan, promotion.Outcome(plan=plan), lambda *_a: None)
+    assert [(n, creates(s) if i == 0 else s[:1]) for i, (n, s) in enumerate(rec.calls)][:2] == [
+        ("pg-b", ["pg_c", HOLD_SLOT]), ("pg-c", ["re-point to pg-b"])]
+    assert rec.calls[2][0] == "pg-b" and "ANY 1 (\"pg-c\")" in " ".join(rec.calls[2][1])
+    after = [text(s) for s in promotion.slots_from_hold(plan)]
+    assert "pg_copy_physical_replication_slot('pgtopo_failover_hold', 'pg_d')" in after[0] and len(after) == 2

@@ -1,0 +1,115 @@
+"""A failover of a cluster with an asynchronous replica to re-point, run unattended, with real containers.
+
+One region; pg-a primary, pg-b and pg-c its asynchronous replicas; cluster sub (pg-s) subscribes
+to main with a failover slot. ``kill pg-a`` then ``failover --yes``:
+- the replica that is not promoted is re-pointed after the first write; until then the candidate
+  held its WAL with one slot (``pgtopo_failover_hold``), from which its own slot is copied, and
+  that slot is gone afterwards;
+- the subscriber is asked after the first write and follows the new primary;
+- the plan is shown once the new primary accepts writes (nobody read it before: ``--yes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pgtopo.model.topology import HOLD_SLOT, Topology, slot_name
+from pgtopo.observe import snapshot
+from pgtopo.postgres import connect
+from pgtopo.runtime import state
+from tests.support.docker import Writer, all_streaming, cli, ids, up_from_text, wait_for, wait_synced_slot
+
+TOPOLOGY = """
+name: fo-hold
+postgres:
+  version: 17
+regions:
+  r1: {}
+clusters:
+  main:
+    databases:
+      app:
+        schema: |
+          CREATE TABLE products (id bigint PRIMARY KEY, sku text NOT NULL, name text NOT NULL,
+                                 price_cents integer NOT NULL);
+    publications:
+      products_pub: {database: app, tables: [products]}
+    nodes:
+      pg-a: {region: r1, role: primary}
+      pg-b: {region: r1, upstream: pg-a}
+      pg-c: {region: r1, upstream: pg-a}
+  sub:
+    databases:
+      app:
+        schema: |
+          CREATE TABLE products (id bigint PRIMARY KEY, sku text NOT NULL, name text NOT NULL,
+                                 price_cents integer NOT NULL);
+    nodes:
+      pg-s: {region: r1, role: primary}
+    subscriptions:
+      products_sub: {publisher: main, publication: products_pub, failover: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def hold(tmp_path_factory: pytest.TempPathFactory, state_env: Path) -> Iterator[tuple[Topology, Path]]:
+    with up_from_text(tmp_path_factory.mktemp("fo-hold"), TOPOLOGY, file="hold.yaml") as up:
+        yield up
+
+
+def slots(topo: Topology, node: str) -> dict[str, bool]:
+    with connect.connect(topo.name, node) as conn:
+        rows = conn.execute("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'").fetchall()
+    return {str(r[0]): bool(r[1]) for r in rows}
+
+
+def test_an_unattended_failover_re_points_through_the_hold_slot_and_moves_the_subscriber(
+        hold: tuple[Topology, Path]) -> None:
+    topo, path = hold
+    f = str(path)
+    for n in ("pg-b", "pg-c"):
+        wait_synced_slot(topo, n, "products_sub")
+    writer = Writer(topo, cluster="main", db="app", start_id=1)
+    writer.start()
+    try:
+        wait_for(lambda: len(writer.acked) > 300, what="the writer to get going")
+        code, out = cli("kill", f, "pg-a")
+        assert code == 0, out
+        code, out = cli("failover", f, "--yes")
+        print(out)
+        assert code == 0, out
+        before = len(writer.acked)
+        wait_for(lambda: len(writer.acked) > before + 200, what="writes on the new primary")
+    finally:
+        writer.stop()
+    new = state.current_primaries(topo)["main"]
+    other = ({"pg-b", "pg-c"} - {new}).pop()
+    lines = out.splitlines()
+    accepts = next(i for i, line in enumerate(lines) if f"{new}" in line and "accepts writes" in line)
+    # --yes: the plan (its ranking table, its lines) comes once the new primary accepts writes, and
+    # the subscriber was asked only then.
+    assert next(i for i, line in enumerate(lines) if "candidates for cluster main" in line) > accepts, out
+    assert "subscribers pg-s: asked after the first write" in out, out
+    asked = next(i for i, line in enumerate(lines) if "asking the subscribers pg-s" in line)
+    assert asked > accepts, out
+    assert f"{other}: streaming on timeline 2 from {new} (repoint" in out, out
+    assert "subscription products_sub on pg-s: moved: continues from failover slot products_sub" in out, out
+
+    # The held replica's own slot is on the new primary and in use; the hold slot is gone.
+    held = slots(topo, new)
+    assert held.get(slot_name(other)) is True, held
+    assert HOLD_SLOT not in held, held
+    snap = snapshot.collect(topo)
+    assert snap.nodes[other].upstream == new and snap.nodes[other].timeline == 2
+    # The subscriber has every row of the new primary (ids are its primary key: none twice).
+    on_new = ids(topo, new, "app")
+    assert on_new <= set(writer.acked) | set(writer.unknown), "rows nobody wrote"
+    wait_for(lambda: ids(topo, "pg-s", "app") == on_new, timeout=60, what="the subscriber to catch up")
+
+    code, out = cli("rejoin", f, "pg-a")
+    assert code == 0, out
+    wait_for(lambda: all_streaming(topo, "main"), what="every node of main streaming")
+    assert HOLD_SLOT not in slots(topo, new)
