@@ -81,9 +81,11 @@ PROMOTE_POLL_S = 0.005
 
 
 def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None,
-            connected: Callable[[], None] | None = None) -> None:
+            connected: Callable[[], None] | None = None,
+            promoted_on: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:
     """Promote ``node`` and return once it is out of recovery (``connected`` is called once the
-    connection is open, so that a failover's timings tell the connection from the promotion).
+    connection is open, so that a failover's timings tell the connection from the promotion;
+    ``promoted_on`` with the connection once recovery ended: the first write needs no new one).
 
     ``pg_promote(wait => true)`` looks whether recovery ended every 100 ms (PostgreSQL's
     WAITS_PER_SECOND), so it returned after 0.1 s however quickly the promotion ended (tens of
@@ -103,14 +105,18 @@ def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, po
 
         wait_for(promoted, timeout=timeout, what="the promotion to end (pg_promote)", step="pg_promote", node=node,
                  interval=PROMOTE_POLL_S)
+        if promoted_on is not None:
+            promoted_on(conn)
 
 
 def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, timeout: float = 30,
-                port: int | None = None) -> bool:
+                port: int | None = None, conn: psycopg.Connection[Any] | None = None) -> bool:
     """Commit a transaction that writes (gets an xid); True if a synchronous wait had to be released.
 
     A commit waits for the synchronous standbys set on the new primary; if none acknowledges
     within ``guard_s``, synchronous_standby_names is emptied: never wait for a standby that is gone.
+    The first attempt is on ``conn`` if given (the promotion's, in autocommit: a transaction
+    started after recovery ended may write); the others on new connections.
     """
     released = threading.Event()
 
@@ -127,12 +133,15 @@ def first_write(topo: Topology, node: str, *, guard_s: float = SYNC_GUARD_S, tim
 
     def write_accepted() -> bool:
         nonlocal last
+        first = last == "no attempt finished"
         try:
+            if first and conn is not None:
+                conn.execute("SELECT pg_current_xact_id()")
+                return True
             # The known port on the first attempt; a retry looks it up again (a restarted
             # container may publish another one).
-            with connect.connect(topo.name, node, autocommit=False, port=port if last == "no attempt finished" else None) \
-                    as conn:
-                conn.execute("SELECT pg_current_xact_id()")
+            with connect.connect(topo.name, node, autocommit=False, port=port if first else None) as new:
+                new.execute("SELECT pg_current_xact_id()")
             return True
         except (psycopg.Error, PgtopoError) as exc:
             last = first_line(exc)
@@ -314,13 +323,16 @@ def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: floa
                       port: int | None = None) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
-    promote(topo, plan.candidate, port=port,
+
+    def write_on(conn: psycopg.Connection[Any]) -> None:
+        out.promote_s = time.monotonic() - t
+        out.steps.append(("promoted", time.monotonic() - started))
+        if first_write(topo, plan.candidate, port=port, conn=conn):
+            out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
+                                f"synchronous_standby_names emptied on {plan.candidate}")
+
+    promote(topo, plan.candidate, port=port, promoted_on=write_on,
             connected=lambda: out.steps.append(("connected to the candidate", time.monotonic() - started)))
-    out.promote_s = time.monotonic() - t
-    out.steps.append(("promoted", time.monotonic() - started))
-    if first_write(topo, plan.candidate, port=port):
-        out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
-                            f"synchronous_standby_names emptied on {plan.candidate}")
     out.recovery_s = time.monotonic() - started
     out.steps.append(("first write accepted", out.recovery_s))
     _record_primary(topo, plan.cluster, plan.candidate)

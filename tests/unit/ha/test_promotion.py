@@ -259,6 +259,42 @@ def text(stmt: Any) -> str:
     return stmt if isinstance(stmt, str) else str(stmt.as_string(None))
 
 
+def test_first_write_goes_on_the_promotion_s_connection_and_falls_back_to_a_new_one(
+        topo: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    class Conn:
+        def __init__(self, fails: bool) -> None:
+            self.fails = fails
+            self.asked: list[str] = []
+
+        def __enter__(self) -> Conn:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def execute(self, stmt: str) -> None:
+            self.asked.append(stmt)
+            if self.fails:
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    opened: list[Conn] = []
+
+    def connect(_topology: str, _node: str, *, autocommit: bool = True, port: int | None = None) -> Conn:
+        opened.append(Conn(fails=False))
+        return opened[-1]
+
+    monkeypatch.setattr(pg_connect, "connect", connect)
+    promoting = Conn(fails=False)
+    assert promotion.first_write(topo, "pg-us2", port=54321, conn=promoting) is False  # type: ignore[arg-type]
+    assert promoting.asked == ["SELECT pg_current_xact_id()"] and opened == []
+    broken = Conn(fails=True)
+    assert promotion.first_write(topo, "pg-us2", port=54321, conn=broken) is False  # type: ignore[arg-type]
+    assert broken.asked == ["SELECT pg_current_xact_id()"]
+    assert [c.asked for c in opened] == [["SELECT pg_current_xact_id()"]]
+
+
 class Recorder:
     """Stands in for ``run_all`` and ``repoint``: records each call's node and statements, as text."""
 
