@@ -23,6 +23,7 @@ from pgtopo.runtime.waiting import poll
 if TYPE_CHECKING:  # the Docker SDK itself is only imported by pgtopo.runtime
     from docker.models.containers import Container
 
+DOWN = ("exited", "dead", "created")  # container states in which PostgreSQL cannot run
 FENCE_STOP_TIMEOUT = 5  # a fast shutdown of a healthy primary takes well under a second
 
 
@@ -40,12 +41,19 @@ def fence(topo: Topology, node: str, *, timeout: int, progress: Progress, kill: 
     ``kill``: SIGKILL at once instead of a fast shutdown (nobody it could send its last WAL to
     can receive it).
     """
+    # One list call tells a container that is down (the usual case after a crash) from one that
+    # runs: four Docker calls less before the promotion than finding and inspecting it.
+    listed = gateway.listed(topo.name, kind="node", node=node)
+    if not listed:
+        return _record_fence(topo, Fence(node, "already down", "no container"))
+    if listed[0].status in DOWN:
+        return _record_fence(topo, Fence(node, "already down", f"container {listed[0].status}"))
     c = gateway.find(topo.name, node)
     if c is None:
         return _record_fence(topo, Fence(node, "already down", "no container"))
     st = gateway.status(c)
     result: Fence | None = None
-    if st in ("exited", "dead", "created"):
+    if st in DOWN:
         result = Fence(node, "already down", f"container {st}")
     elif st == "running":
         progress(node, "fencing: docker kill" if kill else "fencing: docker stop (fast shutdown)")
