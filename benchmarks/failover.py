@@ -99,7 +99,7 @@ def failover_round(topo: topology.Topology, start_id: int) -> dict[str, Any]:
     killed_at = time.monotonic()
     fencing.kill_node(topo, old)
     started = time.monotonic()
-    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None)
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, unattended=True)  # as --yes
     out = promotion.execute_failover(topo, plan, started=started, progress=quiet)
     time.sleep(1)
     writer.halt.set()

@@ -81,11 +81,12 @@ PROMOTE_POLL_S = 0.005
 
 
 def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None,
-            connected: Callable[[], None] | None = None,
+            connected: Callable[[], None] | None = None, signalled: Callable[[], None] | None = None,
             promoted_on: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:
     """Promote ``node`` and return once it is out of recovery (``connected`` is called once the
     connection is open, so that a failover's timings tell the connection from the promotion;
-    ``promoted_on`` with the connection once recovery ended: the first write needs no new one).
+    ``signalled`` once the promotion is requested; ``promoted_on`` with the connection once
+    recovery ended: the first write needs no new one).
 
     ``pg_promote(wait => true)`` looks whether recovery ended every 100 ms (PostgreSQL's
     WAITS_PER_SECOND), so it returned after 0.1 s however quickly the promotion ended (tens of
@@ -98,6 +99,8 @@ def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, po
         row = conn.execute("SELECT pg_promote(wait => false)").fetchone()
         if not row or row[0] is not True:
             raise OperationFailed("pg_promote could not signal the promotion", node=node, step="pg_promote")
+        if signalled is not None:
+            signalled()
 
         def promoted() -> bool:
             got = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -269,11 +272,10 @@ def _held(plan: Plan) -> list[str]:
 
 def slots_from_hold(plan: Plan) -> list[Query]:
     """After the first write: the held replicas' own slots, copied from ``HOLD_SLOT`` (so they keep
-    WAL from where it did, before the promotion), then ``HOLD_SLOT`` dropped."""
-    held = _held(plan)
-    if not held:
-        return []
-    return [*(render.copy_physical_slot(slot_name(n), source=HOLD_SLOT) for n in held), render.drop_idle_slot(HOLD_SLOT)]
+    WAL from where it did, before the promotion), then ``HOLD_SLOT`` dropped (one an earlier,
+    failed attempt left too)."""
+    return [*(render.copy_physical_slot(slot_name(n), source=HOLD_SLOT) for n in _held(plan)),
+            render.drop_idle_slot(HOLD_SLOT)]
 
 
 def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress, *, port: int | None = None) -> set[str]:
@@ -331,8 +333,19 @@ def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: floa
             out.warnings.append(f"no synchronous standby acknowledged within {SYNC_GUARD_S:.0f} s: "
                                 f"synchronous_standby_names emptied on {plan.candidate}")
 
-    promote(topo, plan.candidate, port=port, promoted_on=write_on,
-            connected=lambda: out.steps.append(("connected to the candidate", time.monotonic() - started)))
+    requested = False
+
+    def signalled() -> None:
+        nonlocal requested
+        requested = True
+
+    try:
+        promote(topo, plan.candidate, port=port, promoted_on=write_on, signalled=signalled,
+                connected=lambda: out.steps.append(("connected to the candidate", time.monotonic() - started)))
+    except BaseException:
+        if not requested:  # still a standby: it keeps no WAL for replicas that may never follow it
+            release_hold(topo, plan.candidate)
+        raise
     out.recovery_s = time.monotonic() - started
     out.steps.append(("first write accepted", out.recovery_s))
     _record_primary(topo, plan.cluster, plan.candidate)
@@ -490,19 +503,19 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
         out.steps.append(("fenced", time.monotonic() - started))
         # Its host port once (a Docker call), not before each of the four connections to come.
         port = connect.node_port(topo.name, plan.candidate)
-        failed = prepare_candidate(topo, plan, out, progress, port=port)
-        done("re-pointed")
-        out.steps.append(("candidate prepared", time.monotonic() - started))
-        own: list[inherited.Inherited] = []
-        if topo.clusters[plan.cluster].subscriptions:
-            progress(plan.candidate, "reading the subscriptions it inherits (origin and slot positions)")
-            own = inherited.read(topo, cluster=plan.cluster, candidate=plan.candidate)
-            out.steps.append(("subscriptions read", time.monotonic() - started))
         try:
-            promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
+            failed = prepare_candidate(topo, plan, out, progress, port=port)
+            done("re-pointed")
+            out.steps.append(("candidate prepared", time.monotonic() - started))
+            own: list[inherited.Inherited] = []
+            if topo.clusters[plan.cluster].subscriptions:
+                progress(plan.candidate, "reading the subscriptions it inherits (origin and slot positions)")
+                own = inherited.read(topo, cluster=plan.cluster, candidate=plan.candidate)
+                out.steps.append(("subscriptions read", time.monotonic() - started))
         except BaseException:
-            _release_hold(topo, plan.candidate)
+            release_hold(topo, plan.candidate)
             raise
+        promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
         done("promoted", recovery_s=out.recovery_s)
         if on_writable is not None:
             on_writable()
@@ -510,10 +523,10 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
     return out
 
 
-def _release_hold(topo: Topology, node: str) -> None:
-    """A candidate that is still a standby after a failed promotion keeps no WAL for replicas that
-    will not follow it (best effort: a node that does not answer keeps it until a failover drops it
-    as stale)."""
+def release_hold(topo: Topology, node: str) -> None:
+    """A candidate that stays a standby (its preparation or the promotion's request failed, or was
+    interrupted) keeps no WAL for replicas that may never follow it (best effort: a node that does
+    not answer keeps ``HOLD_SLOT`` until it is re-pointed or promoted: both drop it)."""
     with contextlib.suppress(PgtopoError):
         run_all(topo, node, [render.drop_idle_slot(HOLD_SLOT, standby_only=True)], step="drop the hold slot")
 

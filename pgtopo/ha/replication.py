@@ -17,7 +17,7 @@ from pgtopo.errors import OperationFailed
 from pgtopo.ha import synchronous
 from pgtopo.ha.synchronous import SyncConfig
 from pgtopo.model import render
-from pgtopo.model.topology import Topology, endpoint, slot_name
+from pgtopo.model.topology import HOLD_SLOT, Topology, endpoint, slot_name
 from pgtopo.postgres.sql import Query, query, run_all
 from pgtopo.postgres.streaming import streaming_standbys
 from pgtopo.runtime import gateway, state
@@ -125,7 +125,8 @@ def repoint(topo: Topology, *, node: str, upstream: str, slot_sync: bool | None)
     ]
     if slot_sync is not None and topo.postgres.version >= 17:
         stmts.append(setting(topo, node, "sync_replication_slots", "on" if slot_sync else "off"))
-    stmts.extend([RESET_RETRY, RELOAD])
+    # A slot a failed promotion of this node could not drop holds WAL here for nobody.
+    stmts.extend([render.drop_idle_slot(HOLD_SLOT), RESET_RETRY, RELOAD])
     run_all(topo, node, stmts, step=f"re-point to {upstream}")
 
 

@@ -7,6 +7,8 @@ to main with a failover slot. ``kill pg-a`` then ``failover --yes``:
   that slot is gone afterwards;
 - the subscriber is asked after the first write and follows the new primary;
 - the plan is shown once the new primary accepts writes (nobody read it before: ``--yes``).
+Then a hold slot left on a standby (a promotion that failed) goes when it is released or the
+standby is re-pointed, never on a node that was promoted.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from pgtopo.ha import promotion, replication
+from pgtopo.model import render
 from pgtopo.model.topology import HOLD_SLOT, Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
+from pgtopo.postgres.sql import run_all
 from pgtopo.runtime import state
 from tests.support.docker import Writer, all_streaming, cli, ids, up_from_text, wait_for, wait_synced_slot
 
@@ -113,3 +118,27 @@ def test_an_unattended_failover_re_points_through_the_hold_slot_and_moves_the_su
     assert code == 0, out
     wait_for(lambda: all_streaming(topo, "main"), what="every node of main streaming")
     assert HOLD_SLOT not in slots(topo, new)
+
+
+def test_a_hold_slot_left_on_a_standby_goes_when_it_is_released_or_re_pointed(hold: tuple[Topology, Path]) -> None:
+    topo, _path = hold
+    primary = state.current_primaries(topo)["main"]
+    standby = next(n for n in ("pg-a", "pg-b", "pg-c") if n != primary)
+    create = [render.create_physical_slot(HOLD_SLOT, reserve_wal=True)]
+    # A promotion that failed before it was requested: the candidate, still a standby, drops it.
+    run_all(topo, standby, create, step="test: hold slot")
+    assert HOLD_SLOT in slots(topo, standby)
+    promotion.release_hold(topo, standby)
+    assert HOLD_SLOT not in slots(topo, standby)
+    # Never on a node that was promoted meanwhile: there it holds the re-pointed replicas' WAL until
+    # their own slots are copied from it.
+    run_all(topo, primary, create, step="test: hold slot")
+    promotion.release_hold(topo, primary)
+    assert HOLD_SLOT in slots(topo, primary)
+    run_all(topo, primary, [render.drop_idle_slot(HOLD_SLOT)], step="test: drop hold slot")
+    assert HOLD_SLOT not in slots(topo, primary)
+    # One the release could not reach goes when the standby is re-pointed.
+    run_all(topo, standby, create, step="test: hold slot")
+    replication.repoint(topo, node=standby, upstream=primary, slot_sync=True)
+    assert HOLD_SLOT not in slots(topo, standby)
+    wait_for(lambda: all_streaming(topo, "main"), what="every node of main streaming")

@@ -352,3 +352,12 @@ def test_a_synchronous_standby_re_pointed_before_the_promotion_gets_its_own_slot
     assert rec.calls[2][0] == "pg-b" and "ANY 1 (\"pg-c\")" in " ".join(rec.calls[2][1])
     after = [text(s) for s in promotion.slots_from_hold(plan)]
     assert "pg_copy_physical_replication_slot('pgtopo_failover_hold', 'pg_d')" in after[0] and len(after) == 2
+
+
+def test_after_the_first_write_a_hold_slot_left_by_a_failed_attempt_goes_even_with_nobody_held(
+        topo: Topology) -> None:
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=FakeCollector(streaming_cascade()))
+    alone = dataclasses.replace(plan, replicas=())
+    assert [text(s) for s in promotion.slots_from_hold(alone)] == [
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = "
+        "'pgtopo_failover_hold' AND NOT active"]
