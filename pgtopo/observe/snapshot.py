@@ -161,6 +161,12 @@ def _base(topo: Topology, cluster: str, node: str) -> dict[str, Any]:
     return {"node": node, "cluster": cluster, "region": topo.node(node).region}
 
 
+def _address(listed: gateway.Listed) -> str | None:
+    """The container's own address where the host is on its network (else its published port is
+    used): docker-proxy's copy of each connection is a third of what it costs the machine."""
+    return listed.address if connect.reachable(listed.address) else None
+
+
 def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Listed | None, *,
                   light: bool = False, subscriptions_only: bool = False) -> NodeSnapshot:
     base = _base(topo, cluster, node)
@@ -171,7 +177,7 @@ def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Liste
     if port is None:
         return NodeSnapshot(**base, container=cstate, reachable=False, error="PostgreSQL's port is not published")
     try:
-        conn = connect.connect(topo.name, node, port=port)
+        conn = connect.connect(topo.name, node, port=port, address=_address(listed))
     except PgtopoError as exc:
         return NodeSnapshot(**base, container=cstate, reachable=False, error=exc.message)
     try:
@@ -292,8 +298,7 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
     # pg_subscription is a shared catalog copied to standbys, where no worker ever runs: a standby's
     # subscriptions are listed as its catalog says, without a connection per database for their
     # tables nor its log (at 30 nodes, 12 connections and 12 Docker calls that told nothing).
-    subs = _subscriptions(topo, base["node"], sub_rows, port=conn.info.port, listed=listed,
-                          light=light or bool(row["rec"]))
+    subs = _subscriptions(topo, base["node"], sub_rows, listed=listed, light=light or bool(row["rec"]))
     return NodeSnapshot(
         **base, container=cstate, reachable=True, in_recovery=row["rec"], system_identifier=row["sysid"],
         timeline=int(tli) if tli is not None else None, current_lsn=row["cur"], receive_lsn=row["recv"],
@@ -307,8 +312,8 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
     )
 
 
-def _subscriptions(topo: Topology, node: str, subs: list[dict[str, Any]], *, port: int,
-                   listed: gateway.Listed, light: bool) -> tuple[SubscriptionState, ...]:
+def _subscriptions(topo: Topology, node: str, subs: list[dict[str, Any]], *, listed: gateway.Listed,
+                   light: bool) -> tuple[SubscriptionState, ...]:
     """Per-table states live in each subscription's own database: one connection per database.
 
     ``light``: what pg_subscription says, without their workers and tables (a connection per
@@ -318,7 +323,8 @@ def _subscriptions(topo: Topology, node: str, subs: list[dict[str, Any]], *, por
     for db in dict.fromkeys(s["datname"] for s in subs) if not light else ():
         oids = [s["oid"] for s in subs if s["datname"] == db]
         try:
-            with connect.connect(topo.name, node, dbname=db, port=port) as dconn:
+            with connect.connect(topo.name, node, dbname=db, port=listed.ports.get(connect.PG_PORT_KEY),
+                                 address=_address(listed)) as dconn:
                 dcur = dconn.cursor(row_factory=dict_row)
                 rows = dcur.execute(
                     "SELECT s.oid, (SELECT count(*) FILTER (WHERE srsubstate = 'r') FROM pg_subscription_rel r"

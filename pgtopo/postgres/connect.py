@@ -1,9 +1,14 @@
-"""Connections from pgtopo (on the host) to the nodes, through their published ports.
+"""Connections from pgtopo (on the host) to the nodes: through their published ports, or straight
+to a container's address where the host is on its network (``reachable``; a snapshot uses it).
 
 pgtopo's own role ``pgtopo`` logs in with the password kept in the state directory.
 """
 
 from __future__ import annotations
+
+import functools
+import ipaddress
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -21,23 +26,62 @@ def node_port(topology: str, node: str) -> int | None:
     return found[0].ports.get(PG_PORT_KEY) if found and found[0].status == "running" else None
 
 
+def on_link_networks(route_table: str) -> tuple[tuple[int, int], ...]:
+    """The directly connected IPv4 networks, (destination, mask), of a /proc/net/route text: its
+    routes with a mask and no gateway (the default route has neither)."""
+    out = []
+    for line in route_table.splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 8 and f[7] != "00000000" and f[2] == "00000000":
+            try:  # the file's words are in host (little-endian) order
+                dest, mask = (int.from_bytes(bytes.fromhex(x), "little") for x in (f[1], f[7]))
+            except ValueError:
+                continue
+            out.append((dest, mask))
+    return tuple(out)
+
+
+@functools.cache
+def _on_link() -> tuple[tuple[int, int], ...]:
+    try:
+        return on_link_networks(Path("/proc/net/route").read_text())
+    except OSError:  # not Linux
+        return ()
+
+
+def reachable(address: str | None, networks: tuple[tuple[int, int], ...] | None = None) -> bool:
+    """Whether the host reaches ``address`` (a container's) on a network it is attached to
+    (``networks``: the host's, read once per process): a rootful Docker on Linux, whose bridges
+    are the host's interfaces. Not under Docker Desktop or rootless Docker, where only the
+    published ports are."""
+    if not address:
+        return False
+    try:
+        ip = int(ipaddress.IPv4Address(address))
+    except ValueError:
+        return False
+    return any(ip & mask == dest & mask for dest, mask in (_on_link() if networks is None else networks))
+
+
 def dsn(topology: str, node: str, *, dbname: str = "postgres", user: str = "pgtopo",
-        port: int | None = None, **extra: str) -> str:
-    """A libpq connection string to ``node`` from the host (with the password)."""
-    port = port or node_port(topology, node)
-    if port is None:
-        raise OperationFailed("the node is not running", node=node, step="connect")
+        port: int | None = None, address: str | None = None, **extra: str) -> str:
+    """A libpq connection string to ``node`` from the host (with the password): to ``address``
+    (the container's, on its network) if given, else to its published port on 127.0.0.1."""
+    if address is None:
+        port = port or node_port(topology, node)
+        if port is None:
+            raise OperationFailed("the node is not running", node=node, step="connect")
     pw = state.passwords(topology, create=False).get(user, "")
     # The nodes serve no TLS and no Kerberos: asking for either first would only cost each of
     # pgtopo's connections a refused request (a failover's plan opens one per replica).
-    return make_conninfo(host="127.0.0.1", port=port, dbname=dbname, user=user, password=pw,
-                         application_name="pgtopo", connect_timeout=3,
+    return make_conninfo(host=address or "127.0.0.1", port=PG_PORT if address else port, dbname=dbname, user=user,
+                         password=pw, application_name="pgtopo", connect_timeout=3,
                          **{"sslmode": "disable", "gssencmode": "disable", **extra})
 
 
 def connect(topology: str, node: str, *, dbname: str = "postgres", autocommit: bool = True,
-            port: int | None = None) -> psycopg.Connection[tuple[object, ...]]:
-    info = dsn(topology, node, dbname=dbname, port=port)
+            port: int | None = None, address: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+    info = dsn(topology, node, dbname=dbname, port=port, address=address)
     try:
         return psycopg.connect(info, autocommit=autocommit)
     except psycopg.OperationalError as exc:

@@ -399,6 +399,7 @@ class Listed:
     labels: dict[str, str]
     status: str  # running, exited, paused, created...
     ports: dict[str, int]  # "5432/tcp" -> the host port it is published on
+    address: str | None = None  # its IP address on the first of its networks (by name), if any
 
     @property
     def node(self) -> str | None:
@@ -418,8 +419,10 @@ def listed(topology: str, *, kind: str | None = None, node: str | None = None) -
     for row in rows:
         ports = {f"{p['PrivatePort']}/{p.get('Type', 'tcp')}": int(p["PublicPort"])
                  for p in row.get("Ports") or [] if p.get("PublicPort")}
+        nets = (row.get("NetworkSettings") or {}).get("Networks") or {}
+        addresses = [str(nets[n].get("IPAddress")) for n in sorted(nets) if (nets[n] or {}).get("IPAddress")]
         out.append(Listed(id=str(row["Id"]), labels=dict(row.get("Labels") or {}), status=str(row.get("State", "")),
-                          ports=ports))
+                          ports=ports, address=addresses[0] if addresses else None))
     return out
 
 

@@ -8,11 +8,14 @@ to main with a failover slot. ``kill pg-a`` then ``failover --yes``:
 - the subscriber is asked after the first write and follows the new primary;
 - the plan is shown once the new primary accepts writes (nobody read it before: ``--yes``).
 Then a hold slot left on a standby (a promotion that failed) goes when it is released or the
-standby is re-pointed, never on a node that was promoted.
+standby is re-pointed, never on a node that was promoted; and a snapshot connects straight to
+each container where the host is on its network (no docker-proxy in between).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from pgtopo.model.topology import HOLD_SLOT, Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
 from pgtopo.postgres.sql import run_all
-from pgtopo.runtime import state
+from pgtopo.runtime import gateway, state
 from tests.support.docker import Writer, all_streaming, cli, ids, up_from_text, wait_for, wait_synced_slot
 
 TOPOLOGY = """
@@ -142,3 +145,19 @@ def test_a_hold_slot_left_on_a_standby_goes_when_it_is_released_or_re_pointed(ho
     replication.repoint(topo, node=standby, upstream=primary, slot_sync=True)
     assert HOLD_SLOT not in slots(topo, standby)
     wait_for(lambda: all_streaming(topo, "main"), what="every node of main streaming")
+
+
+def test_a_snapshot_connects_straight_to_each_container_where_the_host_is_on_its_network(
+        hold: tuple[Topology, Path]) -> None:
+    topo, _path = hold
+    for listed in gateway.listed(topo.name, kind="node"):
+        assert listed.address, listed
+        if not connect.reachable(listed.address):
+            pytest.skip(f"this host is not on {listed.node}'s network (rootless Docker?): the published ports serve")
+        with connect.connect(topo.name, str(listed.node), address=listed.address) as conn:
+            row = conn.execute("SELECT inet_client_port()").fetchone()
+            with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                # The server sees this process's own socket: no docker-proxy in between.
+                assert row is not None and row[0] == sock.getsockname()[1]
+    snap = snapshot.collect(topo)
+    assert all(n.reachable for n in snap.nodes.values() if n.container == "running"), snap
