@@ -188,7 +188,8 @@ def _outcome(o: Outcome) -> StepOutcome:
         loss = ReportedLoss(cluster=p.cluster, old_primary=p.old_primary, new_primary=p.candidate, bytes=o.loss.bytes,
                             commits=o.loss.commits, exact=o.loss.exact, fork_lsn=o.loss.fork_lsn, timeline=o.timeline)
     lost = f"; data lost: {o.loss.text()}" if o.loss is not None else ""
-    subs = "".join(f"; subscription {s.subscription} on {s.node}: {s.action}" for s in o.subscribers)
+    subs = "".join(f"; subscription {s.subscription} on {s.node}: {s.action}"
+                   + (f" ({s.detail})" if s.action in ("failed", "pending") else "") for s in o.subscribers)
     timings = ", ".join(f"{name} {t:.1f} s" for name, t in o.steps)
     return StepOutcome(f"{p.old_primary} -> {p.candidate} (timeline {o.timeline}) in {o.recovery_s:.2f} s{lost}{subs} "
                        f"({timings})", loss)

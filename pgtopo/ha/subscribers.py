@@ -127,6 +127,27 @@ def wait_subscription_streaming(topo: Topology, m: SubscriberMove, *, publisher:
              step="move subscription", node=m.node)
 
 
+def drop_released_slot(topo: Topology, *, on: str, slot: str, timeout: float = 15) -> None:
+    """Drop the slot of a subscription just dropped. Its walsender on the publisher may still hold it
+    for a while: the apply worker's exit reaches the publisher a round trip later (through the relay,
+    at the link's latency), or not at all while a partition holds the connection. A CREATE
+    SUBSCRIPTION of the same name would then find the slot and fail, so the walsender is ended and
+    the slot dropped once free (its only user was that subscription)."""
+    def dropped() -> bool:
+        rows = query(topo, on, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,),
+                     step=f"drop slot {slot}")
+        if not rows:
+            return True
+        if rows[0][0] is not None:
+            query(topo, on, "SELECT pg_terminate_backend(%s, 1000)", (int(str(rows[0][0])),),
+                  step=f"end the walsender of slot {slot}")
+        drop_slot(topo, on=on, slot=slot)  # only if nothing holds it by now
+        return False
+
+    wait_for(dropped, timeout=timeout, what=f"slot {slot} to be free and dropped", step="drop slot", node=on,
+             interval=0.1)
+
+
 def resync_subscription(topo: Topology, m: SubscriberMove, *, new_primary: str) -> list[str]:
     """No usable failover slot: drop the subscription, empty its tables and copy them again."""
     ident = sql.Identifier(m.subscription)
@@ -148,7 +169,7 @@ def resync_subscription(topo: Topology, m: SubscriberMove, *, new_primary: str) 
         run_all(topo, m.node, [sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier(s, t)
                                                                                 for s, t in tables))],
                 db=m.database, step=f"truncate the tables of {m.subscription}")
-    drop_slot(topo, on=new_primary, slot=m.slot)
+    drop_released_slot(topo, on=new_primary, slot=m.slot)
     opts: list[sql.Composable] = [sql.SQL("copy_data = true")]
     if topo.postgres.version >= 17:
         opts.append(sql.SQL("failover = {}").format(sql.SQL("true" if fo else "false")))

@@ -9,7 +9,8 @@ to main with a failover slot. ``kill pg-a`` then ``failover --yes``:
 - the plan is shown once the new primary accepts writes (nobody read it before: ``--yes``).
 Then a hold slot left on a standby (a promotion that failed) goes when it is released or the
 standby is re-pointed, never on a node that was promoted; and a snapshot connects straight to
-each container where the host is on its network (no docker-proxy in between).
+each container where the host is on its network (no docker-proxy in between); last, a
+re-synchronisation frees a subscription's slot a walsender still holds, and drops it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
-from pgtopo.ha import promotion, replication
+from pgtopo.ha import promotion, replication, subscribers
 from pgtopo.model import render
 from pgtopo.model.topology import HOLD_SLOT, Topology, slot_name
 from pgtopo.observe import snapshot
 from pgtopo.postgres import connect
-from pgtopo.postgres.sql import run_all
+from pgtopo.postgres.sql import query, run_all
 from pgtopo.runtime import gateway, state
 from tests.support.docker import Writer, all_streaming, cli, ids, up_from_text, wait_for, wait_synced_slot
 
@@ -161,3 +163,29 @@ def test_a_snapshot_connects_straight_to_each_container_where_the_host_is_on_its
                 assert row is not None and row[0] == sock.getsockname()[1]
     snap = snapshot.collect(topo)
     assert all(n.reachable for n in snap.nodes.values() if n.container == "running"), snap
+
+
+def test_a_re_synchronisation_frees_and_drops_a_slot_a_walsender_still_holds(hold: tuple[Topology, Path]) -> None:
+    # The subscription on pg-s is dropped first (as a re-synchronisation does); a walsender still
+    # streams its slot on the publisher (pg_recvlogical stands for the apply worker whose exit has
+    # not reached the publisher yet): it is ended and the slot dropped, so the subscription can be
+    # created again under its name.
+    topo, _path = hold
+    primary = state.current_primaries(topo)["main"]
+    run_all(topo, "pg-s", [sql.SQL("ALTER SUBSCRIPTION products_sub DISABLE"),
+                           sql.SQL("ALTER SUBSCRIPTION products_sub SET (slot_name = NONE)"),
+                           sql.SQL("DROP SUBSCRIPTION products_sub")], db="app", step="test: drop the subscription")
+    c = gateway.find(topo.name, primary)
+    assert c is not None
+    c.exec_run(["pg_recvlogical", "-d", "app", "-S", "products_sub", "--start", "-f", "/dev/null",
+                "-o", "proto_version=1", "-o", "publication_names=products_pub"], user="postgres", detach=True)
+
+    def held() -> bool:
+        rows = query(topo, primary, "SELECT active FROM pg_replication_slots WHERE slot_name = 'products_sub'",
+                     step="test: slot")
+        return bool(rows and rows[0][0])
+
+    wait_for(held, timeout=30, what="pg_recvlogical to hold the slot")
+    subscribers.drop_released_slot(topo, on=primary, slot="products_sub")
+    assert query(topo, primary, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'products_sub'",
+                 step="test: slot") == []
