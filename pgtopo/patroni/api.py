@@ -126,12 +126,17 @@ def health_check(ep: Endpoint) -> int:
     return request(ep, "GET", "/health").status
 
 
-def _change(ep: Endpoint, path: str, body: dict[str, object], *, timeout: float) -> str:
+def _change(ep: Endpoint, path: str, body: dict[str, object], *, timeout: float, pending_ok: bool = False) -> str:
+    """POST a change; its answer, or OperationFailed when Patroni refuses it. ``pending_ok``: a
+    failover or switchover Patroni accepted but has not seen done when it answers (503 "... status
+    unknown": it polls its DCS for twice its loop_wait, at least 20 s, and the leader key of a
+    crashed leader lives until its ttl runs out) is an answer, not a refusal: the request stays in
+    the DCS and Patroni carries it out; the caller waits for the new leader."""
     resp = request(ep, "POST", path, body=body, timeout=timeout)
-    if not resp.ok:
-        raise OperationFailed(f"Patroni refused ({resp.status}): {resp.text.strip()[:300]}",
-                              node=ep.node, step=f"POST {path}")
-    return resp.text.strip()
+    text = resp.text.strip()
+    if not resp.ok and not (pending_ok and resp.status == 503 and text.endswith("status unknown")):
+        raise OperationFailed(f"Patroni refused ({resp.status}): {text[:300]}", node=ep.node, step=f"POST {path}")
+    return text
 
 
 def failover(ep: Endpoint, *, candidate: str, leader: str | None = None) -> str:
@@ -139,7 +144,7 @@ def failover(ep: Endpoint, *, candidate: str, leader: str | None = None) -> str:
     body: dict[str, object] = {"candidate": candidate}
     if leader is not None:
         body["leader"] = leader
-    return _change(ep, "/failover", body, timeout=CHANGE_TIMEOUT_S)
+    return _change(ep, "/failover", body, timeout=CHANGE_TIMEOUT_S, pending_ok=True)
 
 
 def switchover(ep: Endpoint, *, leader: str, candidate: str | None = None, scheduled_at: str | None = None) -> str:
@@ -149,7 +154,7 @@ def switchover(ep: Endpoint, *, leader: str, candidate: str | None = None, sched
         body["candidate"] = candidate
     if scheduled_at is not None:
         body["scheduled_at"] = scheduled_at
-    return _change(ep, "/switchover", body, timeout=CHANGE_TIMEOUT_S)
+    return _change(ep, "/switchover", body, timeout=CHANGE_TIMEOUT_S, pending_ok=True)
 
 
 def restart(ep: Endpoint, *, only_pending: bool = False) -> str:

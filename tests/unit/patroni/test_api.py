@@ -81,6 +81,26 @@ def test_failover_sends_the_candidate(ep: api.Endpoint) -> None:
     assert SEEN[-1][3] == {"candidate": "pg1"}
 
 
+@pytest.mark.parametrize(("answer", "accepted"), [
+    ("Failover status unknown", True),  # Patroni saw no new leader while it polled: it still carries it out
+    ("Failover failed", False),  # the failover key is gone with no new leader: refused
+])
+def test_a_failover_patroni_has_not_seen_done_yet_is_an_answer_not_a_refusal(
+        ep: api.Endpoint, answer: str, accepted: bool) -> None:
+    ANSWERS[("POST", "/failover")], saved = (503, answer), ANSWERS[("POST", "/failover")]
+    try:
+        if accepted:
+            assert api.failover(ep, candidate="pg1") == answer
+        else:
+            with pytest.raises(OperationFailed, match=r"Patroni refused \(503\): Failover failed"):
+                api.failover(ep, candidate="pg1")
+        # Any other call keeps treating a 503 as a refusal.
+        with pytest.raises(OperationFailed, match=r"Patroni refused \(503\)"):
+            api.reinitialize(ep)
+    finally:
+        ANSWERS[("POST", "/failover")] = saved
+
+
 def test_an_answer_that_is_not_json(ep: api.Endpoint) -> None:
     ANSWERS[("GET", "/cluster")], saved = (200, "<html>"), ANSWERS[("GET", "/cluster")]
     try:
