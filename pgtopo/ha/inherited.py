@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from pgtopo.errors import PgtopoError
 from pgtopo.ha.moves import SubscriberMove
+from pgtopo.ha.replication import end_slot_holder
 from pgtopo.ha.subscribers import SubscriberResult, resync_subscription, wait_subscription_streaming
 from pgtopo.model.topology import Topology
 from pgtopo.postgres.lsn import fmt_bytes, format_lsn, parse_lsn
@@ -33,7 +34,7 @@ from pgtopo.runtime import state
 
 _ORIGIN_SQL = ("SELECT s.subslotname, o.remote_lsn::text FROM pg_subscription s LEFT JOIN pg_replication_origin_status o "
                "ON o.external_id = 'pg_' || s.oid WHERE s.subname = %s")
-_SLOT_SQL = "SELECT confirmed_flush_lsn::text, active_pid FROM pg_replication_slots WHERE slot_name = %s"
+_SLOT_SQL = "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s"
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,8 @@ def read(topo: Topology, *, cluster: str, candidate: str) -> list[Inherited]:
             slot, origin = (str(rows[0][0]) if rows[0][0] is not None else None), _lsn(rows[0][1])
             ended = None
             if slot is not None:
+                ended = end_slot_holder(topo, on=publisher, slot=slot, wait_ms=5000)
                 got = query(topo, publisher, _SLOT_SQL, (slot,), step=f"read slot {slot}")
-                if got and got[0][1] is not None:
-                    ended = int(str(got[0][1]))
-                    query(topo, publisher, "SELECT pg_terminate_backend(%s, 5000)", (ended,),
-                          step=f"end the walsender of slot {slot}")
-                    got = query(topo, publisher, _SLOT_SQL, (slot,), step=f"read slot {slot}")
             confirmed = _lsn(got[0][0]) if slot is not None and got else None
             out.append(Inherited(name, candidate, cluster, db, publisher, slot, origin, confirmed, ended,
                                  "" if slot is None or got else f"no slot {slot} on {publisher}"))

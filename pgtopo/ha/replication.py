@@ -113,8 +113,19 @@ def create_slot(topo: Topology, *, on: str, slot: str) -> None:
 
 
 def drop_slot(topo: Topology, *, on: str, slot: str) -> None:
-    query(topo, on, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-          "WHERE slot_name = %s AND NOT active", (slot,), step=f"drop slot {slot}")
+    query(topo, on, render.drop_idle_slot(slot), step=f"drop slot {slot}")
+
+
+def end_slot_holder(topo: Topology, *, on: str, slot: str, wait_ms: int) -> int | None:
+    """End the walsender that holds ``slot`` on ``on``, waiting up to ``wait_ms`` for it to exit;
+    its pid, or None when nothing held it."""
+    rows = query(topo, on, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,),
+                 step=f"read slot {slot}")
+    if not rows or rows[0][0] is None:
+        return None
+    pid = int(str(rows[0][0]))
+    query(topo, on, "SELECT pg_terminate_backend(%s, %s)", (pid, wait_ms), step=f"end the walsender of slot {slot}")
+    return pid
 
 
 def repoint(topo: Topology, *, node: str, upstream: str, slot_sync: bool | None) -> None:

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from pgtopo.errors import OperationFailed, PgtopoError
 from pgtopo.ha.moves import SubscriberMove
-from pgtopo.ha.replication import container, drop_slot
+from pgtopo.ha.replication import container, drop_slot, end_slot_holder
 from pgtopo.model import render
 from pgtopo.model.topology import Topology, endpoint
 from pgtopo.postgres import instance
@@ -134,13 +134,10 @@ def drop_released_slot(topo: Topology, *, on: str, slot: str, timeout: float = 1
     SUBSCRIPTION of the same name would then find the slot and fail, so the walsender is ended and
     the slot dropped once free (its only user was that subscription)."""
     def dropped() -> bool:
-        rows = query(topo, on, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,),
-                     step=f"drop slot {slot}")
-        if not rows:
+        if not query(topo, on, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,),
+                     step=f"drop slot {slot}"):
             return True
-        if rows[0][0] is not None:
-            query(topo, on, "SELECT pg_terminate_backend(%s, 1000)", (int(str(rows[0][0])),),
-                  step=f"end the walsender of slot {slot}")
+        end_slot_holder(topo, on=on, slot=slot, wait_ms=1000)
         drop_slot(topo, on=on, slot=slot)  # only if nothing holds it by now
         return False
 
