@@ -406,13 +406,19 @@ class Listed:
         return self.labels.get(LABEL_NODE)
 
 
-def listed(topology: str, *, kind: str | None = None, node: str | None = None) -> list[Listed]:
-    """The topology's containers (of ``kind``, or ``node``'s) in one API call."""
+def listed(topology: str, *, kind: str | None = None, node: str | None = None,
+           cluster: str | None = None) -> list[Listed]:
+    """The topology's containers (of ``kind``, of ``cluster``, or ``node``'s) in one API call.
+
+    Docker builds the summary of each container it lists: listing one cluster's instead of the
+    whole topology's is what keeps the call from growing with the other clusters."""
     filters = [f"{LABEL_TOPOLOGY}={topology}"]
     if kind:
         filters.append(f"{LABEL_KIND}={kind}")
     if node:
         filters.append(f"{LABEL_NODE}={node}")
+    if cluster:
+        filters.append(f"{LABEL_CLUSTER}={cluster}")
     with docker_errors(step="list containers"):
         rows = client().api.containers(all=True, filters={"label": filters})
     out = []

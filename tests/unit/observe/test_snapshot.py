@@ -167,3 +167,42 @@ def test_a_failover_s_subscriber_is_asked_its_role_and_subscriptions_only(monkey
 
 def test_light_settings_are_those_whose_text_is_pg_settings_own() -> None:
     assert set(snapshot.SETTINGS) - set(snapshot.LIGHT_SETTINGS) == {"wal_sender_timeout", "wal_receiver_timeout"}
+
+
+def _listing(monkeypatch: pytest.MonkeyPatch, containers: dict[str, str]) -> list[dict[str, Any]]:
+    """gateway.listed answering from ``containers`` (node -> cluster label); the calls' filters."""
+    calls: list[dict[str, Any]] = []
+
+    def listed(topology: str, **filters: Any) -> list[gateway.Listed]:
+        calls.append(filters)
+        return [gateway.Listed(id=n, labels={gateway.LABEL_NODE: n}, status="running", ports={})
+                for n, c in containers.items() if filters.get("cluster") in (None, c)]
+
+    monkeypatch.setattr(gateway, "listed", listed)
+    return calls
+
+
+def test_one_cluster_s_nodes_are_listed_with_their_cluster_s_containers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _listing(monkeypatch, {"pg-us": "main", "pg-eu": "main", "pg-billing": "billing"})
+    found = snapshot._listed(GLOBAL, [("main", "pg-us"), ("main", "pg-eu")], whole=False)
+    assert sorted(found) == ["pg-eu", "pg-us"]
+    assert calls == [{"kind": "node", "cluster": "main"}]
+
+
+def test_a_node_its_cluster_s_list_lacks_is_looked_for_among_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pg-eu's container still carries the label of the cluster it was created in.
+    calls = _listing(monkeypatch, {"pg-us": "main", "pg-eu": "old", "pg-billing": "billing"})
+    found = snapshot._listed(GLOBAL, [("main", "pg-us"), ("main", "pg-eu")], whole=False)
+    assert sorted(found) == ["pg-billing", "pg-eu", "pg-us"]
+    assert calls == [{"kind": "node", "cluster": "main"}, {"kind": "node"}]
+
+
+@pytest.mark.parametrize(("targets", "whole"), [
+    ([("main", "pg-us"), ("billing", "pg-billing")], False),  # two clusters
+    ([("main", "pg-us"), ("main", "pg-eu")], True),  # every node of the topology
+])
+def test_nodes_of_several_clusters_are_listed_in_one_call_for_all(
+        monkeypatch: pytest.MonkeyPatch, targets: list[tuple[str, str]], whole: bool) -> None:
+    calls = _listing(monkeypatch, {"pg-us": "main", "pg-eu": "main", "pg-billing": "billing"})
+    snapshot._listed(GLOBAL, targets, whole=whole)
+    assert calls == [{"kind": "node"}]

@@ -71,6 +71,11 @@ def test_listed_is_one_call_with_states_and_published_ports(api: FakeAPI) -> Non
         ("pg-us", "abc", "running", {"5432/tcp": 33806}), ("pg-eu", "def", "exited", {})]
 
 
+def test_listed_filters_one_cluster_s_containers_on_the_daemon(api: FakeAPI) -> None:
+    gateway.listed("lab", kind="node", cluster="main")
+    assert api.calls == [("containers", {"label": ["pgtopo.topology=lab", "pgtopo.kind=node", "pgtopo.cluster=main"]})]
+
+
 def test_read_directory_reads_its_files_in_one_call(api: FakeAPI) -> None:
     assert gateway.read_directory("abc", "/etc/pgtopo") == {
         "postgresql.conf": "port = 5432\n", "pg_hba.conf": "local all all peer\n"}
