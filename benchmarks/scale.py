@@ -10,11 +10,12 @@ for each, as a user would run the commands (the ``pgtopo`` CLI in a fresh proces
 - ``status`` and ``verify``: wall time of the command (median of ``--repeat`` runs);
 - failover recovery: from the command start to the first write accepted on the new primary,
   as ``pgtopo failover`` reports it (and records in the run-time state), after ``pgtopo kill``
-  of the main cluster's primary, once the machine has settled (at most a quarter of the CPUs busy
-  over 2 s and at most 5 % I/O pressure over 10 s, waited for at most 3 minutes: on 2 CPUs and
-  one disk the work a 30-node `up` and `verify` leave behind would otherwise be measured as the
-  failover's);
-- the whole failover: wall time of ``pgtopo failover --yes``;
+  of the main cluster's primary (median of ``--repeat`` kill / failover / rejoin rounds, each
+  killing the primary the round before promoted), each once the machine has settled (at most a
+  quarter of the CPUs busy over 2 s and at most 5 % I/O pressure over 10 s, waited for at most 3
+  minutes: on 2 CPUs and one disk the work a 30-node `up` and `verify` leave behind would
+  otherwise be measured as the failover's);
+- the whole failover: wall time of ``pgtopo failover --yes`` (median of the same rounds);
 - ``down --volumes``: wall time of removing the topology (containers, networks, volumes).
 
 The table gives each figure and its ratio to the 3-node one. Sizes beyond 30 are tried only
@@ -250,23 +251,62 @@ def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bo
         m.verify_s, out = timed(m, "verify", "verify", str(path), repeat=repeat, log=directory / f"{name}-verify.log")
         found = re.search(r"all (\d+) checks passed", out)
         m.checks = found.group(1) if found else "-"
-        print(f"{name}: waiting for the machine to settle, kill m-0, failover ...", file=sys.stderr)
-        m.settled = settle()
-        _took, out, rc = pgtopo("kill", str(path), "m-0")
-        if rc != 0:
-            m.notes.append(f"`kill` exited with {rc}: {error_line(out)}")
-            return m
-        m.failover_load = os.getloadavg()[0]
-        m.failover_s, out = timed(m, "failover", "failover", str(path), "--cluster", "main", "--yes",
-                                  log=directory / f"{name}-failover.log")
-        m.recovery_s = recovery_seconds(name, out)
-        steps = failover_steps(out)
-        if steps:
-            m.notes.append(f"failover steps (s since the command started): {steps}")
+        failovers(m, name, path, directory=directory, rounds=repeat)
     finally:
         if not keep:
             m.down_s, _ = timed(m, "down", "down", str(path), "--volumes", log=directory / f"{name}-down.log")
     return m
+
+
+@dataclass
+class Round:
+    killed: str
+    recovery_s: float | None
+    failover_s: float
+    steps: str
+    load: float
+
+
+def failovers(m: Measured, name: str, path: Path, *, directory: Path, rounds: int) -> None:
+    """``rounds`` failovers of the main cluster, each once the machine settled: kill its primary,
+    `failover --yes`, then (before the next) `rejoin` the killed node as a replica. The recovery and
+    the whole failover are the medians; the notes give every round and the median round's steps.
+    From the second round on the killed primary is the one the previous failover promoted, and the
+    replicas it re-pointed stream from it, as after a user's own failovers."""
+    done: list[Round] = []
+    for r in range(rounds):
+        killed = state.load(name).primaries.get("main", "m-0")
+        print(f"{name}: waiting for the machine to settle, kill {killed}, failover ({r + 1}/{rounds}) ...",
+              file=sys.stderr)
+        settled = settle()
+        if r == 0:
+            m.settled = settled
+        _took, out, rc = pgtopo("kill", str(path), killed)
+        if rc != 0:
+            m.notes.append(f"`kill {killed}` exited with {rc}: {error_line(out)}")
+            break
+        load = os.getloadavg()[0]
+        took, out = timed(m, "failover", "failover", str(path), "--cluster", "main", "--yes",
+                          log=directory / f"{name}-failover-{r + 1}.log")
+        if took is None:
+            break
+        done.append(Round(killed, recovery_seconds(name, out), took, failover_steps(out), load))
+        if r + 1 < rounds:
+            _took, out, rc = pgtopo("rejoin", str(path), killed)
+            if rc != 0:
+                m.notes.append(f"`rejoin {killed}` exited with {rc}: {error_line(out)}")
+                break
+    if not done:
+        return
+    m.failover_load = done[0].load
+    m.failover_s = statistics.median(d.failover_s for d in done)
+    recoveries = [d.recovery_s for d in done if d.recovery_s is not None]
+    m.recovery_s = statistics.median(recoveries) if recoveries else None
+    m.notes.append("failovers (recovery / whole command, s): " + ", ".join(
+        f"{d.killed} killed {d.recovery_s if d.recovery_s is not None else '-'} / {d.failover_s:.2f}" for d in done))
+    middle = sorted(done, key=lambda d: d.recovery_s or 0.0)[len(done) // 2]
+    if middle.steps:
+        m.notes.append(f"the median failover's steps (s since the command started): {middle.steps}")
 
 
 SETTLE_BUSY = 0.25  # the failover starts once the CPUs are at most this busy (over SETTLE_SAMPLE_S)
@@ -427,7 +467,7 @@ def report(rows: list[Measured]) -> str:
                 f"{r.proxies} more docker-proxy processes on the host ({r.proxies_mib or 0:.0f} MiB)"
                 if r.proxies is not None else None,
                 f"load average {r.load:.1f}" if r.load is not None else None,
-                f"{r.failover_load:.1f} when the failover started ({r.settled})" if r.failover_load is not None
+                f"{r.failover_load:.1f} when the first failover started ({r.settled})" if r.failover_load is not None
                 else None]
         lines.append(f"- {r.shape.nodes} nodes after `up`: " + ", ".join(x for x in seen if x)
                      + "".join(f"; {n}" for n in r.notes))

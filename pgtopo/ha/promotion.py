@@ -218,12 +218,16 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     later = {} if ask_all else failover.deferrable(topo, c, primaries[c])
     subscribers_later = unattended and mode == "failover" and not runtime.partitioned
 
+    scope = [n for n in failover.scope(topo, c, primaries) if not (subscribers_later and n in subscribers)]
+    # One Docker call for every round of questions below (only the cluster's containers when its
+    # subscribers are asked after the first write).
+    listed = snapshot.containers(topo, scope)
+
     def ask(nodes: list[str]) -> snapshot.Snapshot:
         return collect(topo, nodes=nodes, timeout=SNAPSHOT_TIMEOUT_S, light=True,
-                       subscriptions_only=[n for n in subscribers if n in nodes])
+                       subscriptions_only=[n for n in subscribers if n in nodes], listed=listed)
 
-    snap = ask([n for n in failover.scope(topo, c, primaries)
-                if n not in later and not (subscribers_later and n in subscribers)])
+    snap = ask([n for n in scope if n not in later])
     if all(n.container == "missing" for n in snap.nodes.values()):
         raise OperationFailed(f"topology '{topo.name}' is not running (no containers); start it with `pgtopo up`")
     if mode == "switchover":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -366,9 +366,11 @@ def _last_error(log: list[str], sub: str) -> str | None:
 
 
 def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-            light: bool = False, subscriptions_only: Collection[str] = ()) -> Snapshot:
+            light: bool = False, subscriptions_only: Collection[str] = (),
+            listed: Mapping[str, gateway.Listed] | None = None) -> Snapshot:
     """One connection per node (every node, or only ``nodes``), in parallel; the containers'
-    states from one Docker call.
+    states from one Docker call (none with ``listed``: the nodes' containers as `containers` listed
+    them moments before, for a plan that asks its nodes in rounds).
 
     With ``timeout``, a node that has not answered within that many seconds is recorded as
     unreachable ("no answer within N s") and not waited for: a failover must not wait on a node
@@ -378,7 +380,8 @@ def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: floa
     """
     wanted = None if nodes is None else set(nodes)
     targets = [(c, n) for c, n, _spec in topo.all_nodes() if wanted is None or n in wanted]
-    listed = _listed(topo, targets, whole=wanted is None)
+    if listed is None:
+        listed = _listed(topo, targets, whole=wanted is None)
     partitioned = frozenset(state.load(topo.name).partitioned)
 
     def one(cn: tuple[str, str]) -> NodeSnapshot:
@@ -396,6 +399,13 @@ def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: floa
             error=f"no answer within {timeout:g} s"))
     return Snapshot(topology=topo.name, taken_at=time.time(), nodes={r.node: r for r in results},
                     partitioned=partitioned)
+
+
+def containers(topo: Topology, nodes: Iterable[str]) -> dict[str, gateway.Listed]:
+    """The containers of ``nodes`` (and maybe others), by node, in one Docker call: what `collect`
+    lists, for a caller that asks the same nodes in several rounds."""
+    wanted = set(nodes)
+    return _listed(topo, [(c, n) for c, n, _spec in topo.all_nodes() if n in wanted], whole=False)
 
 
 def _listed(topo: Topology, targets: list[tuple[str, str]], *, whole: bool) -> dict[str, gateway.Listed]:

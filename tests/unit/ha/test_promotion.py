@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,10 @@ import pytest
 from pgtopo.errors import InputError, OperationFailed
 from pgtopo.ha import failover, promotion
 from pgtopo.model.topology import HOLD_SLOT, Topology
+from pgtopo.observe import snapshot
 from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 from pgtopo.postgres import connect as pg_connect
-from pgtopo.runtime import state
+from pgtopo.runtime import gateway, state
 from tests.support.ha import saas_snap, sync_snap
 from tests.support.snapshots import BASE, MIB, down, downstream, primary, replica
 from tests.support.topologies import SAAS, SYNC, topology_of
@@ -37,16 +38,29 @@ class FakeCollector:
         self.calls: list[dict[str, Any]] = []
 
     def __call__(self, topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-                 light: bool = False, subscriptions_only: Collection[str] = ()) -> Snapshot:
+                 light: bool = False, subscriptions_only: Collection[str] = (),
+                 listed: Mapping[str, gateway.Listed] | None = None) -> Snapshot:
+        assert listed is LISTED  # every round uses the one Docker call made before the first
         asked = list(nodes) if nodes is not None else list(self.full.nodes)
         self.calls.append({"nodes": asked, "timeout": timeout, "light": light,
                            "subscriptions_only": sorted(subscriptions_only)})
         return dataclasses.replace(self.full, nodes={n: self.full.nodes[n] for n in asked})
 
 
+LISTED: dict[str, gateway.Listed] = {}
+CONTAINERS_ASKED: list[list[str]] = []
+
+
+def _containers(topo: Topology, nodes: Iterable[str]) -> dict[str, gateway.Listed]:
+    CONTAINERS_ASKED.append(list(nodes))
+    return LISTED
+
+
 @pytest.fixture
 def topo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Topology:
     monkeypatch.setenv("PGTOPO_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(snapshot, "containers", _containers)
+    CONTAINERS_ASKED.clear()
     return topology_of(tmp_path, OTHER)
 
 
@@ -77,6 +91,8 @@ def test_planning_asks_only_the_cluster_and_its_subscribers(topo: Topology) -> N
     assert collect.calls == [ASKED_FIRST, {"nodes": ["pg-eu2"], "timeout": promotion.SNAPSHOT_TIMEOUT_S,
                                            "light": True, "subscriptions_only": []}]
     assert "pg-eu2" in [c.node for c in plan.ranking]
+    # One Docker call for both rounds, for the cluster's members and its subscriber.
+    assert CONTAINERS_ASKED == [["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"]]
     # The subscriber was planned for from what was asked.
     assert [(s.node, s.action) for s in plan.subscribers] == [("pg-billing", "resync")]
 
@@ -147,6 +163,8 @@ def test_an_unattended_failover_asks_its_subscribers_after_the_first_write(topo:
     collect = FakeCollector(streaming_cascade())
     plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True)
     assert [c["nodes"] for c in collect.calls] == [["pg-us", "pg-eu", "pg-us2"]]
+    # Its containers are listed without the subscriber's (the cluster's only: a smaller Docker call).
+    assert CONTAINERS_ASKED == [["pg-us", "pg-eu", "pg-eu2", "pg-us2"]]
     assert plan.candidate == "pg-us2"
     assert plan.subscribers == () and plan.subscribers_later == (("billing", "pg-billing"),)
     assert "asked after the first write" in "\n".join(plan.lines())
