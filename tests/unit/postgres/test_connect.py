@@ -1,10 +1,15 @@
-"""Which container addresses the host reaches directly (pure: a /proc/net/route text)."""
+"""Which container addresses the host reaches directly (a /proc/net/route text), and connecting straight to them."""
 
 from __future__ import annotations
 
 import ipaddress
 
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from pgtopo.postgres import connect
 from pgtopo.postgres.connect import on_link_networks, reachable
+from pgtopo.runtime import gateway, state
 
 # This machine's table with one topology up: the default route, docker0, a topology's bridge
 # (10.213.0.0/24) and the host's own network.
@@ -34,3 +39,22 @@ def test_a_container_on_a_bridge_of_the_host_is_reachable_and_nothing_else() -> 
     assert not reachable("fd00::3", networks) and not reachable("not-an-address", networks)
     # No route table (not Linux, or rootless Docker's bridges in another namespace): never.
     assert not reachable("10.213.0.4", ())
+
+
+def test_a_published_port_docker_listed_is_reached_straight_at_its_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    listed = gateway.Listed(id="c1", labels={gateway.LABEL_NODE: "pg-us"}, status="running",
+                            ports={connect.PG_PORT_KEY: 33806}, address="10.213.0.4")
+    monkeypatch.setattr(gateway, "listed", lambda topology, **kw: [listed])
+    monkeypatch.setattr(connect, "_on_link", lambda: on_link_networks(ROUTES))
+    monkeypatch.setattr(state, "passwords", lambda topology, create=False: {"pgtopo": "secret"})
+    monkeypatch.setattr(connect, "_ADDRESSES", {})
+    found = conninfo_to_dict(connect.dsn("lab", "pg-us"))  # the port looked up: Docker gave the address too
+    assert (found["host"], found["port"]) == ("10.213.0.4", "5432")
+    again = conninfo_to_dict(connect.dsn("lab", "pg-us", port=33806))  # the same container, no Docker call
+    assert (again["host"], again["port"]) == ("10.213.0.4", "5432")
+    # Another port is another container (started again since): its own published port.
+    other = conninfo_to_dict(connect.dsn("lab", "pg-us", port=40001))
+    assert (other["host"], other["port"]) == ("127.0.0.1", "40001")
+    # A host that does not reach the bridge (Docker Desktop, rootless): the published port.
+    monkeypatch.setattr(connect, "_on_link", lambda: ())
+    assert conninfo_to_dict(connect.dsn("lab", "pg-us", port=33806))["host"] == "127.0.0.1"
