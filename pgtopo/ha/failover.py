@@ -10,7 +10,7 @@ plan out; what it cannot finish is ``Unfinished``, with the command that finishe
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pgtopo.errors import InputError
@@ -174,11 +174,13 @@ def scope(topo: Topology, cluster: str, primaries: dict[str, str]) -> list[str]:
     return [*topo.clusters[cluster].nodes, *subscriber_nodes(topo, cluster, primaries)]
 
 
-def deferrable(topo: Topology, cluster: str, old: str) -> dict[str, str]:
+def deferrable(topo: Topology, cluster: str, old: str, moved: Collection[str] = ()) -> dict[str, str]:
     """The cascaded replicas a failover's plan may leave unasked until after the first write, each
     with the replica the file puts it behind: a replica ``X`` behind ``U``, where ``U`` is a direct
     replica (it streams from the old primary, or from the file's primary) and ``X`` is no
-    synchronous standby. Whether ``U`` really streams ``X`` is for ``streamed_by`` to see.
+    synchronous standby, nor ``moved`` (an earlier failover or rejoin pointed it elsewhere:
+    ``U`` would not list it, and asking it in a second round, once ``U`` answered, costs a round
+    trip before the promotion). Whether ``U`` really streams ``X`` is for ``streamed_by`` to see.
 
     A cascade gets its WAL from its upstream, so while ``U`` streams it ``X`` holds no more WAL
     than ``U``: it cannot be the most advanced replica, and it stays behind ``U`` whoever is
@@ -193,8 +195,23 @@ def deferrable(topo: Topology, cluster: str, old: str) -> dict[str, str]:
         return up is None or up in (old, cl.primary_name) or up not in members
 
     return {n: up for n in cl.nodes
-            if n not in (old, cl.primary_name) and n not in sync and (up := topo.node(n).upstream) is not None
+            if n not in (old, cl.primary_name) and n not in sync and n not in moved
+            and (up := topo.node(n).upstream) is not None
             and up in members and up not in (old, cl.primary_name) and direct(up)}
+
+
+def moved_after(topo: Topology, moved: Mapping[str, str], *, pointed: Mapping[str, str]) -> dict[str, str]:
+    """``moved`` (``RuntimeState.moved``) once the replicas in ``pointed`` stream from the node each is
+    mapped to: recorded where the file puts the replica behind another replica than that one, forgotten
+    where it is back behind its file upstream (or the file makes it a direct replica)."""
+    out = dict(moved)
+    for x, up in pointed.items():
+        file_up = topo.node(x).upstream
+        if file_up is None or file_up == topo.clusters[topo.cluster_of(x)].primary_name or file_up == up:
+            out.pop(x, None)
+        else:
+            out[x] = up
+    return out
 
 
 def streamed_by(snap: Snapshot, candidates: dict[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -162,6 +162,13 @@ def _record_primary(topo: Topology, cluster: str, node: str) -> None:
     state.update(topo.name, lambda rt: rt.model_copy(update={"primaries": {**rt.primaries_of(topo), cluster: node}}))
 
 
+def _record_moved(topo: Topology, pointed: dict[str, str]) -> None:
+    """Which cascades stream from another node than the file's (``failover.moved_after``)."""
+    if pointed:
+        state.update(topo.name, lambda rt: rt.model_copy(
+            update={"moved": failover.moved_after(topo, rt.moved, pointed=pointed)}))
+
+
 # -- failover ------------------------------------------------------------------------------------------
 
 SNAPSHOT_TIMEOUT_S = 5.0  # a node that has not answered by then is planned for as unreachable
@@ -215,7 +222,7 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     subscribers = [n for n in failover.subscriber_nodes(topo, c, primaries) if n not in members]
     runtime = state.load(topo.name)
     ask_all = mode != "failover" or to is not None or bool(runtime.partitioned)
-    later = {} if ask_all else failover.deferrable(topo, c, primaries[c])
+    later = {} if ask_all else failover.deferrable(topo, c, primaries[c], moved=runtime.moved)
     subscribers_later = unattended and mode == "failover" and not runtime.partitioned
 
     scope = [n for n in failover.scope(topo, c, primaries) if not (subscribers_later and n in subscribers)]
@@ -401,6 +408,8 @@ def after_promotion(topo: Topology, plan: Plan, out: Outcome, *, started: float,
     if plan.subscribers or plan.subscribers_later:
         jobs["subscribers"] = subscribers
     errors = _parallel(jobs)
+    _record_moved(topo, {m.node: cand for m in plan.replicas if m.action == "repoint" and m.node not in failed
+                         and errors.get(m.node) is None})
     _report_replicas(plan, out, errors, tli=tli)
     _report_subscribers(plan.cluster, moves, out, subs)
     out.steps.append(("replicas and subscribers", time.monotonic() - started))

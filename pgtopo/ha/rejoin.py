@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from pgtopo.errors import InputError, OperationFailed, PgtopoError
 from pgtopo.ha.candidates import upstream_of
+from pgtopo.ha.failover import moved_after
 from pgtopo.ha.fencing import leave_stopped, unfence
 from pgtopo.ha.replication import converge_primary, create_slot, drop_slot, replica_conninfo
 from pgtopo.ha.standby import on_volume, start_as_standby, stop_postgres
@@ -112,6 +113,8 @@ def _rejoin_stopped(topo: Topology, c: Container, snap: snapshot.Snapshot, *, no
     else:
         _wait_listed(topo, primary, node)
     sync, _slots = converge_primary(topo, cluster, primary)
+    state.update(topo.name, lambda rt: rt.model_copy(
+        update={"moved": moved_after(topo, rt.moved, pointed={node: upstream})}))
     return RejoinResult(node, upstream, primary, method, time.monotonic() - t0, detail, sync_after=sync)
 
 

@@ -247,6 +247,9 @@ class RuntimeState(_Record):
     last_change: ChangeRecord | None = None
     netem: NetemRecord | None = None
     pending: dict[str, PendingChange] = Field(default_factory=dict)  # cluster -> a failover not finished
+    # replica -> the node a failover or a rejoin pointed it at, where the file puts it behind another
+    # replica: the next failover asks it with the direct replicas (a hint; see failover.deferrable)
+    moved: dict[str, str] = Field(default_factory=dict)
 
     def links_json(self) -> dict[str, dict[str, Any]]:
         """The link overrides as the relay's config spells them (which refuses unknown fields)."""
@@ -255,9 +258,9 @@ class RuntimeState(_Record):
 
     def after_down(self) -> RuntimeState:
         """What `down` keeps with the volumes: the facts about the data (the current primaries, fenced
-        nodes, last positions, synchronous settings, the last change), so that `up` starts every
-        node again as the role it had; the running network's facts (link overrides, partitions,
-        netem) go with the containers."""
+        nodes, last positions, synchronous settings, the last change, the moved cascades), so that
+        `up` starts every node again as the role it had; the running network's facts (link
+        overrides, partitions, netem) go with the containers."""
         return self.model_copy(update={"links": {}, "partitioned": (), "netem": None})
 
     def primaries_of(self, topo: Topology) -> dict[str, str]:

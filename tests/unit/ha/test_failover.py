@@ -493,3 +493,17 @@ def test_last_line_names_what_is_not_done_and_the_command(saas: Topology) -> Non
         "not done: pg-eu cut off; subscription s on pg-billing (timed out); pg-us2 cannot follow pg-eu's timeline; "
         "once eu-west is healed (`pgtopo heal t.yaml eu-west`), finish with: pgtopo failover t.yaml --resume "
         "--cluster main && pgtopo rejoin t.yaml pg-us2")
+
+
+def test_a_cascade_a_failover_moved_is_no_longer_left_for_after_the_promotion(saas: Topology) -> None:
+    assert F.deferrable(saas, "main", "pg-us") == {"pg-eu2": "pg-eu"}
+    assert F.deferrable(saas, "main", "pg-us", moved={"pg-eu2"}) == {}
+
+
+def test_moved_records_a_cascade_away_from_its_file_upstream_and_forgets_it_back_there(saas: Topology) -> None:
+    # pg-eu2 is behind pg-eu in the file; pg-eu and pg-us2 are direct replicas of pg-us.
+    moved = F.moved_after(saas, {}, pointed={"pg-eu2": "pg-us2", "pg-eu": "pg-us2"})
+    assert moved == {"pg-eu2": "pg-us2"}  # a direct replica is never "moved": it follows the primary
+    assert F.moved_after(saas, moved, pointed={"pg-eu2": "pg-us"}) == {"pg-eu2": "pg-us"}
+    assert F.moved_after(saas, moved, pointed={"pg-eu2": "pg-eu"}) == {}  # back behind pg-eu (a rejoin)
+    assert F.moved_after(saas, moved, pointed={"pg-us2": "pg-eu"}) == moved

@@ -115,6 +115,16 @@ def test_a_cascade_its_upstream_streams_is_asked_after_the_promotion(topo: Topol
     assert len(rows[-1]) == len(failover.RANKING_COLUMNS)
 
 
+def test_a_cascade_an_earlier_failover_moved_is_asked_with_the_direct_replicas(topo: Topology) -> None:
+    # A failover pointed pg-eu2 at pg-us: pg-eu does not list it, so waiting for pg-eu's answer to
+    # find that out would cost a second round before the promotion.
+    state.update(topo.name, lambda rt: rt.model_copy(update={"moved": {"pg-eu2": "pg-us"}}))
+    collect = FakeCollector(full_snapshot())
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect)
+    assert [c["nodes"] for c in collect.calls] == [["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"]]
+    assert plan.candidate == "pg-us2" and plan.not_asked == ()
+
+
 def test_a_cascade_behind_a_replica_with_more_wal_than_the_candidate_is_asked(topo: Topology, tmp_path: Path) -> None:
     # pg-eu has more WAL than pg-us2 but its failover priority is 0 (never promoted): pg-eu2 behind it
     # may hold that WAL too, so it is asked before deciding, and promoted.

@@ -71,6 +71,7 @@ FULL = {
     "pending": {"main": {"mode": "failover", "cluster": "main", "from": "pg-us", "to": "pg-eu",
                          "at": "2025-01-01T00:00:01+00:00", "done": ["fenced"], "recovery_s": None,
                          "plan": {"mode": "failover", "candidate": "pg-eu"}}},
+    "moved": {"pg-eu2": "pg-eu"},
 }
 
 
@@ -188,3 +189,4 @@ def test_down_keeps_the_facts_about_the_data_and_drops_the_running_networks() ->
     assert (kept.primaries, kept.fenced, kept.last_known, kept.synchronous, kept.last_change, kept.topology_file) == (
         rt.primaries, rt.fenced, rt.last_known, rt.synchronous, rt.last_change, rt.topology_file)
     assert (kept.links, kept.partitioned, kept.netem) == ({}, (), None)
+    assert kept.moved == rt.moved  # where a replica streams from is in its volume (postgresql.auto.conf)
