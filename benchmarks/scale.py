@@ -10,11 +10,11 @@ for each, as a user would run the commands (the ``pgtopo`` CLI in a fresh proces
 - ``status`` and ``verify``: wall time of the command (median of ``--repeat`` runs);
 - failover recovery: from the command start to the first write accepted on the new primary,
   as ``pgtopo failover`` reports it (and records in the run-time state), after ``pgtopo kill``
-  of the main cluster's primary (median of ``--repeat`` kill / failover / rejoin rounds, each
-  killing the primary the round before promoted), each once the machine has settled (at most a
-  quarter of the CPUs busy over 2 s and at most 5 % I/O pressure over 10 s, waited for at most 3
-  minutes: on 2 CPUs and one disk the work a 30-node `up` and `verify` leave behind would
-  otherwise be measured as the failover's);
+  of the main cluster's primary (median of ``--repeat`` rounds of kill m-0 / failover, then rejoin
+  m-0 and switch back to it: every round fails the same topology), each once the machine has
+  settled (at most a quarter of the CPUs busy over 2 s and at most 5 % I/O pressure over 10 s,
+  waited for at most 3 minutes: on 2 CPUs and one disk the work a 30-node `up` and `verify`
+  leave behind would otherwise be measured as the failover's);
 - the whole failover: wall time of ``pgtopo failover --yes`` (median of the same rounds);
 - ``down --volumes``: wall time of removing the topology (containers, networks, volumes).
 
@@ -268,14 +268,15 @@ class Round:
 
 
 def failovers(m: Measured, name: str, path: Path, *, directory: Path, rounds: int) -> None:
-    """``rounds`` failovers of the main cluster, each once the machine settled: kill its primary,
-    `failover --yes`, then (before the next) `rejoin` the killed node as a replica. The recovery and
-    the whole failover are the medians; the notes give every round and the median round's steps.
-    From the second round on the killed primary is the one the previous failover promoted, and the
-    replicas it re-pointed stream from it, as after a user's own failovers."""
+    """``rounds`` failovers of the main cluster's primary, m-0, each once the machine settled: kill
+    it, `failover --yes`; then (before the next round) `rejoin m-0` and `switchover --to m-0`, so
+    that every round fails the same primary of the same topology (the switchover demotes the node
+    the failover promoted in place: its cascade streams from it again, as the file designs). The
+    recovery and the whole failover are the medians; the notes give every round and the median
+    round's steps."""
     done: list[Round] = []
+    killed = "m-0"
     for r in range(rounds):
-        killed = state.load(name).primaries.get("main", "m-0")
         print(f"{name}: waiting for the machine to settle, kill {killed}, failover ({r + 1}/{rounds}) ...",
               file=sys.stderr)
         settled = settle()
@@ -292,9 +293,12 @@ def failovers(m: Measured, name: str, path: Path, *, directory: Path, rounds: in
             break
         done.append(Round(killed, recovery_seconds(name, out), took, failover_steps(out), load))
         if r + 1 < rounds:
-            _took, out, rc = pgtopo("rejoin", str(path), killed)
+            for cmd in (("rejoin", str(path), killed), ("switchover", str(path), "--to", killed, "--yes")):
+                _took, out, rc = pgtopo(*cmd)
+                if rc != 0:
+                    m.notes.append(f"`{' '.join(cmd[:1] + cmd[2:])}` exited with {rc}: {error_line(out)}")
+                    break
             if rc != 0:
-                m.notes.append(f"`rejoin {killed}` exited with {rc}: {error_line(out)}")
                 break
     if not done:
         return
