@@ -21,8 +21,10 @@ PG_PORT_KEY = f"{PG_PORT}/tcp"
 
 
 # (topology, node, published port) -> the container's address, as Docker listed them in this process:
-# a connection to that port goes straight to the address when the host reaches it (``dsn``). A
-# container started again publishes another port, so an address is never used for another container.
+# a connection to that port goes straight to the address when the host reaches it (``dsn``). Every
+# lookup records the container that publishes the port now; a caller that keeps a port (a failover,
+# for its candidate) looked it up moments before. A container gone since then is found unreachable
+# at its address (within connect_timeout) rather than refused at once at its port.
 _ADDRESSES: dict[tuple[str, str, int], str] = {}
 
 
