@@ -42,6 +42,7 @@ from pgtopo.ha import fencing, promotion, rejoin  # noqa: E402
 from pgtopo.lifecycle import deploy  # noqa: E402
 from pgtopo.model import topology  # noqa: E402
 from pgtopo.postgres import connect  # noqa: E402
+from pgtopo.postgres.connect import Held  # noqa: E402
 
 BARE = """
 name: bench-promote
@@ -99,8 +100,9 @@ def failover_round(topo: topology.Topology, start_id: int) -> dict[str, Any]:
     killed_at = time.monotonic()
     fencing.kill_node(topo, old)
     started = time.monotonic()
-    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, unattended=True)  # as --yes
-    out = promotion.execute_failover(topo, plan, started=started, progress=quiet)
+    with Held() as held:  # as --yes
+        plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, unattended=True, held=held)
+        out = promotion.execute_failover(topo, plan, started=started, progress=quiet, held=held)
     time.sleep(1)
     writer.halt.set()
     writer.join()

@@ -17,6 +17,7 @@ from pgtopo.cli.output import Block, Line, TableData
 from pgtopo.errors import InputError, OperationFailed
 from pgtopo.ha.failover import DEFAULT_MAX_LAG, RANKING_COLUMNS, Unfinished, last_line, ranking_rows
 from pgtopo.model.patroni import refuse_around
+from pgtopo.postgres.connect import Held
 
 if TYPE_CHECKING:
     from pgtopo.ha.failover import Plan
@@ -241,12 +242,16 @@ def failover(
                     pending.finished(topo, done)
                 return
             to = to or rec.to
-        plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force,
-                                   unattended=yes and not dry_run)
-        _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
-                   question=f"fence {plan.old_primary} and promote {plan.candidate}?", plan_when_writable=True,
-                   execute=lambda waited, writable: promotion.execute_failover(
-                       topo, plan, started=started + waited, progress=output.StepPrinter(), on_writable=writable))
+        # Unattended, the plan's connections stay open for the steps up to the first write.
+        with Held() as held:
+            keep = held if yes and not dry_run else None
+            plan = promotion.plan_live(topo, mode="failover", cluster=cluster, to=to, max_lag=max_lag, force=force,
+                                       unattended=keep is not None, held=keep)
+            _carry_out(plan, file=file, dry_run=dry_run, yes=yes,
+                       question=f"fence {plan.old_primary} and promote {plan.candidate}?", plan_when_writable=True,
+                       execute=lambda waited, writable: promotion.execute_failover(
+                           topo, plan, started=started + waited, progress=output.StepPrinter(), on_writable=writable,
+                           held=keep))
 
 
 @commands.command()

@@ -23,6 +23,7 @@ from pgtopo.model import loader
 from pgtopo.model.topology import Topology
 from pgtopo.network import latency
 from pgtopo.observe import snapshot
+from pgtopo.postgres.connect import Held
 from pgtopo.postgres.lsn import parse_lsn
 from pgtopo.postgres.sql import query
 from pgtopo.progress import Progress
@@ -118,11 +119,14 @@ def run(ctx: StepContext, step: Step) -> StepOutcome:
         if primaries.managed(ctx.topo, cluster):  # through Patroni, as `pgtopo failover` does
             return _through_manager(ctx, "failover", cluster, to=resolve(ctx, f.to) if f.to else None, started=started,
                                     force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag)
-        plan = promotion.plan_live(ctx.topo, mode="failover", cluster=cluster, to=resolve(ctx, f.to) if f.to else None,
-                                   force=f.force, max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag,
-                                   unattended=True)
-        ctx.old_primaries[cluster] = plan.old_primary
-        return _outcome(promotion.execute_failover(ctx.topo, plan, started=started, progress=ctx.progress))
+        with Held() as held:  # the plan's connections serve the steps up to the first write
+            plan = promotion.plan_live(ctx.topo, mode="failover", cluster=cluster,
+                                       to=resolve(ctx, f.to) if f.to else None, force=f.force,
+                                       max_lag=failover.DEFAULT_MAX_LAG if f.max_lag is None else f.max_lag,
+                                       unattended=True, held=held)
+            ctx.old_primaries[cluster] = plan.old_primary
+            return _outcome(promotion.execute_failover(ctx.topo, plan, started=started, progress=ctx.progress,
+                                                       held=held))
     if a == "switchover" and step.switchover is not None:
         s = step.switchover
         cluster = s.cluster or ctx.cluster

@@ -10,7 +10,8 @@ plan out; what it cannot finish is ``Unfinished``, with the command that finishe
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import dataclasses
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pgtopo.errors import InputError
@@ -305,11 +306,7 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
                         f"{sync_after.text()}")
     publishing = topo.postgres.version >= 17 and render.publishes(topo, ctx.cluster)
     standby_slots = tuple(slot_name(n) for n in direct) if publishing else ()
-    keep = {slot_name(m.node) for m in replicas if m.upstream == cand.node}
-    keep |= {slot_name(m.node) for m in replicas if m.action == "down"
-             and upstream_of(topo, snap.nodes[m.node]) == cand.node}
-    stale = tuple(s.name for s in snap.nodes[cand.node].slots
-                  if s.slot_type == "physical" and not s.active and s.name not in keep and s.name != HOLD_SLOT)
+    stale = _stale_slots(topo, snap, replicas, cand.node, snap.nodes[cand.node].slots)
     for m in replicas:
         if m.action == "rejoin":
             warnings.append(f"{m.node} {m.reason}")
@@ -335,6 +332,26 @@ def _finish(ctx: Context, *, mode: str, cand: Candidate, ranking: list[Candidate
         not_asked=tuple((n, topo.node(n).region, up) for n, up in ctx.deferred),
         subscribers_later=later, candidate_slots=snap.nodes[cand.node].slots if later else (),
     )
+
+
+def _stale_slots(topo: Topology, snap: Snapshot, replicas: Iterable[ReplicaMove], cand: str,
+                 slots: Iterable[Slot]) -> tuple[str, ...]:
+    """The candidate's physical slots nobody will use once it is primary (idle, no replica's)."""
+    replicas = list(replicas)
+    keep = {slot_name(m.node) for m in replicas if m.upstream == cand}
+    keep |= {slot_name(m.node) for m in replicas if m.action == "down" and upstream_of(topo, snap.nodes[m.node]) == cand}
+    return tuple(s.name for s in slots
+                 if s.slot_type == "physical" and not s.active and s.name not in keep and s.name != HOLD_SLOT)
+
+
+def with_candidate_slots(topo: Topology, plan: Plan, snap: Snapshot, slots: Sequence[Slot]) -> Plan:
+    """``plan`` made before its candidate's slots were read (an unattended failover asks its replicas
+    only what ranks them, ``Plan.subscribers_later``), completed with them: the stale slots to drop
+    and the slots its subscribers' moves are decided from after the first write. The rest of the
+    plan does not depend on them."""
+    assert plan.mode == "failover" and not plan.subscribers, "only a plan whose subscribers are asked later"
+    return dataclasses.replace(plan, stale_slots=_stale_slots(topo, snap, plan.replicas, plan.candidate, slots),
+                               candidate_slots=tuple(slots) if plan.subscribers_later else ())
 
 
 def subscriber_warnings(subs: Iterable[SubscriberMove]) -> list[str]:

@@ -82,7 +82,8 @@ PROMOTE_POLL_S = 0.005
 
 def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, port: int | None = None,
             connected: Callable[[], None] | None = None, signalled: Callable[[], None] | None = None,
-            promoted_on: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:
+            promoted_on: Callable[[psycopg.Connection[Any]], None] | None = None,
+            conn: psycopg.Connection[Any] | None = None) -> None:
     """Promote ``node`` and return once it is out of recovery (``connected`` is called once the
     connection is open, so that a failover's timings tell the connection from the promotion;
     ``signalled`` once the promotion is requested; ``promoted_on`` with the connection once
@@ -91,9 +92,11 @@ def promote(topo: Topology, node: str, *, timeout: float = PROMOTE_TIMEOUT_S, po
     ``pg_promote(wait => true)`` looks whether recovery ended every 100 ms (PostgreSQL's
     WAITS_PER_SECOND), so it returned after 0.1 s however quickly the promotion ended (tens of
     ms): a tenth of a second more of write outage. The promotion is signalled without waiting and
-    its end watched on the same connection every 5 ms instead.
+    its end watched on the same connection every 5 ms instead. ``conn``: an open autocommit
+    connection to ``node`` (left open), else a new one.
     """
-    with translated(node=node, step="pg_promote"), connect.connect(topo.name, node, port=port) as conn:
+    with translated(node=node, step="pg_promote"), \
+            contextlib.nullcontext(conn) if conn is not None else connect.connect(topo.name, node, port=port) as conn:
         if connected is not None:
             connected()
         row = conn.execute("SELECT pg_promote(wait => false)").fetchone()
@@ -192,10 +195,22 @@ class Outcome:
 
 
 Collector = Callable[..., snapshot.Snapshot]
+SlotReader = Callable[[Topology, str, "connect.Held | None"], tuple[snapshot.Slot, ...]]
+
+
+def read_slots(topo: Topology, node: str, held: connect.Held | None) -> tuple[snapshot.Slot, ...]:
+    """``node``'s replication slots, on the connection ``held`` keeps for it (else a new one)."""
+    conn = held.get(node) if held is not None else None
+    with translated(node=node, step="read the candidate's slots"):
+        if conn is not None:
+            return snapshot.slots(conn)
+        with connect.connect(topo.name, node) as new:
+            return snapshot.slots(new)
 
 
 def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None, max_lag: int = failover.DEFAULT_MAX_LAG,
-              force: bool = False, collect: Collector = snapshot.collect, unattended: bool = False) -> Plan:
+              force: bool = False, collect: Collector = snapshot.collect, unattended: bool = False,
+              held: connect.Held | None = None, slots_of: SlotReader = read_slots) -> Plan:
     """Snapshot the nodes the decision needs and plan (InputError when refused: nothing changed).
 
     Only the cluster's members and its subscribers are asked (``failover.scope``), all at once,
@@ -212,7 +227,11 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     An ``unattended`` failover (``--yes``, a drill: nobody reads the plan before it runs) asks its
     subscribers after the first write as well (``Plan.subscribers_later``): the choice of candidate
     does not depend on them, only what becomes of their subscriptions. Not under a partition: the
-    plan then says which subscribers could not reach each candidate.
+    plan then says which subscribers could not reach each candidate. Its replicas are asked only
+    what ranks them (``rank_only``: no slots nor settings, which only the chosen candidate's and the
+    old primary's matter for), and the chosen candidate's slots are read once it is chosen
+    (``slots_of``), on the connection ``held`` keeps for it: the connections that answered stay
+    open there for the steps up to the first write.
     """
     if mode == "switchover" and to is None:
         raise InputError("switchover needs --to NODE")
@@ -224,6 +243,9 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
     ask_all = mode != "failover" or to is not None or bool(runtime.partitioned)
     later = {} if ask_all else failover.deferrable(topo, c, primaries[c], moved=runtime.moved)
     subscribers_later = unattended and mode == "failover" and not runtime.partitioned
+    # Only what ranks a replica, when the plan's subscriber part waits for the first write (the
+    # candidate's slots feed it and the stale slots: read below, once the candidate is chosen).
+    ranked = {n for n in members if n != primaries[c]} if subscribers_later else set()
 
     scope = [n for n in failover.scope(topo, c, primaries) if not (subscribers_later and n in subscribers)]
     # One Docker call for every round of questions below (only the cluster's containers when its
@@ -232,7 +254,8 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
 
     def ask(nodes: list[str]) -> snapshot.Snapshot:
         return collect(topo, nodes=nodes, timeout=SNAPSHOT_TIMEOUT_S, light=True,
-                       subscriptions_only=[n for n in subscribers if n in nodes], listed=listed)
+                       subscriptions_only=[n for n in subscribers if n in nodes],
+                       rank_only=[n for n in nodes if n in ranked], listed=listed, held=held)
 
     snap = ask([n for n in scope if n not in later])
     if all(n.container == "missing" for n in snap.nodes.values()):
@@ -250,17 +273,22 @@ def plan_live(topo: Topology, *, mode: str, cluster: str | None, to: str | None,
                                       recorded_sync=recorded_sync(topo, c), deferred=left_out,
                                       subscribers_later=subscribers_later)
 
-    if unseen:
-        snap = _merged(snap, ask(unseen))
-    if deferred:
-        try:
-            plan = plan_on(snap, deferred)
-            if not failover.deferral_unsafe(plan, snap, deferred):
-                return plan
-        except InputError:
-            pass  # a refusal names every replica: asked below
-        snap = _merged(snap, ask(list(deferred)))
-    return plan_on(snap, {})
+    def decided() -> tuple[Plan, snapshot.Snapshot]:
+        s = _merged(snap, ask(unseen)) if unseen else snap
+        if deferred:
+            try:
+                plan = plan_on(s, deferred)
+                if not failover.deferral_unsafe(plan, s, deferred):
+                    return plan, s
+            except InputError:
+                pass  # a refusal names every replica: asked below
+            s = _merged(s, ask(list(deferred)))
+        return plan_on(s, {}), s
+
+    plan, final = decided()
+    if plan.candidate in ranked:
+        plan = failover.with_candidate_slots(topo, plan, final, slots_of(topo, plan.candidate, held))
+    return plan
 
 
 def _merged(a: snapshot.Snapshot, b: snapshot.Snapshot) -> snapshot.Snapshot:
@@ -289,7 +317,8 @@ def slots_from_hold(plan: Plan) -> list[Query]:
             render.drop_idle_slot(HOLD_SLOT)]
 
 
-def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress, *, port: int | None = None) -> set[str]:
+def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progress, *, port: int | None = None,
+                      conn: psycopg.Connection[Any] | None = None) -> set[str]:
     """Before promotion: the candidate keeps the WAL of every replica that will stream from it (the
     synchronous standbys re-pointed now get their own slots, the others share ``HOLD_SLOT``: one
     slot's writes and fsyncs before the promotion, not one per replica), its synchronous standbys
@@ -303,10 +332,10 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
     if not early:
         # Nobody to re-point first: the slots and the settings in one connection.
         run_all(topo, cand, [*slots, *_candidate_settings(topo, plan, failed=set(), pub=pub)],
-                step="create slots, synchronous settings", port=port)
+                step="create slots, synchronous settings", port=port, conn=conn)
         return set()
     if slots:
-        run_all(topo, cand, slots, step="create slots", port=port)
+        run_all(topo, cand, slots, step="create slots", port=port, conn=conn)
     jobs: dict[str, Callable[[], Any]] = {}
     for m in early:
         progress(m.node, f"re-pointing to {cand} ({m.reason})")
@@ -318,7 +347,8 @@ def prepare_candidate(topo: Topology, plan: Plan, out: Outcome, progress: Progre
             out.warnings.append(f"{node}: {err.message}")
             out.unfinished.append(Unfinished(f"{node} not re-pointed to {cand} ({err.message})",
                                              f"pgtopo rejoin {{file}} {node}"))
-    run_all(topo, cand, _candidate_settings(topo, plan, failed=failed, pub=pub), step="synchronous settings", port=port)
+    run_all(topo, cand, _candidate_settings(topo, plan, failed=failed, pub=pub), step="synchronous settings", port=port,
+            conn=conn)
     return failed
 
 
@@ -333,7 +363,7 @@ def _candidate_settings(topo: Topology, plan: Plan, *, failed: set[str], pub: bo
 
 
 def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: float, progress: Progress,
-                      port: int | None = None) -> None:
+                      port: int | None = None, conn: psycopg.Connection[Any] | None = None) -> None:
     progress(plan.candidate, "pg_promote")
     t = time.monotonic()
 
@@ -351,7 +381,7 @@ def promote_and_write(topo: Topology, plan: Plan, out: Outcome, *, started: floa
         requested = True
 
     try:
-        promote(topo, plan.candidate, port=port, promoted_on=write_on, signalled=signalled,
+        promote(topo, plan.candidate, port=port, promoted_on=write_on, signalled=signalled, conn=conn,
                 connected=lambda: out.steps.append(("connected to the candidate", time.monotonic() - started)))
     except BaseException:
         if not requested:  # still a standby: it keeps no WAL for replicas that may never follow it
@@ -496,12 +526,15 @@ def finish(topo: Topology, plan: Plan, out: Outcome) -> None:
 
 
 def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Progress,
-                     on_writable: Callable[[], None] | None = None) -> Outcome:
+                     on_writable: Callable[[], None] | None = None, held: connect.Held | None = None) -> Outcome:
     """Fence the old primary, prepare the candidate (slots, synchronous standbys), promote and accept
     the first write; then everything else at once: re-point and check the replicas, move the
     subscribers; drop stale slots and measure the loss. ``Outcome.unfinished`` lists what could not
     be done, each with the command that finishes it. ``on_writable`` is called once the first write
     is accepted (an unattended run shows its plan then: nothing before the first write waits for it).
+    ``held``: the connections the plan kept open (``plan_live``); the candidate is prepared, promoted
+    and written to on its own, and all are closed once the first write is accepted (their backends'
+    exits then no longer compete with the promotion for the CPUs).
 
     Each step done is recorded (``pgtopo.ha.pending``): Ctrl-C stops the failover with
     ``Interrupted`` saying what is done, what is not and the command that finishes it.
@@ -514,10 +547,12 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
         done("fenced")
         progress(plan.old_primary, f"fenced: {out.fence.method} ({out.fence.detail})")
         out.steps.append(("fenced", time.monotonic() - started))
-        # Its host port once (a Docker call), not before each of the four connections to come.
-        port = connect.node_port(topo.name, plan.candidate)
+        conn = held.get(plan.candidate) if held is not None else None
+        # Its host port once (a Docker call), not before each of the four connections to come; none
+        # when the plan's connection to it is open (a retry of the first write looks it up).
+        port = connect.node_port(topo.name, plan.candidate) if conn is None else None
         try:
-            failed = prepare_candidate(topo, plan, out, progress, port=port)
+            failed = prepare_candidate(topo, plan, out, progress, port=port, conn=conn)
             done("re-pointed")
             out.steps.append(("candidate prepared", time.monotonic() - started))
             own: list[inherited.Inherited] = []
@@ -528,7 +563,9 @@ def execute_failover(topo: Topology, plan: Plan, *, started: float, progress: Pr
         except BaseException:
             release_hold(topo, plan.candidate)
             raise
-        promote_and_write(topo, plan, out, started=started, progress=progress, port=port)
+        promote_and_write(topo, plan, out, started=started, progress=progress, port=port, conn=conn)
+        if held is not None:
+            held.close()
         done("promoted", recovery_s=out.recovery_s)
         if on_writable is not None:
             on_writable()

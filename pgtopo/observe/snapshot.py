@@ -168,7 +168,8 @@ def _address(listed: gateway.Listed) -> str | None:
 
 
 def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Listed | None, *,
-                  light: bool = False, subscriptions_only: bool = False) -> NodeSnapshot:
+                  light: bool = False, subscriptions_only: bool = False, rank_only: bool = False,
+                  held: connect.Held | None = None) -> NodeSnapshot:
     base = _base(topo, cluster, node)
     cstate = "missing" if listed is None else listed.status
     if listed is None or cstate != "running":
@@ -181,12 +182,14 @@ def _collect_node(topo: Topology, cluster: str, node: str, listed: gateway.Liste
     except PgtopoError as exc:
         return NodeSnapshot(**base, container=cstate, reachable=False, error=exc.message)
     try:
-        with conn:
-            return _query_node(topo, conn, base, cstate, listed=listed, light=light,
-                               subscriptions_only=subscriptions_only)
+        got = _query_node(topo, conn, base, cstate, listed=listed, light=light,
+                          subscriptions_only=subscriptions_only, rank_only=rank_only)
     except psycopg.Error as exc:
-        msg = first_line(exc)
-        return NodeSnapshot(**base, container=cstate, reachable=False, error=msg)
+        conn.close()
+        return NodeSnapshot(**base, container=cstate, reachable=False, error=first_line(exc))
+    if held is None or not held.keep(node, conn):
+        conn.close()
+    return got
 
 
 # Every query of a node goes out in one pipeline: one round trip instead of one per query. The
@@ -242,12 +245,19 @@ def _subscriptions_sql(version: int) -> str:
             "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid ORDER BY s.subname")
 
 
-def _queries(version: int, *, light: bool, subscriptions_only: bool) -> dict[str, tuple[str, tuple[Any, ...]]]:
+def _queries(version: int, *, light: bool, subscriptions_only: bool,
+             rank_only: bool = False) -> dict[str, tuple[str, tuple[Any, ...]]]:
     """What one node is asked, by name: everything (status, verify); less for a failover's plan
     (``light``: no pending restarts nor subscriptions, settings without pg_settings); only its role and subscriptions
-    for a node that matters to a failover only as a subscriber (``subscriptions_only``)."""
+    for a node that matters to a failover only as a subscriber (``subscriptions_only``); only what ranks
+    it as a candidate (``rank_only``: role, WAL positions, timeline, its WAL receiver and the replicas
+    it streams to; no slots nor settings: an unattended failover reads the chosen candidate's slots
+    afterwards, ``slots``)."""
     if subscriptions_only:
         return {"main": (_MAIN_SQL, ()), "subs": (_subscriptions_sql(version), ())}
+    if rank_only:
+        return {"main": (_MAIN_SQL, ()), "recv": (_RECEIVER_SQL, ()), "hist": (_HISTORY_SQL, ()),
+                "down": (_DOWNSTREAM_SQL, ())}
     out: dict[str, tuple[str, tuple[Any, ...]]] = {
         "main": (_MAIN_SQL, ()), "recv": (_RECEIVER_SQL, ()), "hist": (_HISTORY_SQL, ()), "down": (_DOWNSTREAM_SQL, ()),
         "slots": (_slots_sql(version), ()),
@@ -260,9 +270,10 @@ def _queries(version: int, *, light: bool, subscriptions_only: bool) -> dict[str
 
 
 def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, Any], cstate: str, *,
-                listed: gateway.Listed, light: bool, subscriptions_only: bool = False) -> NodeSnapshot:
+                listed: gateway.Listed, light: bool, subscriptions_only: bool = False,
+                rank_only: bool = False) -> NodeSnapshot:
     version = conn.info.server_version
-    queries = _queries(version, light=light, subscriptions_only=subscriptions_only)
+    queries = _queries(version, light=light, subscriptions_only=subscriptions_only, rank_only=rank_only)
     cursors = {name: conn.cursor(row_factory=dict_row) for name in queries}
     with conn.pipeline():
         for name, (query, params) in queries.items():
@@ -291,13 +302,7 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         )
         for r in down
     )
-    slots = tuple(
-        Slot(name=r["slot_name"], slot_type=r["slot_type"], active=r["active"],
-             retained_bytes=None if r["retained"] is None else int(r["retained"]), wal_status=r["wal_status"],
-             database=r["database"], failover=bool(r["failover"]), synced=bool(r["synced"]),
-             temporary=bool(r["temporary"]))
-        for r in slot_rows
-    )
+    slots = _slots(slot_rows)
     settings = {r["name"]: r["setting"] for r in setting_rows if r["name"] in SETTINGS and r["setting"] is not None}
     pending = tuple(r["name"] for r in setting_rows if r.get("pending_restart"))
     # pg_subscription is a shared catalog copied to standbys, where no worker ever runs: a standby's
@@ -315,6 +320,21 @@ def _query_node(topo: Topology, conn: psycopg.Connection[Any], base: dict[str, A
         downstream=downstream, slots=slots, subscriptions=subs, settings=settings,
         version=version // 10000, pending_restart=pending,
     )
+
+
+def _slots(rows: list[dict[str, Any]]) -> tuple[Slot, ...]:
+    return tuple(
+        Slot(name=r["slot_name"], slot_type=r["slot_type"], active=r["active"],
+             retained_bytes=None if r["retained"] is None else int(r["retained"]), wal_status=r["wal_status"],
+             database=r["database"], failover=bool(r["failover"]), synced=bool(r["synced"]),
+             temporary=bool(r["temporary"]))
+        for r in rows
+    )
+
+
+def slots(conn: psycopg.Connection[Any]) -> tuple[Slot, ...]:
+    """A node's replication slots, on an open connection to it (a candidate asked ``rank_only``)."""
+    return _slots(conn.cursor(row_factory=dict_row).execute(_slots_sql(conn.info.server_version)).fetchall())
 
 
 def _subscriptions(topo: Topology, node: str, subs: list[dict[str, Any]], *, listed: gateway.Listed,
@@ -366,8 +386,8 @@ def _last_error(log: list[str], sub: str) -> str | None:
 
 
 def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-            light: bool = False, subscriptions_only: Collection[str] = (),
-            listed: Mapping[str, gateway.Listed] | None = None) -> Snapshot:
+            light: bool = False, subscriptions_only: Collection[str] = (), rank_only: Collection[str] = (),
+            listed: Mapping[str, gateway.Listed] | None = None, held: connect.Held | None = None) -> Snapshot:
     """One connection per node (every node, or only ``nodes``), in parallel; the containers'
     states from one Docker call (none with ``listed``: the nodes' containers as `containers` listed
     them moments before, for a plan that asks its nodes in rounds).
@@ -376,7 +396,9 @@ def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: floa
     unreachable ("no answer within N s") and not waited for: a failover must not wait on a node
     that hangs. ``light`` leaves out what only status and verify show (the nodes' subscriptions,
     pending restarts, the settings with a unit); the nodes in
-    ``subscriptions_only`` are asked only their role and subscriptions (a failover's subscribers).
+    ``subscriptions_only`` are asked only their role and subscriptions (a failover's subscribers), those
+    in ``rank_only`` only what ranks them as candidates (no slots nor settings). With ``held``, each
+    connection that answered stays open there (a failover goes on with its candidate's).
     """
     wanted = None if nodes is None else set(nodes)
     targets = [(c, n) for c, n, _spec in topo.all_nodes() if wanted is None or n in wanted]
@@ -386,7 +408,7 @@ def collect(topo: Topology, *, nodes: Iterable[str] | None = None, timeout: floa
 
     def one(cn: tuple[str, str]) -> NodeSnapshot:
         return _collect_node(topo, cn[0], cn[1], listed.get(cn[1]), light=light,
-                             subscriptions_only=cn[1] in subscriptions_only)
+                             subscriptions_only=cn[1] in subscriptions_only, rank_only=cn[1] in rank_only, held=held)
 
     if timeout is None:
         # The work is waiting (the connection's authentication, one pipelined round trip): a

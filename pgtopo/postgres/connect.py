@@ -6,9 +6,12 @@ pgtopo's own role ``pgtopo`` logs in with the password kept in the state directo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import threading
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -104,3 +107,51 @@ def connect(topology: str, node: str, *, dbname: str = "postgres", autocommit: b
         return psycopg.connect(info, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise OperationFailed(str(exc).strip().splitlines()[-1], node=node, step="connect") from None
+
+
+class Held:
+    """Connections a command keeps open from one step to the next, one per node (``postgres``
+    database, autocommit), closed together by ``close`` (or at the end of a ``with`` block).
+
+    An unattended failover asks its candidates, prepares one, promotes it and writes first on
+    the connections its plan opened: no new connection (backend start, authentication) for the
+    chosen candidate, and no backend exit of the others' connections, before the first write.
+    A connection found closed or broken is not handed out: the caller opens a new one.
+    """
+
+    def __init__(self) -> None:
+        self._conns: dict[str, psycopg.Connection[Any]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def keep(self, node: str, conn: psycopg.Connection[Any]) -> bool:
+        """Keep ``conn`` (an autocommit connection to ``node``'s postgres database); False when
+        this holder is closed already or holds one for ``node`` (the caller closes it then)."""
+        with self._lock:
+            if self._closed or node in self._conns or not conn.autocommit:
+                return False
+            self._conns[node] = conn
+            return True
+
+    def get(self, node: str) -> psycopg.Connection[Any] | None:
+        """The connection kept for ``node``, if it is still usable (it stays held)."""
+        with self._lock:
+            conn = self._conns.get(node)
+        if conn is None or conn.closed or conn.broken:
+            return None
+        return conn
+
+    def close(self) -> None:
+        """Close every connection held; any kept later is refused (``keep`` returns False)."""
+        with self._lock:
+            self._closed = True
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    def __enter__(self) -> Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

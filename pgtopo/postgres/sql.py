@@ -7,6 +7,7 @@ themselves; everything that fails an operation goes through :func:`translated`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, LiteralString
@@ -48,8 +49,11 @@ def query(topo: Topology, node: str, stmt: Query, params: Sequence[Any] | None =
 
 
 def run_all(topo: Topology, node: str, stmts: Sequence[Query], *, db: str = "postgres", step: str,
-            port: int | None = None) -> None:
-    """Several statements on one connection, in order (autocommit: ALTER SYSTEM, subscriptions)."""
-    with translated(node=node, step=step), connect.connect(topo.name, node, dbname=db, port=port) as conn:
+            port: int | None = None, conn: psycopg.Connection[Any] | None = None) -> None:
+    """Several statements on one connection, in order (autocommit: ALTER SYSTEM, subscriptions):
+    ``conn`` (an open autocommit connection to ``node``'s ``db``, left open) or a new one."""
+    with translated(node=node, step=step), \
+            contextlib.nullcontext(conn) if conn is not None else connect.connect(topo.name, node, dbname=db,
+                                                                                    port=port) as c:
         for stmt in stmts:
-            conn.execute(stmt)
+            c.execute(stmt)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -163,6 +165,41 @@ def test_a_snapshot_connects_straight_to_each_container_where_the_host_is_on_its
                 assert row is not None and row[0] == sock.getsockname()[1]
     snap = snapshot.collect(topo)
     assert all(n.reachable for n in snap.nodes.values() if n.container == "running"), snap
+
+
+def test_an_unattended_failover_goes_on_with_the_connections_its_plan_opened(
+        hold: tuple[Topology, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before the first write: one connection per member asked (the plan's), none more to the
+    # candidate for its preparation, promotion and first write, none to the subscriber; every
+    # one of them closed once the new primary accepts writes.
+    topo, path = hold
+    old = state.current_primaries(topo)["main"]
+    opened: list[str] = []
+    writable: list[int] = []
+    real = connect.connect
+
+    def counted(topology: str, node: str, **kw: Any) -> Any:
+        opened.append(node)
+        return real(topology, node, **kw)
+
+    code, out = cli("kill", str(path), old)  # it reads the primary's last position first
+    assert code == 0, out
+    monkeypatch.setattr(connect, "connect", counted)
+    started = time.monotonic()
+    with connect.Held() as held:
+        plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, unattended=True, held=held)
+        out_ = promotion.execute_failover(topo, plan, started=started, progress=lambda *_a: None, held=held,
+                                          on_writable=lambda: writable.append(len(opened)))
+        assert held.get(plan.candidate) is None  # closed with the others after the first write
+    before = opened[:writable[0]]
+    members = sorted({"pg-a", "pg-b", "pg-c"} - {old})
+    assert sorted(before) == members, opened  # the old primary's container is down: not connected to
+    assert out_.unfinished == [], out_.unfinished
+    assert query(topo, plan.candidate, "SELECT pg_is_in_recovery()", step="test: role") == [(False,)]
+    monkeypatch.undo()
+    code, out = cli("rejoin", str(path), old)
+    assert code == 0, out
+    wait_for(lambda: all_streaming(topo, "main"), what="every node of main streaming")
 
 
 def test_a_re_synchronisation_frees_and_drops_a_slot_a_walsender_still_holds(hold: tuple[Topology, Path]) -> None:

@@ -17,7 +17,7 @@ from pgtopo.observe.snapshot import NodeSnapshot, Snapshot
 from pgtopo.postgres import connect as pg_connect
 from pgtopo.runtime import gateway, state
 from tests.support.ha import saas_snap, sync_snap
-from tests.support.snapshots import BASE, MIB, down, downstream, primary, replica
+from tests.support.snapshots import BASE, MIB, SYNCED, down, downstream, primary, replica
 from tests.support.topologies import SAAS, SYNC, topology_of
 
 # SAAS plus a cluster that has nothing to do with main: a failover of main must not look at it.
@@ -38,13 +38,21 @@ class FakeCollector:
         self.calls: list[dict[str, Any]] = []
 
     def __call__(self, topo: Topology, *, nodes: Iterable[str] | None = None, timeout: float | None = None,
-                 light: bool = False, subscriptions_only: Collection[str] = (),
-                 listed: Mapping[str, gateway.Listed] | None = None) -> Snapshot:
+                 light: bool = False, subscriptions_only: Collection[str] = (), rank_only: Collection[str] = (),
+                 listed: Mapping[str, gateway.Listed] | None = None, held: pg_connect.Held | None = None) -> Snapshot:
         assert listed is LISTED  # every round uses the one Docker call made before the first
         asked = list(nodes) if nodes is not None else list(self.full.nodes)
         self.calls.append({"nodes": asked, "timeout": timeout, "light": light,
-                           "subscriptions_only": sorted(subscriptions_only)})
-        return dataclasses.replace(self.full, nodes={n: self.full.nodes[n] for n in asked})
+                           "subscriptions_only": sorted(subscriptions_only), "rank_only": sorted(rank_only)})
+        # A node asked only what ranks it tells no slots (``snapshot._queries``).
+        return dataclasses.replace(self.full, nodes={
+            n: dataclasses.replace(self.full.nodes[n], slots=()) if n in rank_only else self.full.nodes[n]
+            for n in asked})
+
+    def slots_of(self, topo: Topology, node: str, held: pg_connect.Held | None) -> tuple[snapshot.Slot, ...]:
+        """What ``promotion.read_slots`` reads of the chosen candidate."""
+        self.calls.append({"slots of": node})
+        return self.full.nodes[node].slots
 
 
 LISTED: dict[str, gateway.Listed] = {}
@@ -73,7 +81,7 @@ def full_snapshot() -> Snapshot:
 
 
 ASKED_FIRST = {"nodes": ["pg-us", "pg-eu", "pg-us2", "pg-billing"], "timeout": promotion.SNAPSHOT_TIMEOUT_S,
-               "light": True, "subscriptions_only": ["pg-billing"]}
+               "light": True, "subscriptions_only": ["pg-billing"], "rank_only": []}
 
 
 def streaming_cascade(**nodes: NodeSnapshot) -> Snapshot:
@@ -89,7 +97,7 @@ def test_planning_asks_only_the_cluster_and_its_subscribers(topo: Topology) -> N
     # The cascade pg-eu2 is left for later only if pg-eu is seen streaming it: not here, so it is
     # asked before deciding, alone.
     assert collect.calls == [ASKED_FIRST, {"nodes": ["pg-eu2"], "timeout": promotion.SNAPSHOT_TIMEOUT_S,
-                                           "light": True, "subscriptions_only": []}]
+                                           "light": True, "subscriptions_only": [], "rank_only": []}]
     assert "pg-eu2" in [c.node for c in plan.ranking]
     # One Docker call for both rounds, for the cluster's members and its subscriber.
     assert CONTAINERS_ASKED == [["pg-us", "pg-eu", "pg-eu2", "pg-us2", "pg-billing"]]
@@ -171,8 +179,9 @@ def test_with_to_or_under_a_partition_every_member_is_asked_at_once(topo: Topolo
 
 def test_an_unattended_failover_asks_its_subscribers_after_the_first_write(topo: Topology) -> None:
     collect = FakeCollector(streaming_cascade())
-    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True)
-    assert [c["nodes"] for c in collect.calls] == [["pg-us", "pg-eu", "pg-us2"]]
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True,
+                               slots_of=collect.slots_of)
+    assert [c.get("nodes") for c in collect.calls] == [["pg-us", "pg-eu", "pg-us2"], None]
     # Its containers are listed without the subscriber's (the cluster's only: a smaller Docker call).
     assert CONTAINERS_ASKED == [["pg-us", "pg-eu", "pg-eu2", "pg-us2"]]
     assert plan.candidate == "pg-us2"
@@ -186,6 +195,42 @@ def test_an_unattended_failover_asks_its_subscribers_after_the_first_write(topo:
     assert later == list(attended.subscribers) and [m.action for m in later] == ["resync"]
     assert failover.subscriber_warnings(later) == [w for w in attended.warnings if "subscription" in w]
     assert [w for w in plan.warnings if "subscription" in w] == []
+
+
+def test_an_unattended_failover_ranks_its_replicas_then_reads_only_the_candidates_slots(topo: Topology) -> None:
+    # The candidate pg-us2 keeps an idle physical slot nobody will use and the subscriber's
+    # failover slot: what the plan drops and decides the subscriber's move from.
+    stale = snapshot.Slot(name="pg_gone", slot_type="physical", active=False, retained_bytes=0,
+                          wal_status="reserved", database=None, failover=False, synced=False)
+    full = streaming_cascade()
+    us2 = dataclasses.replace(full.nodes["pg-us2"], slots=(stale, SYNCED))
+    full = dataclasses.replace(full, nodes={**full.nodes, "pg-us2": us2})
+    collect = FakeCollector(full)
+    plan = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True,
+                               slots_of=collect.slots_of)
+    # The replicas are asked what ranks them; the old primary (its settings and standbys matter) as before.
+    assert collect.calls[0]["rank_only"] == ["pg-eu", "pg-us2"]
+    assert collect.calls[1:] == [{"slots of": "pg-us2"}]
+    assert plan.candidate == "pg-us2" and plan.stale_slots == ("pg_gone",)
+    assert plan.candidate_slots == (stale, SYNCED)
+    # The same as a plan made on everything the replicas would tell.
+    attended = promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=FakeCollector(full))
+    assert attended.stale_slots == plan.stale_slots
+    assert failover.later_subscriber_moves(topo, plan, full) == list(attended.subscribers)
+    assert dataclasses.replace(plan, candidate_slots=(), subscribers=attended.subscribers, warnings=attended.warnings,
+                               subscribers_later=()) == attended
+
+
+def test_a_candidate_whose_slots_cannot_be_read_is_not_promoted_blind(topo: Topology) -> None:
+    collect = FakeCollector(streaming_cascade())
+
+    def unreadable(_topo: Topology, node: str, _held: pg_connect.Held | None) -> tuple[snapshot.Slot, ...]:
+        raise OperationFailed("connection refused", node=node, step="read the candidate's slots")
+
+    with pytest.raises(OperationFailed, match="connection refused") as err:
+        promotion.plan_live(topo, mode="failover", cluster="main", to=None, collect=collect, unattended=True,
+                            slots_of=unreadable)
+    assert (err.value.node, err.value.step) == ("pg-us2", "read the candidate's slots")
 
 
 def test_an_unattended_failover_under_a_partition_asks_its_subscribers_first(topo: Topology) -> None:
