@@ -71,6 +71,11 @@ class Shape:
     cascading: int
     subscribers: int
     subscriber_replicas: int
+    label: str = ""  # as given to --sizes; the node count unless another shape of that size
+
+    @property
+    def key(self) -> str:
+        return self.label or str(self.nodes)
 
     @property
     def nodes(self) -> int:
@@ -81,19 +86,24 @@ class Shape:
         return 1 + self.subscribers
 
 
-SHAPES: dict[int, Shape] = {
-    3: Shape(regions=3, direct=1, cascading=0, subscribers=1, subscriber_replicas=0),
-    12: Shape(regions=5, direct=3, cascading=2, subscribers=2, subscriber_replicas=2),
-    30: Shape(regions=8, direct=7, cascading=7, subscribers=3, subscriber_replicas=4),
+SHAPES: dict[str, Shape] = {
+    "3": Shape(regions=3, direct=1, cascading=0, subscribers=1, subscriber_replicas=0),
+    "12": Shape(regions=5, direct=3, cascading=2, subscribers=2, subscriber_replicas=2),
+    "30": Shape(regions=8, direct=7, cascading=7, subscribers=3, subscriber_replicas=4),
+    # 30 nodes whose failed cluster is the 3-node one's (a primary and one replica): the other 28
+    # are four subscriber clusters of 7. What a failover costs with the size of the topology alone,
+    # not with the number of replicas that could be promoted.
+    "30x1": Shape(regions=8, direct=1, cascading=0, subscribers=4, subscriber_replicas=6, label="30x1"),
 }
 
 
-def shape_for(nodes: int) -> Shape:
-    """The named sizes, or (beyond 30) the 30-node design with more replicas."""
-    if nodes in SHAPES:
-        return SHAPES[nodes]
-    if nodes < 30:
-        raise SystemExit(f"--sizes: {nodes} is not one of {sorted(SHAPES)} (larger sizes grow the 30-node design)")
+def shape_for(spec: str) -> Shape:
+    """The named sizes, or (a number beyond 30) the 30-node design with more replicas."""
+    if spec in SHAPES:
+        return SHAPES[spec]
+    nodes = int(spec) if spec.isdigit() else 0
+    if nodes <= 30:
+        raise SystemExit(f"--sizes: {spec} is not one of {', '.join(SHAPES)} (larger numbers grow the 30-node design)")
     # More cascading replicas behind main's 7 direct ones: no node serves more than a dozen
     # replicas, so what runs out first is the machine, not one node's WAL senders.
     return Shape(regions=8, direct=7, cascading=7 + nodes - 30, subscribers=3, subscriber_replicas=4)
@@ -233,7 +243,7 @@ def docker_proxies() -> tuple[int, float]:
 
 
 def measure(shape: Shape, *, prefix: str, directory: Path, repeat: int, keep: bool) -> Measured:
-    name = f"{prefix}{shape.nodes}"
+    name = f"{prefix}{shape.key}"
     path = write_topology(shape, name, directory)
     m = Measured(shape)
     pgtopo("down", str(path), "--volumes")
@@ -451,15 +461,17 @@ def cell(value: float | None, base: float | None) -> str:
 
 
 def report(rows: list[Measured]) -> str:
-    base = next((r for r in rows if r.shape.nodes == 3), None)
+    base = next((r for r in rows if r.shape.key == "3"), None)
 
     def b(attr: str) -> float | None:
         return getattr(base, attr) if base else None
 
-    lines = ["| nodes | regions | clusters | `up` | `status` | `verify` (checks) | failover recovery: command to "
-             "first write | whole `failover` | `down --volumes` |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| nodes | regions | clusters | replicas of the failed primary | `up` | `status` | `verify` (checks) | "
+             "failover recovery: command to first write | whole `failover` | `down --volumes` |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.shape.nodes} | {r.shape.regions} | {r.shape.clusters} | {cell(r.up_s, b('up_s'))} | "
+        lines.append(f"| {r.shape.nodes} | {r.shape.regions} | {r.shape.clusters} | {r.shape.direct} | "
+                     f"{cell(r.up_s, b('up_s'))} | "
                      f"{cell(r.status_s, b('status_s'))} | {cell(r.verify_s, b('verify_s'))} ({r.checks}) | "
                      f"{cell(r.recovery_s, b('recovery_s'))} | {cell(r.failover_s, b('failover_s'))} | "
                      f"{cell(r.down_s, b('down_s'))} |")
@@ -473,20 +485,21 @@ def report(rows: list[Measured]) -> str:
                 f"load average {r.load:.1f}" if r.load is not None else None,
                 f"{r.failover_load:.1f} when the first failover started ({r.settled})" if r.failover_load is not None
                 else None]
-        lines.append(f"- {r.shape.nodes} nodes after `up`: " + ", ".join(x for x in seen if x)
+        lines.append(f"- {r.shape.key} nodes after `up`: " + ", ".join(x for x in seen if x)
                      + "".join(f"; {n}" for n in r.notes))
     return "\n".join(lines)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="3,12,30", help="node counts, comma-separated (beyond 30: tried if they fit)")
-    ap.add_argument("--prefix", default="bench-scale", help="topology names: PREFIX<nodes>")
+    ap.add_argument("--sizes", default="3,12,30,30x1",
+                    help="node counts, comma-separated (beyond 30: tried if they fit); 30x1: 30 nodes, the failed "
+                         "cluster a primary and one replica")
+    ap.add_argument("--prefix", default="bench-scale", help="topology names: PREFIX<size>")
     ap.add_argument("--repeat", type=int, default=3, help="runs of status and verify per size (median)")
     ap.add_argument("--keep", action="store_true", help="leave the topologies up")
     args = ap.parse_args()
-    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
-    shapes = [shape_for(n) for n in sizes]
+    shapes = [shape_for(x.strip()) for x in args.sizes.split(",") if x.strip()]
     os.environ.setdefault("PGTOPO_STATE_DIR", tempfile.mkdtemp(prefix="pgtopo-bench-scale-"))
     # pip byte-compiles a package it installs; an editable checkout run with PYTHONDONTWRITEBYTECODE
     # would compile every module from source at each start (about 90 ms): measure what users run.

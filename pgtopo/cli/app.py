@@ -21,7 +21,7 @@ from pgtopo import errors
 from pgtopo.cli import completion, output
 from pgtopo.model import loader
 from pgtopo.model.topology import Topology
-from pgtopo.runtime import lock
+from pgtopo.runtime import lock, state
 from pgtopo.runtime.gateway import DOCKER_ERRORS
 
 TopologyFile = Annotated[Path, typer.Argument(help="The topology file (YAML).", show_default=False)]
@@ -118,8 +118,14 @@ def create_app(groups: Iterable[Commands]) -> typer.Typer:
     return app
 
 
+PARSED_CACHE = ".parsed"  # beside the topologies' state directories: a name no topology can have
+
+
 def load_topology(path: Path) -> Topology:
-    return loader.load(path)
+    # Kept only for a topology that has run (its state directory exists): a command refused on a
+    # file never brought up creates nothing.
+    return loader.load(path, cache=state.state_root() / PARSED_CACHE,
+                       keep=lambda topo: state.topology_dir(topo.name).is_dir())
 
 
 def _command_line() -> str:

@@ -47,8 +47,7 @@ DOCKER_ERRORS: tuple[type[Exception], ...] = (
 @lru_cache(maxsize=1)
 def client() -> docker.DockerClient:
     try:
-        c = docker.from_env(timeout=300)
-        c.ping()
+        c = docker.from_env(timeout=300)  # asks the daemon its API version: no ping needed to know it answers
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise DockerUnavailable(f"cannot reach the Docker daemon ({exc.__class__.__name__}: {exc})".split("\n")[0]) from None
     return c

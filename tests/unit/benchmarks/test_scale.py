@@ -25,16 +25,16 @@ def scale_module() -> ModuleType:
 SCALE = scale_module()
 
 
-@pytest.mark.parametrize("nodes", [3, 12, 30, 45, 60, 99])
-def test_generated_topologies_are_valid_and_of_their_size(nodes: int, tmp_path: Path) -> None:
-    shape = SCALE.shape_for(nodes)
-    topo = load(SCALE.write_topology(shape, f"scale{nodes}", tmp_path))
-    assert len(topo.node_names()) == shape.nodes == nodes
+@pytest.mark.parametrize("size", ["3", "12", "30", "30x1", "45", "60", "99"])
+def test_generated_topologies_are_valid_and_of_their_size(size: str, tmp_path: Path) -> None:
+    shape = SCALE.shape_for(size)
+    topo = load(SCALE.write_topology(shape, f"scale{size}", tmp_path))
+    assert len(topo.node_names()) == shape.nodes == int(size.split("x")[0])
     assert len(topo.regions) == shape.regions and len(topo.clusters) == shape.clusters
 
 
 def test_thirty_nodes_is_the_issue_design(tmp_path: Path) -> None:
-    topo = load(SCALE.write_topology(SCALE.shape_for(30), "scale30", tmp_path))
+    topo = load(SCALE.write_topology(SCALE.shape_for("30"), "scale30", tmp_path))
     assert len(topo.regions) == 8 and len(topo.clusters) == 4
     main = topo.clusters["main"]
     replicas = [n for n, spec in main.nodes.items() if spec.upstream is not None]
@@ -50,13 +50,22 @@ def test_thirty_nodes_is_the_issue_design(tmp_path: Path) -> None:
         assert sub.publisher == "main" and table.where  # a row-filtered publication each
 
 
+def test_thirty_nodes_with_one_candidate_fails_over_the_three_node_cluster(tmp_path: Path) -> None:
+    # The failed cluster is the 3-node topology's (a primary, one replica); the size is elsewhere.
+    topo = load(SCALE.write_topology(SCALE.shape_for("30x1"), "scale30x1", tmp_path))
+    assert len(topo.node_names()) == 30 and len(topo.regions) == 8
+    main = topo.clusters["main"]
+    assert sorted(main.nodes) == ["m-0", "m-1"] and main.nodes["m-1"].upstream == "m-0"
+    assert [len(topo.clusters[c].nodes) for c in topo.clusters if c != "main"] == [7, 7, 7, 7]
+
+
 def test_limits_beyond_thirty() -> None:
-    fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for(30), [])}
+    fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for("30"), [])}
     assert fits["WAL senders"] and fits["host ports"] and fits["topology model"]
     # Growing by cascades keeps the primary's WAL senders; the model's node limit comes first.
-    fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for(99), [])}
+    fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for("99"), [])}
     assert fits["WAL senders"] and fits["topology model"]
-    fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for(120), [])}
+    fits = {resource: ok for resource, _detail, ok in SCALE.limits(SCALE.shape_for("120"), [])}
     assert not fits["topology model"]
 
 
